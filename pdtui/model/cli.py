@@ -1,0 +1,101 @@
+"""`pdtui validate` and `pdtui render`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    validate = subparsers.add_parser(
+        "validate",
+        help="check a profile: schema, ports, GPUs, PD consistency",
+        description="Exit 0 when the profile is valid (warnings allowed), 1 with every problem otherwise.",
+    )
+    validate.add_argument("profile", help="profile file, or the name of a preset such as 1p1d")
+    validate.add_argument("--host-checks", action="store_true", help="also check this machine: ports in use, GPU indices")
+    validate.add_argument("--json", action="store_true", help="print the problems as JSON")
+    validate.set_defaults(func=run_validate)
+
+    render = subparsers.add_parser(
+        "render",
+        help="write the LMCache YAMLs, plan.json and a standalone launch.sh",
+        description="Render what pdtui would start, so the deployment can also run without pdtui.",
+    )
+    render.add_argument("profile", help="profile file, or the name of a preset")
+    render.add_argument("-o", "--output", required=True, help="directory to write into")
+    render.add_argument("--python", default=None, help="interpreter for the proxy/simulator (default: this one)")
+    render.set_defaults(func=run_render)
+
+
+def _print_problems(validation, stream) -> None:
+    for problem in validation.problems:
+        print(problem.format(validation.source), file=stream)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    import json
+
+    from pdtui.model.hostchecks import check_host
+    from pdtui.model.presets import resolve_profile_path
+    from pdtui.model.validate import validate_file
+
+    path = resolve_profile_path(args.profile)
+    validation = validate_file(path)
+    if args.host_checks and validation.profile is not None:
+        count, error = _gpu_count()
+        validation.problems.extend(check_host(validation.profile, count, gpu_error=error))
+    if args.json:
+        print(
+            json.dumps(
+                {"source": validation.source, "ok": validation.ok, "problems": [p.to_dict() for p in validation.problems]},
+                indent=2,
+            )
+        )
+    else:
+        _print_problems(validation, sys.stdout if validation.ok else sys.stderr)
+        if validation.ok:
+            print(f"{validation.source}: valid ({len(validation.warnings)} warning(s))")
+        else:
+            print(f"{validation.source}: {len(validation.errors)} error(s), {len(validation.warnings)} warning(s)", file=sys.stderr)
+    return 0 if validation.ok else 1
+
+
+def _gpu_count() -> tuple[int | None, str | None]:
+    try:
+        from pdtui.gpus import gpu_count  # the GPU layer knows every NVML failure mode
+    except ImportError:
+        gpu_count = None
+    if gpu_count is not None:
+        return gpu_count()
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return pynvml.nvmlDeviceGetCount(), None
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception as exc:  # any NVML failure means "unknown", reported as a warning
+        return None, str(exc) or type(exc).__name__
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pdtui.model.presets import resolve_profile_path
+    from pdtui.model.render import render_plan, write_rendered
+    from pdtui.model.validate import validate_file
+
+    path = resolve_profile_path(args.profile)
+    validation = validate_file(path)
+    if not validation.ok:
+        _print_problems(validation, sys.stderr)
+        print(f"{validation.source}: not rendered, fix the errors first", file=sys.stderr)
+        return 1
+    _print_problems(validation, sys.stderr)
+    out = Path(args.output).expanduser().resolve()
+    plan = render_plan(validation.profile, out, python=args.python)
+    for written in write_rendered(plan, out):
+        print(written)
+    return 0

@@ -1,0 +1,227 @@
+"""The proxy's HTTP front door (aiohttp): routes, request lifecycle, error answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+
+import aiohttp
+from aiohttp import web
+
+from pdtui.proxy.backends import NoBackendError
+from pdtui.proxy.config import ProxyConfig
+from pdtui.proxy.errors import BackendUnreachable, StageError, bad_request
+from pdtui.proxy.exchange import Exchange
+from pdtui.proxy.lmcache_flow import LmcachePdFlow
+from pdtui.proxy.metrics import STAGES
+from pdtui.proxy.nixl_flow import NixlFlow
+from pdtui.proxy.service import ProxyService
+from pdtui.proxy.timeline import RequestTimeline
+
+log = logging.getLogger(__name__)
+
+SERVICE_KEY: web.AppKey[ProxyService] = web.AppKey("pdtui_proxy_service", ProxyService)
+# Prompts can be long; anything above this is refused with 413 instead of buffered.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+EVENTS_HEARTBEAT_S = 15.0
+
+
+def build_app(config: ProxyConfig) -> web.Application:
+    service = ProxyService(config)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[SERVICE_KEY] = service
+    flow = LmcachePdFlow(service) if config.mode == "lmcache-pd" else NixlFlow(service)
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        return await _proxy(request, service, flow, "completions")
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        return await _proxy(request, service, flow, "chat")
+
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/events", _events)
+
+    async def on_startup(app: web.Application) -> None:
+        await service.start()
+
+    async def on_cleanup(app: web.Application) -> None:
+        await service.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+async def _proxy(request: web.Request, svc: ProxyService, flow, route: str) -> web.StreamResponse:
+    req_id = uuid.uuid4().hex
+    tl = RequestTimeline(svc.hub, req_id, route)
+    tl.start("request", detail={"mode": svc.config.mode})
+    ex = Exchange(request=request, req_id=req_id, route=route, timeline=tl)
+    svc.metrics.in_flight.inc()
+    outcome = "ok"
+    try:
+        ex.body = await _read_body(request)
+        sticky = request.headers.get(svc.config.sticky_header) if svc.config.sticky_header else None
+        tried: list[str] = []
+        while True:
+            try:
+                p, d = svc.pool.pick(sticky, exclude=set(tried))
+            except NoBackendError as exc:
+                msg = str(exc)
+                if tried:
+                    msg += f" (unreachable for this request: {', '.join(tried)})"
+                raise StageError(503, "route", None, msg, "no_backend") from None
+            tl.mark("route", None, {"prefiller": p.url, "decoder": d.url})
+            try:
+                return await flow.run(ex, p, d)
+            except BackendUnreachable as exc:
+                if ex.response is not None:
+                    raise
+                # Nothing was sent to the client yet: try the request again elsewhere.
+                log.warning("request %s: %s; retrying on another backend", req_id, exc.message)
+                tried.append(exc.backend)
+    except StageError as exc:
+        outcome = exc.outcome
+        return await _error_answer(ex, exc)
+    except asyncio.CancelledError:
+        outcome = "cancelled"
+        raise
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        outcome = "cancelled"  # the client went away while we were writing to it
+        return ex.response or web.Response(status=499)
+    except Exception as exc:  # a bug must answer the client, not drop it
+        log.exception("request %s failed", req_id)
+        outcome = "backend_error"
+        return await _error_answer(ex, StageError(500, "proxy", None,
+                                                  f"internal proxy error: {exc!r}", "proxy_error"))
+    finally:
+        svc.metrics.in_flight.dec()
+        tl.mark("total")
+        for stage in STAGES:
+            seconds = tl.durations.get(stage)
+            if seconds is not None:
+                svc.metrics.observe_stage(stage, seconds)
+        svc.metrics.requests.labels(route, outcome).inc()
+        tl.end("request", state="end" if outcome == "ok" else "error",
+               detail={"outcome": outcome})
+
+
+async def _read_body(request: web.Request) -> dict:
+    try:
+        body = await request.json(loads=json.loads)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"the request body is not valid JSON: {exc}") from None
+    except web.HTTPRequestEntityTooLarge:
+        raise StageError(413, "request", None,
+                         f"the request body is larger than {MAX_BODY_BYTES} bytes",
+                         "invalid_request_error") from None
+    if not isinstance(body, dict):
+        raise bad_request(f"the request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+async def _error_answer(ex: Exchange, exc: StageError) -> web.StreamResponse:
+    body = exc.body(ex.req_id)
+    if ex.response is None:
+        return web.json_response(body, status=exc.status, headers={"X-Request-Id": ex.req_id})
+    # The stream has started (status 200 is gone): report in-band, as vLLM does.
+    out = ex.response
+    try:
+        await out.write(b"data: " + json.dumps(body).encode() + b"\n\ndata: [DONE]\n\n")
+        await out.write_eof()
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError, RuntimeError):
+        pass
+    return out
+
+
+async def _health(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE_KEY]
+    ready = svc.pool.ready()
+    body = {
+        "status": "ok" if ready else "unavailable",
+        "mode": svc.config.mode,
+        "prefillers": [b.as_dict() for b in svc.pool.prefillers],
+        "decoders": [b.as_dict() for b in svc.pool.decoders],
+        "health_rounds": svc.health.rounds if svc.health else 0,
+        "kv_waiting": len(svc.waiters),
+        "kv_early": svc.waiters.early_count,
+    }
+    if svc.listener is not None:
+        body["zmq"] = svc.listener.endpoint
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def _models(request: web.Request) -> web.Response:
+    """Forwarded from a decoder (then a prefiller): they serve the same model."""
+    svc = request.app[SERVICE_KEY]
+    assert svc.session is not None
+    errors = []
+    candidates = [b for b in svc.pool.decoders + svc.pool.prefillers if b.routable]
+    for backend in candidates:
+        try:
+            async with svc.session.get(
+                backend.url + "/v1/models", headers=svc.auth_headers,
+                timeout=aiohttp.ClientTimeout(total=svc.config.timeouts.tokenize_s),
+            ) as resp:
+                data = await resp.read()
+                if resp.status == 200:
+                    return web.Response(body=data, content_type="application/json")
+                errors.append(f"{backend.url}: HTTP {resp.status}")
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            errors.append(f"{backend.url}: {exc or type(exc).__name__}")
+    err = StageError(503, "models", None,
+                     "no backend answered GET /v1/models"
+                     + (f": {'; '.join(errors)}" if errors else " (none healthy)"), "no_backend")
+    return web.json_response(err.body(None), status=503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE_KEY]
+    return web.Response(body=svc.metrics.render(), headers={"Content-Type": svc.metrics.content_type})
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    """Timeline events as JSON lines (default) or SSE (`?format=sse` or Accept).
+
+    The kept history is replayed first (`?history=0` skips it), then live events.
+    """
+    svc = request.app[SERVICE_KEY]
+    sse = request.query.get("format") == "sse" or "text/event-stream" in request.headers.get(
+        "Accept", "")
+    replay = request.query.get("history", "1") not in ("0", "false", "no")
+    out = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream" if sse else "application/x-ndjson",
+        "Cache-Control": "no-cache",
+    })
+    sub = svc.hub.subscribe()
+    try:
+        await out.prepare(request)
+
+        def frame(event: dict) -> bytes:
+            line = json.dumps(event, separators=(",", ":")).encode()
+            return b"data: " + line + b"\n\n" if sse else line + b"\n"
+
+        if replay:
+            history = svc.hub.history()
+            if history:
+                await out.write(b"".join(frame(e) for e in history))
+        while True:
+            try:
+                event = await asyncio.wait_for(sub.queue.get(), EVENTS_HEARTBEAT_S)
+            except asyncio.TimeoutError:
+                event = {"type": "heartbeat"}
+            batch = [event]
+            while not sub.queue.empty() and len(batch) < 256:
+                batch.append(sub.queue.get_nowait())
+            await out.write(b"".join(frame(e) for e in batch))
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        pass
+    finally:
+        svc.hub.unsubscribe(sub)
+    return out

@@ -1,0 +1,49 @@
+"""One client request as it moves through a flow, and the stage helper they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Awaitable, TypeVar
+
+from aiohttp import web
+
+from pdtui.proxy.timeline import RequestTimeline
+
+T = TypeVar("T")
+
+
+@dataclass
+class Exchange:
+    request: web.Request
+    req_id: str
+    route: str  # "completions" | "chat"
+    timeline: RequestTimeline
+    body: dict = field(default_factory=dict)
+    # Set once the client's response has started: after that errors go in-band.
+    response: web.StreamResponse | None = None
+
+    @property
+    def is_chat(self) -> bool:
+        return self.route == "chat"
+
+    @property
+    def wants_stream(self) -> bool:
+        return bool(self.body.get("stream", False))
+
+    @property
+    def wants_usage_chunk(self) -> bool:
+        opts = self.body.get("stream_options")
+        return self.wants_stream and isinstance(opts, dict) and bool(opts.get("include_usage"))
+
+
+async def staged(ex: Exchange, stage: str, backend: str | None, awaitable: Awaitable[T],
+                 detail: dict | None = None) -> T:
+    """Run one stage with start/end (or error) timeline events around it."""
+    ex.timeline.start(stage, backend, detail)
+    try:
+        result = await awaitable
+    except BaseException as exc:
+        ex.timeline.end(stage, backend, {"error": str(exc) or type(exc).__name__}, state="error")
+        raise
+    ex.timeline.end(stage, backend)
+    return result

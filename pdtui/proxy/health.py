@@ -1,0 +1,77 @@
+"""Background health checks: GET <backend>/health for every backend, every few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+import aiohttp
+
+from pdtui.proxy.backends import HEALTH_DOWN, HEALTH_UP, Backend
+
+log = logging.getLogger(__name__)
+
+
+class HealthChecker:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        backends: list[Backend],
+        interval_s: float,
+        timeout_s: float,
+        on_change: Callable[[Backend], None] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._session = session
+        self._backends = backends
+        self._interval = interval_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._on_change = on_change or (lambda b: None)
+        self._headers = headers or {}
+        self._task: asyncio.Task | None = None
+        self.rounds = 0
+
+    async def check_all(self) -> None:
+        await asyncio.gather(*(self.check(b) for b in self._backends))
+        self.rounds += 1
+
+    async def check(self, backend: Backend) -> None:
+        try:
+            async with self._session.get(
+                backend.url + "/health", timeout=self._timeout, headers=self._headers
+            ) as resp:
+                await resp.read()
+                if resp.status == 200:
+                    self.mark(backend, HEALTH_UP)
+                else:
+                    self.mark(backend, HEALTH_DOWN, f"GET /health answered HTTP {resp.status}")
+        except asyncio.TimeoutError:
+            self.mark(backend, HEALTH_DOWN, "GET /health timed out")
+        except aiohttp.ClientError as exc:
+            self.mark(backend, HEALTH_DOWN, f"GET /health failed: {exc}")
+
+    def mark(self, backend: Backend, state: str, error: str | None = None) -> None:
+        if backend.set_state(state, error):
+            log.info("%s %s is now %s%s", backend.role, backend.url, state,
+                     f" ({error})" if error else "")
+            self._on_change(backend)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="proxy-health-checker")
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.check_all()
+            except Exception:  # a bug here must not stop health checking for good
+                log.exception("health check round failed")
+            await asyncio.sleep(self._interval)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass

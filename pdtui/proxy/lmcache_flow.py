@@ -1,0 +1,385 @@
+"""lmcache-pd mode: LMCache's PD protocol, as its example proxy speaks it.
+
+tokenize (a backend's /tokenize) -> prefill on P with max_tokens=1 and
+kv_transfer_params {ret_first_tok, disagg_spec} -> wait for one ProxyNotif per
+decoder TP rank -> decode on D from prompt ids + P's first token with
+max_tokens-1. Both P and D are always spoken to through /v1/completions; chat
+requests are tokenized from their messages and re-wrapped as chat chunks.
+
+Unlike the example proxy: `stream: false` gets one JSON body, every wait has a
+timeout, the client's response starts only when the decoder's first event is
+in (so a failure before it is a proper HTTP status), and usage counts the
+prefill's token as a completion token, not a prompt token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from aiohttp import web
+
+from pdtui.proxy.backends import Backend
+from pdtui.proxy.errors import StageError, bad_request
+from pdtui.proxy.exchange import Exchange, staged
+from pdtui.proxy.service import ProxyService
+from pdtui.proxy.streaming import DONE, iter_sse_data, sse_event, sse_raw, start_sse
+
+# Chat fields that a /v1/completions request does not take (or takes differently).
+_CHAT_ONLY = frozenset({
+    "messages", "add_generation_prompt", "continue_final_message", "chat_template",
+    "chat_template_kwargs", "tools", "tool_choice", "parallel_tool_calls", "documents",
+    "max_completion_tokens", "logprobs", "top_logprobs", "mm_processor_kwargs",
+})
+# Chat fields that shape the prompt, so /tokenize must see them.
+_CHAT_TOKENIZE = ("add_generation_prompt", "continue_final_message", "chat_template",
+                  "chat_template_kwargs", "tools", "add_special_tokens", "documents",
+                  "mm_processor_kwargs")
+_DEFAULT_COMPLETION_MAX_TOKENS = 16  # vLLM's (and OpenAI's) default for /v1/completions
+
+
+def requested_max_tokens(body: dict, chat: bool) -> int | None:
+    keys = ("max_completion_tokens", "max_tokens") if chat else ("max_tokens",)
+    for key in keys:
+        value = body.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise bad_request(f"'{key}' must be an integer >= 1, got {value!r}")
+        return value
+    return None if chat else _DEFAULT_COMPLETION_MAX_TOKENS
+
+
+def _fix_usage(usage: dict) -> dict:
+    """The decoder counted P's first token as prompt; the client asked for it as output."""
+    out = dict(usage)
+    if isinstance(out.get("prompt_tokens"), int):
+        out["prompt_tokens"] -= 1
+    if isinstance(out.get("completion_tokens"), int):
+        out["completion_tokens"] += 1
+    return out
+
+
+def _merge_logprobs(acc: dict | None, part: dict | None) -> dict | None:
+    if not isinstance(part, dict):
+        return acc
+    if acc is None:
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in part.items()}
+    for key, value in part.items():
+        if isinstance(value, list) and isinstance(acc.get(key), list):
+            acc[key].extend(value)
+    return acc
+
+
+class LmcachePdFlow:
+    def __init__(self, service: ProxyService) -> None:
+        self.svc = service
+
+    async def run(self, ex: Exchange, p: Backend, d: Backend) -> web.StreamResponse:
+        body = ex.body
+        if body.get("n", 1) not in (1, None) or body.get("best_of", 1) not in (1, None):
+            raise bad_request("n > 1 / best_of > 1 are not supported in lmcache-pd mode "
+                              "(one first token comes back from the prefiller)")
+        max_tokens = requested_max_tokens(body, ex.is_chat)
+        try:
+            return await self._run(ex, p, d, max_tokens)
+        finally:
+            self.svc.waiters.forget(ex.req_id)
+
+    async def _run(self, ex: Exchange, p: Backend, d: Backend, max_tokens: int | None):
+        svc, t = self.svc, self.svc.config.timeouts
+        with svc.outstanding(p):
+            tokens = await self._tokenize(ex, p)
+            prefill_body = self._prefill_body(ex, tokens, d)
+            # Register before sending, so the notification can never outrun its waiter.
+            kv_ready = svc.waiters.register(ex.req_id, d.tp_ranks)
+            prefill = await staged(
+                ex, "prefill", p.url,
+                svc.post_json(p, "/v1/completions", prefill_body, stage="prefill",
+                              timeout_s=t.prefill_s, req_id=ex.req_id),
+                {"prompt_tokens": len(tokens), "decoder": d.url},
+            )
+        first_tok = (prefill.get("kv_transfer_params") or {}).get("first_tok")
+        if isinstance(first_tok, bool) or not isinstance(first_tok, int):
+            raise StageError(
+                502, "prefill", p.url,
+                f"prefill: {p.url} answered without kv_transfer_params.first_tok; is it a "
+                "vLLM + LMCache prefiller (kv_role kv_producer, LMCache pd_role: sender)?",
+                "backend_error",
+            )
+        choices = prefill.get("choices") or [{}]
+        first_choice = choices[0] if isinstance(choices[0], dict) else {}
+
+        await self._wait_kv(ex, p, d, kv_ready)
+
+        complete = (max_tokens is not None and max_tokens <= 1) or \
+            first_choice.get("finish_reason") == "stop"
+        decode_body = dict(prefill_body)
+        del decode_body["kv_transfer_params"]
+        decode_body["prompt"] = [*tokens, first_tok]
+        if complete:
+            # The answer is whole already, but the decoder holds this request's KV in its
+            # PD buffer until it reads it: one token of decode frees it.
+            await self._drain_decoder(ex, d, decode_body)
+            return await self._answer_from_prefill(ex, prefill, first_choice)
+        if max_tokens is None:
+            decode_body.pop("max_tokens", None)
+        else:
+            decode_body["max_tokens"] = max_tokens - 1
+        if isinstance(body_min := ex.body.get("min_tokens"), int) and body_min > 1:
+            decode_body["min_tokens"] = body_min - 1
+        decode_body["stream"] = True
+        decode_body["stream_options"] = {"include_usage": True}
+        return await self._decode(ex, d, decode_body, prefill, first_choice)
+
+    # -- stages ------------------------------------------------------------------------
+
+    async def _tokenize(self, ex: Exchange, p: Backend) -> list[int]:
+        body = ex.body
+        if ex.is_chat:
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                raise bad_request("'messages' must be a non-empty list of chat messages")
+            tok_body = {"messages": messages}
+            tok_body.update({k: body[k] for k in _CHAT_TOKENIZE if k in body})
+        else:
+            prompt = body.get("prompt")
+            if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+                prompt = prompt[0]
+            if isinstance(prompt, list) and prompt and all(
+                isinstance(x, int) and not isinstance(x, bool) for x in prompt
+            ):
+                return list(prompt)  # already token ids: nothing to tokenize
+            if not isinstance(prompt, str):
+                raise bad_request("'prompt' must be a string or a list of token ids "
+                                  "(one prompt per request in lmcache-pd mode)")
+            tok_body = {"prompt": prompt}
+        if "model" in body:
+            tok_body["model"] = body["model"]
+        t = self.svc.config.timeouts
+        out = await staged(ex, "tokenize", p.url, self.svc.post_json(
+            p, "/tokenize", tok_body, stage="tokenize", timeout_s=t.tokenize_s, req_id=ex.req_id))
+        tokens = out.get("tokens")
+        if not isinstance(tokens, list) or not all(isinstance(x, int) for x in tokens):
+            raise StageError(502, "tokenize", p.url,
+                             f"tokenize: {p.url}/tokenize answered without a 'tokens' list of ints",
+                             "backend_error")
+        return tokens
+
+    def _prefill_body(self, ex: Exchange, tokens: list[int], d: Backend) -> dict:
+        body = {k: v for k, v in ex.body.items() if k not in _CHAT_ONLY} if ex.is_chat \
+            else dict(ex.body)
+        body.pop("stream_options", None)
+        body.pop("min_tokens", None)  # min_tokens > max_tokens=1 would be refused
+        body["prompt"] = tokens
+        body["max_tokens"] = 1
+        body["stream"] = False
+        body["kv_transfer_params"] = {
+            "ret_first_tok": True,
+            "disagg_spec": {
+                "req_id": ex.req_id,
+                "receiver_host": d.host,
+                "receiver_init_port": list(d.init_ports),
+                "receiver_alloc_port": list(d.alloc_ports),
+            },
+        }
+        return body
+
+    async def _wait_kv(self, ex: Exchange, p: Backend, d: Backend, kv_ready: asyncio.Future):
+        timeout = self.svc.config.timeouts.kv_s
+        detail = {"expected": d.tp_ranks, "decoder": d.url}
+        ex.timeline.start("kv_wait", p.url, detail)
+        try:
+            await asyncio.wait_for(kv_ready, timeout)
+        except asyncio.TimeoutError:
+            got = self.svc.waiters.received(ex.req_id)
+            ex.timeline.end("kv_wait", p.url, {"received": got, **detail}, state="error")
+            raise StageError(
+                504, "kv_wait", p.url,
+                f"kv_wait timed out after {timeout:g} s: {got} of {d.tp_ranks} KV-ready "
+                f"notifications (ProxyNotif) for request {ex.req_id} arrived from prefiller "
+                f"{p.url} (decoder {d.url}); check that its pd_proxy_host/pd_proxy_port point "
+                f"at this proxy's ZMQ port {self.svc.config.zmq_port} and that it stored the "
+                "prompt (save_unfull_chunk: true)",
+                "timeout",
+            ) from None
+        ex.timeline.end("kv_wait", p.url, detail)
+
+    async def _drain_decoder(self, ex: Exchange, d: Backend, decode_body: dict) -> None:
+        body = {**decode_body, "max_tokens": 1, "stream": False}
+        t = self.svc.config.timeouts
+        with self.svc.outstanding(d):
+            await staged(ex, "decode", d.url, self.svc.post_json(
+                d, "/v1/completions", body, stage="decode", timeout_s=t.decode_s,
+                req_id=ex.req_id), {"drain": True})
+
+    async def _decode(self, ex: Exchange, d: Backend, decode_body: dict, prefill: dict,
+                      first_choice: dict) -> web.StreamResponse:
+        svc, t = self.svc, self.svc.config.timeouts
+        tl = ex.timeline
+        with svc.outstanding(d):
+            tl.start("decode", d.url)
+            t_send = time.perf_counter()
+            ok = False
+            try:
+                resp = await svc.open_stream(d, "/v1/completions", decode_body, stage="decode",
+                                             timeout_s=t.decode_s, req_id=ex.req_id)
+                try:
+                    events = iter_sse_data(resp, stage="decode", backend=d.url,
+                                           timeout_s=t.decode_s)
+                    first = await anext(events, None)
+                    tl.durations["decode_ttft"] = time.perf_counter() - t_send
+                    tl.mark("decode_ttft", d.url)
+                    if ex.wants_stream:
+                        out = await self._relay(ex, events, first, prefill, first_choice)
+                    else:
+                        out = await self._collect(ex, events, first, prefill, first_choice)
+                    ok = True
+                    return out
+                finally:
+                    if ok:
+                        resp.release()
+                    else:
+                        resp.close()  # drop the connection: the decoder stops generating
+            except BaseException as exc:
+                tl.end("decode", d.url, {"error": str(exc) or type(exc).__name__},
+                       state="error")
+                raise
+            finally:
+                if ok:
+                    tl.end("decode", d.url)
+
+    async def _relay(self, ex: Exchange, events, first, prefill: dict, first_choice: dict):
+        """Stream: P's first token, then D's events, re-wrapped for chat."""
+        out = ex.response = await start_sse(ex.request, ex.req_id)
+        chat = ex.is_chat
+        want_usage = ex.wants_usage_chunk
+        created = prefill.get("created") or int(time.time())
+        model = prefill.get("model")
+        chat_id = f"chatcmpl-{ex.req_id}"
+
+        def chat_chunk(delta: dict, finish=None, stop_reason=None) -> dict:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            if stop_reason is not None:
+                choice["stop_reason"] = stop_reason
+            return {"id": chat_id, "object": "chat.completion.chunk", "created": created,
+                    "model": model, "choices": [choice]}
+
+        if chat:
+            head = sse_event(chat_chunk({"role": "assistant", "content": ""})) + sse_event(
+                chat_chunk({"content": first_choice.get("text", "")}))
+        else:
+            head = sse_event({
+                "id": prefill.get("id"), "object": "text_completion", "created": created,
+                "model": model,
+                "choices": [{"index": 0, "text": first_choice.get("text", ""),
+                             "logprobs": first_choice.get("logprobs"), "finish_reason": None,
+                             "stop_reason": None}],
+                "usage": None,
+            })
+        await out.write(head)
+        ex.timeline.mark("ttft")
+
+        async def all_events():
+            if first is not None:
+                yield first
+            async for payload in events:
+                yield payload
+
+        async for payload in all_events():
+            if payload == DONE:
+                break
+            if not chat:
+                if b'"usage"' not in payload:
+                    await out.write(sse_raw(payload))
+                    continue
+                obj = json.loads(payload)
+                usage = obj.get("usage")
+                if usage:
+                    if not obj.get("choices") and not want_usage:
+                        continue  # the usage-only chunk we asked for ourselves
+                    obj["usage"] = _fix_usage(usage) if want_usage else None
+                await out.write(sse_event(obj))
+                continue
+            obj = json.loads(payload)
+            for c in obj.get("choices") or ():
+                await out.write(sse_event(chat_chunk(
+                    {"content": c.get("text", "")}, c.get("finish_reason"), c.get("stop_reason"))))
+            usage = obj.get("usage")
+            if usage and want_usage:
+                await out.write(sse_event({"id": chat_id, "object": "chat.completion.chunk",
+                                           "created": created, "model": model, "choices": [],
+                                           "usage": _fix_usage(usage)}))
+        await out.write(b"data: [DONE]\n\n")
+        await out.write_eof()
+        return out
+
+    async def _collect(self, ex: Exchange, events, first, prefill: dict, first_choice: dict):
+        """stream:false: one JSON body from P's first token and D's streamed events."""
+        ex.timeline.mark("ttft")
+        texts = [first_choice.get("text", "")]
+        finish = stop_reason = usage = None
+        logprobs = _merge_logprobs(None, first_choice.get("logprobs"))
+        payloads = [first] if first is not None else []
+        async for payload in events:
+            payloads.append(payload)
+        for payload in payloads:
+            if payload == DONE:
+                break
+            obj = json.loads(payload)
+            for c in obj.get("choices") or ():
+                texts.append(c.get("text", ""))
+                logprobs = _merge_logprobs(logprobs, c.get("logprobs"))
+                if c.get("finish_reason") is not None:
+                    finish, stop_reason = c.get("finish_reason"), c.get("stop_reason")
+            if obj.get("usage"):
+                usage = _fix_usage(obj["usage"])
+        return web.json_response(
+            self._whole_answer(ex, prefill, "".join(texts), finish, stop_reason, usage, logprobs),
+            headers={"X-Request-Id": ex.req_id},
+        )
+
+    def _whole_answer(self, ex: Exchange, prefill: dict, text: str, finish, stop_reason,
+                      usage, logprobs) -> dict:
+        created = prefill.get("created") or int(time.time())
+        if ex.is_chat:
+            return {
+                "id": f"chatcmpl-{ex.req_id}", "object": "chat.completion", "created": created,
+                "model": prefill.get("model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "logprobs": None, "finish_reason": finish,
+                             "stop_reason": stop_reason}],
+                "usage": usage,
+            }
+        return {
+            "id": prefill.get("id") or f"cmpl-{ex.req_id}", "object": "text_completion",
+            "created": created, "model": prefill.get("model"),
+            "choices": [{"index": 0, "text": text, "logprobs": logprobs,
+                         "finish_reason": finish, "stop_reason": stop_reason}],
+            "usage": usage,
+        }
+
+    async def _answer_from_prefill(self, ex: Exchange, prefill: dict, first_choice: dict):
+        text = first_choice.get("text", "")
+        finish = first_choice.get("finish_reason") or "length"
+        usage = prefill.get("usage")
+        ex.timeline.mark("ttft")
+        if not ex.wants_stream:
+            return web.json_response(self._whole_answer(
+                ex, prefill, text, finish, first_choice.get("stop_reason"), usage,
+                first_choice.get("logprobs")), headers={"X-Request-Id": ex.req_id})
+        whole = self._whole_answer(ex, prefill, text, finish, first_choice.get("stop_reason"),
+                                   usage, None)
+        out = ex.response = await start_sse(ex.request, ex.req_id)
+        choice = whole["choices"][0]
+        if ex.is_chat:
+            whole["object"] = "chat.completion.chunk"
+            choice["delta"] = choice.pop("message")
+        else:
+            choice["logprobs"] = first_choice.get("logprobs")
+        if not ex.wants_usage_chunk:
+            whole.pop("usage")
+        await out.write(sse_event(whole) + b"data: [DONE]\n\n")
+        await out.write_eof()
+        return out

@@ -1,0 +1,66 @@
+"""The proxy's Prometheus metrics, in a registry of its own (served at GET /metrics).
+
+The stage histogram is the KV-transfer view: how long each request spent in
+tokenize, prefill, waiting for the KV-ready notifications, the decoder's time to
+first token, the end-to-end TTFT seen by the client, and the total.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+STAGES = ("tokenize", "prefill", "kv_wait", "decode_ttft", "ttft", "total")
+OUTCOMES = ("ok", "client_error", "backend_error", "timeout", "no_backend", "cancelled")
+
+_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, float("inf"),
+)
+
+
+class ProxyMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "pdtui_proxy_requests", "Client requests by route and outcome",
+            ["route", "outcome"], registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "pdtui_proxy_stage_seconds", "Per-request time in each stage", ["stage"],
+            buckets=_BUCKETS, registry=r,
+        )
+        self.backend_requests = Counter(
+            "pdtui_proxy_backend_requests", "Requests sent to each backend, by outcome",
+            ["role", "backend", "outcome"], registry=r,
+        )
+        self.backend_outstanding = Gauge(
+            "pdtui_proxy_backend_outstanding", "Requests in flight per backend",
+            ["role", "backend"], registry=r,
+        )
+        self.backend_healthy = Gauge(
+            "pdtui_proxy_backend_healthy", "1 healthy, 0 unhealthy, -1 not checked yet",
+            ["role", "backend"], registry=r,
+        )
+        self.kv_notifications = Counter(
+            "pdtui_proxy_kv_notifications",
+            "ProxyNotif messages: matched a waiter, early (before its waiter), late (after the "
+            "request was done), malformed or other PD messages",
+            ["kind"], registry=r,
+        )
+        self.in_flight = Gauge(
+            "pdtui_proxy_requests_in_flight", "Client requests being served", registry=r
+        )
+        for stage in STAGES:
+            self.stage_seconds.labels(stage)
+        for kind in ("matched", "early", "late", "malformed", "other"):
+            self.kv_notifications.labels(kind)
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self.stage_seconds.labels(stage).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

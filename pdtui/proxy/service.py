@@ -1,0 +1,175 @@
+"""The proxy's shared state and its backend calls (one keep-alive ClientSession).
+
+Every backend call goes through here so that timeouts, error mapping, the
+outstanding-request counts and the per-backend metrics are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+import aiohttp
+
+from pdtui.proxy.backends import HEALTH_DOWN, Backend, BackendPool
+from pdtui.proxy.config import ProxyConfig
+from pdtui.proxy.errors import BackendUnreachable, StageError, backend_status, stage_timeout
+from pdtui.proxy.health import HealthChecker
+from pdtui.proxy.metrics import ProxyMetrics
+from pdtui.proxy.notifications import KvReadyWaiters, ProxyNotifListener
+from pdtui.proxy.timeline import TimelineHub
+
+log = logging.getLogger(__name__)
+
+
+class ProxyService:
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.pool = BackendPool(config.prefillers, config.decoders, config.routing)
+        self.metrics = ProxyMetrics()
+        self.hub = TimelineHub(history=config.timeline_history)
+        self.waiters = KvReadyWaiters()
+        self.listener: ProxyNotifListener | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.health: HealthChecker | None = None
+        self.auth_headers: dict[str, str] = (
+            {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        )
+        for b in self.pool.all:
+            self._publish_health(b)
+
+    async def start(self) -> None:
+        if self.config.mode == "lmcache-pd":
+            self.listener = ProxyNotifListener(
+                self.config.zmq_host, self.config.zmq_port, self.waiters,
+                observe=lambda kind: self.metrics.kv_notifications.labels(kind).inc(),
+            )
+            self.listener.start()
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, enable_cleanup_closed=True)
+        self.session = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+            json_serialize=json.dumps, auto_decompress=False,
+        )
+        self.health = HealthChecker(
+            self.session, self.pool.all, self.config.health_interval_s,
+            self.config.health_timeout_s, on_change=self._on_health_change,
+            headers=self.auth_headers,
+        )
+        self.health.start()
+
+    async def stop(self) -> None:
+        if self.health is not None:
+            await self.health.stop()
+        if self.listener is not None:
+            await self.listener.stop()
+        if self.session is not None:
+            await self.session.close()
+
+    def _on_health_change(self, backend: Backend) -> None:
+        self._publish_health(backend)
+        self.hub.emit({
+            "type": "backend", "req_id": "-", "stage": "health", "state": backend.state,
+            "backend": backend.url, "role": backend.role, "detail": backend.last_error,
+            "ts": backend.last_change,
+        })
+
+    def _publish_health(self, backend: Backend) -> None:
+        value = {"healthy": 1, "unhealthy": 0}.get(backend.state, -1)
+        self.metrics.backend_healthy.labels(backend.role, backend.url).set(value)
+
+    def mark_unreachable(self, backend: Backend, error: str) -> None:
+        """Passive health: a failed connection takes the backend out until a check passes."""
+        if self.health is not None:
+            self.health.mark(backend, HEALTH_DOWN, error)
+        elif backend.set_state(HEALTH_DOWN, error):
+            self._on_health_change(backend)
+
+    @contextlib.contextmanager
+    def outstanding(self, backend: Backend):
+        gauge = self.metrics.backend_outstanding.labels(backend.role, backend.url)
+        backend.outstanding += 1
+        gauge.inc()
+        outcome = "error"
+        try:
+            yield
+            outcome = "ok"
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except StageError as exc:
+            outcome = exc.outcome
+            raise
+        finally:
+            backend.outstanding -= 1
+            backend.served += 1
+            gauge.dec()
+            self.metrics.backend_requests.labels(backend.role, backend.url, outcome).inc()
+
+    def headers(self, req_id: str) -> dict[str, str]:
+        return {**self.auth_headers, "X-Request-Id": req_id}
+
+    async def post_json(self, backend: Backend, path: str, body: dict, *, stage: str,
+                        timeout_s: float, req_id: str) -> dict:
+        """POST and read a whole JSON answer, with `timeout_s` for all of it."""
+        assert self.session is not None
+        try:
+            async with self.session.post(
+                backend.url + path, json=body, headers=self.headers(req_id),
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as resp:
+                text = await resp.text()
+                if resp.status != 200:
+                    raise backend_status(stage, backend.url, resp.status, text)
+        except asyncio.TimeoutError:
+            raise stage_timeout(stage, backend.url, timeout_s, f"the answer to POST {path}") from None
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+            self.mark_unreachable(backend, f"POST {path}: {exc}")
+            raise BackendUnreachable(stage, backend.url, str(exc)) from None
+        except aiohttp.ClientError as exc:
+            raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
+                             "backend_error") from None
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            raise StageError(502, stage, backend.url,
+                             f"{stage}: {backend.url}{path} answered non-JSON: {text[:200]!r}",
+                             "backend_error") from None
+        if not isinstance(obj, dict):
+            raise StageError(502, stage, backend.url,
+                             f"{stage}: {backend.url}{path} answered {type(obj).__name__}, "
+                             "expected a JSON object", "backend_error")
+        return obj
+
+    async def open_stream(self, backend: Backend, path: str, body: dict, *, stage: str,
+                          timeout_s: float, req_id: str) -> aiohttp.ClientResponse:
+        """POST and return the response once its status line is in (caller closes it).
+
+        `timeout_s` bounds every wait for data: the status line, the first byte and
+        each silence between chunks afterwards (aiohttp's sock_read timer).
+        """
+        assert self.session is not None
+        try:
+            resp = await self.session.post(
+                backend.url + path, json=body, headers=self.headers(req_id),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout_s,
+                                              sock_read=timeout_s),
+            )
+        except asyncio.TimeoutError:
+            raise stage_timeout(stage, backend.url, timeout_s, f"the answer to POST {path}") from None
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+            self.mark_unreachable(backend, f"POST {path}: {exc}")
+            raise BackendUnreachable(stage, backend.url, str(exc)) from None
+        except aiohttp.ClientError as exc:
+            raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
+                             "backend_error") from None
+        if resp.status != 200:
+            try:
+                text = await resp.text()
+            except (asyncio.TimeoutError, aiohttp.ClientError):
+                text = ""
+            finally:
+                resp.release()
+            raise backend_status(stage, backend.url, resp.status, text)
+        return resp

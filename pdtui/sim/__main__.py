@@ -1,0 +1,3 @@
+from pdtui.sim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,213 @@
+"""Poll `/metrics` endpoints with aiohttp: one task per endpoint, never overlapping itself.
+
+    scraper = Scraper([ScrapeTarget("prefill-0", "http://127.0.0.1:7100/metrics"), ...],
+                      interval_s=2.0, on_result=callback)
+    await scraper.start()      # one asyncio task per target
+    scraper.latest("prefill-0")  # last ScrapeResult (snapshot or error)
+    await scraper.stop()
+
+Each target's task scrapes, hands the result to `on_result` (sync or async callable), then
+sleeps for the rest of its interval: a scrape that takes longer than the interval delays
+only its own next scrape, and a per-target timeout (default: the interval, at most 5 s)
+bounds it, so a slow or dead endpoint never stalls the others. Errors become
+`ScrapeResult.error` strings ("connection refused", "timed out after 2.0 s", "HTTP 500"),
+never exceptions. Parsing runs in a worker thread so a large body does not block the loop.
+
+`targets_for_instance` builds the usual set for one vLLM instance: its /metrics and,
+when LMCache's internal API server is enabled, that server's /metrics (the only place
+LMCache's histograms are served).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Iterable, Union
+
+import aiohttp
+
+from pdtui.telemetry.metrics import MetricsParseError, MetricsSnapshot, parse_metrics
+
+__all__ = ["ScrapeResult", "ScrapeTarget", "Scraper", "scrape_once", "targets_for_instance"]
+
+_log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 1024 * 1024  # a /metrics body larger than this is not a metrics body
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeTarget:
+    """`name` is unique per Scraper; `instance` groups several endpoints of one instance."""
+
+    name: str
+    url: str
+    kind: str = "vllm"  # "vllm" | "proxy" | "lmcache_internal"
+    instance: str | None = None
+    keep_prefixes: tuple[str, ...] | None = None  # e.g. ("vllm:", "lmcache:"); None keeps all
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeResult:
+    target: ScrapeTarget
+    started_at: float  # unix time
+    duration_s: float
+    snapshot: MetricsSnapshot | None
+    error: str | None = None
+    status: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.snapshot is not None
+
+
+ResultCallback = Callable[[ScrapeResult], Union[None, Awaitable[None]]]
+
+
+def targets_for_instance(
+    name: str, host: str, port: int, lmcache_internal_port: int | None = None
+) -> list[ScrapeTarget]:
+    targets = [ScrapeTarget(name, f"http://{host}:{port}/metrics", "vllm", name)]
+    if lmcache_internal_port is not None:
+        targets.append(
+            ScrapeTarget(
+                f"{name}/lmcache",
+                f"http://{host}:{lmcache_internal_port}/metrics",
+                "lmcache_internal",
+                name,
+            )
+        )
+    return targets
+
+
+async def scrape_once(session: aiohttp.ClientSession, target: ScrapeTarget, timeout_s: float) -> ScrapeResult:
+    """One GET + parse; every failure is reported in the result, none raised."""
+    started = time.time()
+    t0 = time.monotonic()
+    status = None
+    try:
+        async with session.get(target.url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
+            status = resp.status
+            if resp.status != 200:
+                return ScrapeResult(target, started, time.monotonic() - t0, None, f"HTTP {resp.status}", status)
+            body = await resp.content.read(MAX_BODY_BYTES + 1)
+        if len(body) > MAX_BODY_BYTES:
+            error = f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB, not a metrics page"
+            return ScrapeResult(target, started, time.monotonic() - t0, None, error, status)
+        text = body.decode("utf-8", errors="replace")
+        snapshot = await asyncio.to_thread(parse_metrics, text, started, target.keep_prefixes)
+        return ScrapeResult(target, started, time.monotonic() - t0, snapshot, None, status)
+    except asyncio.TimeoutError:
+        error = f"timed out after {timeout_s:g} s"
+    except aiohttp.ClientConnectorError as exc:
+        error = f"cannot connect: {exc.os_error.strerror if exc.os_error else exc}"
+    except aiohttp.ClientError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    except MetricsParseError as exc:
+        error = f"unparsable body: {exc}"
+    except OSError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    return ScrapeResult(target, started, time.monotonic() - t0, None, error, status)
+
+
+class Scraper:
+    """Polls its targets until stopped. Use as `async with Scraper(...) as s:` or start/stop."""
+
+    def __init__(
+        self,
+        targets: Iterable[ScrapeTarget] = (),
+        interval_s: float = 2.0,
+        timeout_s: float | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s if timeout_s is not None else min(interval_s, 5.0)
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        self._on_result = on_result
+        self._targets: dict[str, ScrapeTarget] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._latest: dict[str, ScrapeResult] = {}
+        self._session: aiohttp.ClientSession | None = None
+        for target in targets:
+            self._add(target)
+
+    def _add(self, target: ScrapeTarget) -> None:
+        if target.name in self._targets:
+            raise ValueError(f"duplicate scrape target name {target.name!r}")
+        self._targets[target.name] = target
+
+    @property
+    def targets(self) -> list[ScrapeTarget]:
+        return list(self._targets.values())
+
+    @property
+    def running(self) -> bool:
+        return self._session is not None
+
+    def latest(self, name: str) -> ScrapeResult | None:
+        return self._latest.get(name)
+
+    async def start(self) -> None:
+        if self._session is not None:
+            return
+        # Fresh connection per scrape: a dead or restarted engine must not leave a stale
+        # keep-alive socket behind, and scrapes are seconds apart anyway.
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))
+        for target in self._targets.values():
+            self._spawn(target)
+
+    def _spawn(self, target: ScrapeTarget) -> None:
+        self._tasks[target.name] = asyncio.create_task(self._poll(target), name=f"scrape:{target.name}")
+
+    async def add_target(self, target: ScrapeTarget) -> None:
+        self._add(target)
+        if self._session is not None:
+            self._spawn(target)
+
+    async def remove_target(self, name: str) -> None:
+        self._targets.pop(name, None)
+        self._latest.pop(name, None)
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Scraper:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _poll(self, target: ScrapeTarget) -> None:
+        assert self._session is not None
+        session = self._session
+        while True:
+            t0 = time.monotonic()
+            result = await scrape_once(session, target, self.timeout_s)
+            self._latest[target.name] = result
+            if self._on_result is not None:
+                try:
+                    outcome = self._on_result(result)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a consumer bug must not kill the poll loop
+                    _log.exception("scrape callback failed for %s", target.name)
+            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - t0)))

@@ -1,0 +1,68 @@
+"""Text for table cells: bars, sizes, durations. Pure functions, tested directly."""
+
+from __future__ import annotations
+
+from pdtui.gpus.snapshot import NotAvailable
+
+GIB = 1024**3
+_BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(percent: float | None, width: int = 10) -> str:
+    """A fixed-width bar with eighth-cell resolution; blank dots when unknown."""
+    if percent is None or percent != percent:
+        return "·" * width
+    fraction = min(1.0, max(0.0, percent / 100.0))
+    eighths = int(round(fraction * width * 8))
+    full, part = divmod(eighths, 8)
+    text = "█" * full
+    if full < width:
+        text += _BLOCKS[part] if part else ""
+    return text.ljust(width, " ")[:width]
+
+
+def number(value: object, fmt: str = "{:.0f}", suffix: str = "") -> str:
+    if value is None or isinstance(value, NotAvailable):
+        return "N/A"
+    return fmt.format(value) + suffix
+
+
+def gib(value: object) -> str:
+    if value is None or isinstance(value, NotAvailable):
+        return "N/A"
+    return f"{value / GIB:.0f}"  # type: ignore[operator]
+
+
+def memory_pair(used: object, total: object) -> str:
+    """'12/141G' — compact enough for 80 columns."""
+    if isinstance(used, NotAvailable) or isinstance(total, NotAvailable) or used is None or total is None:
+        return "N/A"
+    return f"{used / GIB:.0f}/{total / GIB:.0f}G"  # type: ignore[operator]
+
+
+def percent_of(used: object, total: object) -> float | None:
+    if isinstance(used, NotAvailable) or isinstance(total, NotAvailable) or not total:
+        return None
+    return 100.0 * used / total  # type: ignore[operator]
+
+
+def duration(seconds: float | None) -> str:
+    """Uptime as '42s', '5m03s', '2h07m', '3d04h'."""
+    if seconds is None or seconds < 0:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def gpu_list(gpus: tuple[int, ...] | list[int]) -> str:
+    return ",".join(str(g) for g in gpus) if gpus else "-"
+
+
+def maybe_float(value: float | None, fmt: str = "{:.0f}") -> str:
+    return "N/A" if value is None else fmt.format(value)

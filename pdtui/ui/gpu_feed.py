@@ -1,0 +1,124 @@
+"""Live GPU readings for the UI: a GpuPoller thread that posts each inventory as a message.
+
+NVML (or the simulated box) and psutil are only ever called on the poller's thread, one
+poll at a time (the poller never overlaps itself), so a slow driver stretches the refresh
+interval instead of freezing input. The UI thread only receives immutable snapshots.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from textual.message import Message
+
+from pdtui.gpus.poller import GpuPoller
+from pdtui.gpus.processes import AttributedProcess, ProcessAttributor
+from pdtui.gpus.snapshot import GpuInventory
+from pdtui.gpus.source import GpuSource
+
+DEMO_GPU_COUNT = 8
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    inventory: GpuInventory
+    processes: tuple[AttributedProcess, ...]
+
+
+class GpuUpdate(Message):
+    """A new GPU reading (posted from the poller thread; `post_message` is thread-safe)."""
+
+    def __init__(self, reading: GpuReading) -> None:
+        super().__init__()
+        self.reading = reading
+
+
+class SwitchableSource:
+    """A GpuSource whose simulated-usage directory can change at runtime (each run has its
+    own run directory, known only once a deployment starts)."""
+
+    def __init__(self, factory: Callable[[Path | None], GpuSource], sim_gpu_dir: Path | None = None) -> None:
+        self._factory = factory
+        self._sim_gpu_dir = sim_gpu_dir
+        self._source = factory(sim_gpu_dir)
+        self._pending: Path | None | bool = False  # False = no change asked
+        self.kind = self._source.kind
+
+    def set_sim_gpu_dir(self, directory: Path | None) -> None:
+        if directory != self._sim_gpu_dir:
+            self._pending = directory  # applied by the poller thread on its next poll
+
+    def poll(self) -> GpuInventory:
+        if self._pending is not False:
+            directory = self._pending
+            self._pending = False
+            self._source.close()
+            self._sim_gpu_dir = directory  # type: ignore[assignment]
+            self._source = self._factory(directory)  # type: ignore[arg-type]
+        return self._source.poll()
+
+    def close(self) -> None:
+        self._source.close()
+
+
+def demo_source(seed: int | None = 7) -> SwitchableSource:
+    from pdtui.gpus.recorded_source import RecordedSource
+
+    count = int(os.environ.get("PDTUI_DEMO_GPUS", DEMO_GPU_COUNT))
+    return SwitchableSource(lambda d: RecordedSource.demo(count, seed=seed, sim_gpu_dir=d))
+
+
+def nvml_source() -> GpuSource:
+    from pdtui.gpus.nvml_source import NvmlSource
+
+    return NvmlSource()
+
+
+def replay_source(path: str) -> GpuSource:
+    from pdtui.gpus.recorded_source import RecordedSource
+
+    return RecordedSource(path)
+
+
+class GpuFeed:
+    """Owns the poller; `post` receives a GpuUpdate per poll (from the poller thread).
+
+    `own_pids` (pid -> instance name) is replaced whole by the UI when the deployment's
+    processes change, so the poller thread always reads a consistent mapping.
+    """
+
+    def __init__(self, source: GpuSource, post: Callable[[Message], object], interval_s: float = 1.0) -> None:
+        self.source = source
+        self._post = post
+        self._attributor = ProcessAttributor()
+        self.own_pids: dict[int, str] = {}
+        self._poller = GpuPoller(source, self._on_inventory, interval_s)
+
+    def start(self) -> None:
+        self._poller.start()
+
+    def poll_now(self) -> None:
+        self._poller.poll_now()
+
+    def stop(self) -> None:
+        self._poller.stop(timeout_s=5.0)
+        try:
+            self.source.close()
+        except Exception:  # closing NVML on the way out must not turn quit into a crash
+            pass
+
+    @property
+    def polls(self) -> int:
+        return self._poller.polls
+
+    def _on_inventory(self, inventory: GpuInventory) -> None:
+        recorded = getattr(self.source, "kind", "") == "recorded"
+        if recorded:
+            # A replay's pids belong to another machine: show what was recorded.
+            processes = tuple(getattr(self.source, "recorded_processes", ()))
+        else:
+            processes = self._attributor.attribute(inventory.gpus, self.own_pids)
+        self._post(GpuUpdate(GpuReading(inventory, processes)))

@@ -1,0 +1,71 @@
+"""Where the TUI keeps its settings: XDG directories, overridable for tests.
+
+Everything here is standard library only (`pdtui info` imports it without textual).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP_DIR_NAME = "pdtui"
+
+
+def config_dir() -> Path:
+    """$PDTUI_CONFIG_DIR, else $XDG_CONFIG_HOME/pdtui, else ~/.config/pdtui."""
+    override = os.environ.get("PDTUI_CONFIG_DIR")
+    if override:
+        return Path(override).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / APP_DIR_NAME
+
+
+def config_file() -> Path:
+    """UI settings: theme, GPU refresh interval (YAML)."""
+    return config_dir() / "config.yaml"
+
+
+def keys_file() -> Path:
+    """Key rebinding: `action-id: keys` per line (YAML)."""
+    return config_dir() / "keys.yaml"
+
+
+def user_themes_dir() -> Path:
+    """Users drop their own `*.yaml` theme files here."""
+    return config_dir() / "themes"
+
+
+def user_profiles_dir() -> Path:
+    """The default place "save as" offers for new profiles."""
+    return config_dir() / "profiles"
+
+
+def shipped_themes_dir() -> Path | None:
+    """The themes/ folder shipped with pdtui (beside the package in a checkout, or in
+    share/pdtui/themes once installed); None when neither exists."""
+    import sys
+
+    candidates = [
+        Path(__file__).resolve().parents[2] / "themes",
+        Path(sys.prefix) / "share" / "pdtui" / "themes",
+    ]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def runs_dir() -> Path:
+    """Where deployments keep their run directories (the runtime layer's choice when it
+    says so; the same XDG rule otherwise)."""
+    try:
+        from pdtui.runtime import paths as runtime_paths  # type: ignore[attr-defined]
+
+        return Path(runtime_paths.runs_dir())
+    except (ImportError, AttributeError):
+        pass
+    override = os.environ.get("PDTUI_RUNS_DIR")
+    if override:
+        return Path(override).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base).expanduser() / APP_DIR_NAME / "runs"

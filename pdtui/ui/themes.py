@@ -1,0 +1,110 @@
+"""Themes as files: the ones shipped in themes/ and the user's own in the XDG config dir.
+
+A theme file is YAML with Textual's theme fields::
+
+    name: pdtui-dark
+    dark: true
+    primary: "#4FA3E0"
+    background: "#101418"
+    ...
+    variables: {footer-key-foreground: "#4FA3E0"}
+
+Colours are checked when the file is loaded, so a typo gives a message with the file,
+the field and the value instead of an error at paint time. A user file with the name of
+a shipped theme replaces it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.color import Color, ColorParseError
+from textual.theme import Theme
+
+from pdtui.ui import paths
+
+COLOUR_FIELDS = (
+    "primary", "secondary", "warning", "error", "success", "accent",
+    "foreground", "background", "surface", "panel", "boost",
+)
+DEFAULT_THEME = "pdtui-dark"
+
+
+@dataclass(frozen=True)
+class ThemeLoad:
+    themes: dict[str, Theme]
+    problems: list[str]
+
+
+def theme_from_dict(data: object, source: str) -> tuple[Theme | None, list[str]]:
+    if not isinstance(data, dict):
+        return None, [f"{source}: a theme file must be a mapping with at least 'name' and 'primary'"]
+    problems: list[str] = []
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return None, [f"{source}: 'name' is required (a string such as 'my-theme')"]
+    allowed = {"name", "dark", "luminosity_spread", "text_alpha", "variables", *COLOUR_FIELDS}
+    for key in data:
+        if key not in allowed:
+            problems.append(f"{source}: unknown field {key!r}; valid: {', '.join(sorted(allowed))}")
+    kwargs: dict[str, object] = {"name": name}
+    for field_name in COLOUR_FIELDS:
+        value = data.get(field_name)
+        if value is None:
+            continue
+        try:
+            Color.parse(str(value))
+        except ColorParseError:
+            problems.append(f"{source}: {field_name}: {value!r} is not a colour (use '#rrggbb' or a CSS colour name)")
+            continue
+        kwargs[field_name] = str(value)
+    if "primary" not in kwargs:
+        return None, problems + [f"{source}: 'primary' colour is required"]
+    dark = data.get("dark", True)
+    if not isinstance(dark, bool):
+        problems.append(f"{source}: dark: must be true or false, got {dark!r}")
+        dark = True
+    kwargs["dark"] = dark
+    variables = data.get("variables") or {}
+    if not isinstance(variables, dict):
+        problems.append(f"{source}: variables: must be a mapping of CSS variable to value")
+        variables = {}
+    kwargs["variables"] = {str(k): str(v) for k, v in variables.items()}
+    for number in ("luminosity_spread", "text_alpha"):
+        if number in data:
+            value = data[number]
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
+                kwargs[number] = float(value)
+            else:
+                problems.append(f"{source}: {number}: must be a number between 0 and 1, got {value!r}")
+    return Theme(**kwargs), problems  # type: ignore[arg-type]
+
+
+def load_theme_file(path: Path) -> tuple[Theme | None, list[str]]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [f"{path}: cannot read theme ({exc})"]
+    except yaml.YAMLError as exc:
+        return None, [f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})"]
+    return theme_from_dict(data, str(path))
+
+
+def load_themes(directories: list[Path | None] | None = None) -> ThemeLoad:
+    """Themes from the shipped folder, then the user's (later wins by name)."""
+    if directories is None:
+        directories = [paths.shipped_themes_dir(), paths.user_themes_dir()]
+    themes: dict[str, Theme] = {}
+    problems: list[str] = []
+    for directory in directories:
+        if directory is None or not directory.is_dir():
+            continue
+        for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+            theme, found = load_theme_file(path)
+            problems.extend(found)
+            if theme is not None:
+                themes[theme.name] = theme
+    return ThemeLoad(themes, problems)

@@ -1,0 +1,79 @@
+"""`pdtui validate` and `pdtui render` as a user runs them: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+
+def pdtui(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pdtui", *args], capture_output=True, text=True, timeout=60, cwd=cwd or REPO_ROOT)
+
+
+def test_validate_ok_preset_by_name():
+    result = pdtui("validate", "xpyd")
+    assert result.returncode == 0, result.stderr
+    assert "valid" in result.stdout
+
+
+def test_validate_reports_every_problem_and_exits_1(tmp_path):
+    doc = yaml.safe_load((REPO_ROOT / "configs" / "1p1d.yaml").read_text())
+    doc["decoders"][0]["port"] = 7100
+    doc["env"].pop("PYTHONHASHSEED")
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = pdtui("validate", str(path))
+    assert result.returncode == 1
+    assert "decoders[0].port: port 7100 is also prefiller1's HTTP port" in result.stderr
+    assert "PYTHONHASHSEED is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_json(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nmodel: [unclosed\n")
+    result = pdtui("validate", str(path), "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and report["problems"][0]["line"] == 3
+
+
+def test_validate_binary_file(tmp_path):
+    path = tmp_path / "garbage.yaml"
+    path.write_bytes(os.urandom(512) + b"\x00")
+    result = pdtui("validate", str(path))
+    assert result.returncode == 1 and "binary" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_render_writes_configs_script_and_masked_plan(tmp_path):
+    doc = yaml.safe_load((REPO_ROOT / "configs" / "1p1d.yaml").read_text())
+    doc["env"]["HF_TOKEN"] = "hf_secret_value"
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump(doc, sort_keys=False))
+    out = tmp_path / "out"
+    result = pdtui("render", str(profile), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    script = (out / "launch.sh").read_text()
+    assert os.stat(out / "launch.sh").st_mode & stat.S_IXUSR
+    assert "hf_secret_value" not in script and "hf_secret_value" not in (out / "plan.json").read_text()
+    assert '${HF_TOKEN:?' in script
+    assert yaml.safe_load((out / "lmcache-decoder1.yaml").read_text())["pd_peer_init_port"] == 7300
+    subprocess.run(["bash", "-n", str(out / "launch.sh")], check=True)
+    # Proxy first, then the decoder, then the prefiller.
+    assert script.index("start proxy") < script.index("start decoder1") < script.index("start prefiller1")
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["instances"][0]["env"]["HF_TOKEN"] == "***"
+
+
+def test_render_refuses_an_invalid_profile(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nmodel: m\nprefillers: []\ndecoders: []\n")
+    result = pdtui("render", str(path), "-o", str(tmp_path / "out"))
+    assert result.returncode == 1 and not (tmp_path / "out").exists()
