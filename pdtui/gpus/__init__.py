@@ -18,6 +18,7 @@ _EXPORTS = {
     "is_available": "snapshot",
     "GpuSource": "source",
     "NvmlSource": "nvml_source",
+    "gpu_count": "nvml_source",
     "RecordedSource": "recorded_source",
     "RecordingError": "json_format",
     "load_recording": "recording",

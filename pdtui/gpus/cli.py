@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="replay a recording: `pdtui gpus --json` output or an NVML recording like nvml_h200.json",
     )
-    parser.add_argument("--seed", dest="gpus_seed", type=int, default=None, help="seed for --demo (repeatable output)")
+    parser.add_argument("--seed", dest="gpus_seed", type=int, default=None, metavar="SEED", help="seed for --demo (repeatable output)")
     parser.add_argument(
         "--sim-gpu-dir",
         dest="gpus_sim_dir",
@@ -91,13 +91,12 @@ def run_gpus(args: argparse.Namespace) -> int:
             processes = attribute_processes(inventory.gpus)
     finally:
         source.close()
-    if args.json:
+    if args.json:  # scripts get the JSON even when there is no GPU: "error" says why
         json.dump(inventory_to_dict(inventory, processes), sys.stdout, indent=1)
         sys.stdout.write("\n")
-    else:
+    elif inventory.error is None:
         sys.stdout.write(render_table(inventory, processes))
     if inventory.error is not None:
-        if args.json:
-            print(f"pdtui gpus: {inventory.error}", file=sys.stderr)
+        print(f"pdtui gpus: {inventory.error}", file=sys.stderr)
         return 1
     return 0

@@ -52,7 +52,8 @@ class NvmlSource:
         self._wall_clock = wall_clock
         self._nvml: Any = None
         self._handles: list[Any] = []  # a handle, or the NVML error that refused it
-        self._identity: dict[tuple[int, str], Any] = {}  # name/uuid/bus id, once read
+        self._identity: dict[int, dict[str, Any]] = {}  # name/uuid/bus id, once all read
+        self._partial_identity: dict[int, dict[str, Any]] = {}
         self._system: tuple[Maybe[str], Maybe[str], Maybe[str]] = (
             NotAvailable(),
             NotAvailable(),
@@ -102,6 +103,8 @@ class NvmlSource:
         nvml, self._nvml = self._nvml, None
         self._handles = []
         self._slow.clear()
+        self._identity.clear()  # after a restart index N may be another GPU
+        self._partial_identity.clear()
         self._needs_restart = False
         if nvml is not None:
             try:
@@ -141,11 +144,17 @@ class NvmlSource:
         self._nvml = nvml
         self._handles = handles
         self._system = (
-            self._call("nvmlSystemGetDriverVersion"),
-            self._call("nvmlSystemGetNVMLVersion"),
-            _cuda_version(self._call("nvmlSystemGetCudaDriverVersion")),
+            self._system_call("nvmlSystemGetDriverVersion"),
+            self._system_call("nvmlSystemGetNVMLVersion"),
+            _cuda_version(self._system_call("nvmlSystemGetCudaDriverVersion")),
         )
         return None
+
+    def _system_call(self, function: str) -> Any:
+        try:
+            return self._call(function)
+        except _GpuLost as lost:  # not about one GPU: just a value we do not have
+            return NotAvailable(lost.reason)
 
     # -- one GPU -----------------------------------------------------------------------
 
@@ -165,17 +174,21 @@ class NvmlSource:
             return NotAvailable(error_text(exc))
         return value.decode() if isinstance(value, bytes) else value
 
-    def _slow_field(self, index: int, name: str, read: Callable[[], Any]) -> Any:
-        return self._slow.get((index, name), read)
-
-    def _identity_field(self, index: int, name: str, read: Callable[[], Any]) -> Any:
-        key = (index, name)
-        if key in self._identity:
-            return self._identity[key]
-        value = read()
-        if not isinstance(value, NotAvailable):  # refused now, ask again next poll
-            self._identity[key] = value
-        return value
+    def _identity_of(self, index: int, handle: Any) -> dict[str, Any]:
+        """Name, UUID and bus id never change: read until NVML gives all three, then kept."""
+        known = self._identity.get(index)
+        if known is not None:
+            return known
+        identity = {
+            "name": _str_or_na(self._call("nvmlDeviceGetName", handle)),
+            "uuid": _str_or_na(self._call("nvmlDeviceGetUUID", handle)),
+            "pci_bus_id": _bus_id(self._call("nvmlDeviceGetPciInfo", handle)),
+        }
+        if not any(isinstance(v, NotAvailable) for v in identity.values()):
+            self._identity[index] = identity
+        else:  # keep what we have for a lost-GPU snapshot, ask again next poll
+            self._partial_identity[index] = identity
+        return identity
 
     def _read_gpu(self, index: int, handle: Any) -> GpuSnapshot:
         if isinstance(handle, BaseException):
@@ -188,41 +201,18 @@ class NvmlSource:
     def _read_gpu_fields(self, index: int, handle: Any) -> GpuSnapshot:
         nvml = self._nvml
         call = self._call
-        name = self._identity_field(index, "name", lambda: call("nvmlDeviceGetName", handle))
-        uuid = self._identity_field(index, "uuid", lambda: call("nvmlDeviceGetUUID", handle))
-        bus_id = self._identity_field(index, "pci", lambda: _bus_id(call("nvmlDeviceGetPciInfo", handle)))
-
+        identity = self._identity_of(index, handle)
         memory = call("nvmlDeviceGetMemoryInfo", handle)
         utilization = call("nvmlDeviceGetUtilizationRates", handle)
         temperature = call("nvmlDeviceGetTemperature", handle, nvml.NVML_TEMPERATURE_GPU)
         power_mw = call("nvmlDeviceGetPowerUsage", handle)
         sm_clock = call("nvmlDeviceGetClockInfo", handle, nvml.NVML_CLOCK_SM)
         processes = _processes(call("nvmlDeviceGetComputeRunningProcesses", handle))
-
-        slow = self._slow_field
-        power_limit_mw = slow(index, "power_limit", lambda: call("nvmlDeviceGetEnforcedPowerLimit", handle))
-        fan = slow(index, "fan", lambda: call("nvmlDeviceGetFanSpeed", handle))
-        numa = slow(index, "numa", lambda: call("nvmlDeviceGetNumaNodeId", handle))
-        mig = slow(index, "mig", lambda: call("nvmlDeviceGetMigMode", handle))
-        ecc = slow(
-            index,
-            "ecc",
-            lambda: call(
-                "nvmlDeviceGetTotalEccErrors",
-                handle,
-                nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
-                nvml.NVML_VOLATILE_ECC,
-            ),
-        )
-        persistence = slow(index, "persistence", lambda: call("nvmlDeviceGetPersistenceMode", handle))
-        compute_mode = slow(index, "compute_mode", lambda: call("nvmlDeviceGetComputeMode", handle))
-        nvlink = slow(index, "nvlink", lambda: self._read_nvlink(handle))
-
+        # One TTL check per GPU for all slow fields (cheaper than one per field).
+        slow = self._slow.get(index, lambda: self._read_slow_fields(handle))
         return GpuSnapshot(
             index=index,
-            uuid=_str_or_na(uuid),
-            name=_str_or_na(name),
-            pci_bus_id=bus_id,
+            **identity,
             memory_total=_attr(memory, "total"),
             memory_used=_attr(memory, "used"),
             memory_free=_attr(memory, "free"),
@@ -230,17 +220,30 @@ class NvmlSource:
             utilization_memory=_attr(utilization, "memory"),
             temperature_c=_int(temperature),
             power_draw_w=_milliwatts_to_watts(power_mw),
-            power_limit_w=_milliwatts_to_watts(power_limit_mw),
             sm_clock_mhz=_int(sm_clock),
-            fan_speed_pct=_int(fan),
-            numa_node=_int(numa),
-            mig_enabled=_mig_enabled(mig, nvml),
-            ecc_errors_uncorrected=_int(ecc),
-            persistence_mode=_flag(persistence),
-            compute_mode=_compute_mode(compute_mode),
             processes=processes,
-            nvlink=nvlink,
+            **slow,
         )
+
+    def _read_slow_fields(self, handle: Any) -> dict[str, Any]:
+        nvml = self._nvml
+        call = self._call
+        ecc = call(
+            "nvmlDeviceGetTotalEccErrors",
+            handle,
+            nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
+            nvml.NVML_VOLATILE_ECC,
+        )
+        return {
+            "power_limit_w": _milliwatts_to_watts(call("nvmlDeviceGetEnforcedPowerLimit", handle)),
+            "fan_speed_pct": _int(call("nvmlDeviceGetFanSpeed", handle)),
+            "numa_node": _int(call("nvmlDeviceGetNumaNodeId", handle)),
+            "mig_enabled": _mig_enabled(call("nvmlDeviceGetMigMode", handle), nvml),
+            "ecc_errors_uncorrected": _int(ecc),
+            "persistence_mode": _flag(call("nvmlDeviceGetPersistenceMode", handle)),
+            "compute_mode": _compute_mode(call("nvmlDeviceGetComputeMode", handle)),
+            "nvlink": self._read_nvlink(handle),
+        }
 
     def _read_nvlink(self, handle: Any) -> Maybe[NvLinkInfo]:
         nvml = self._nvml
@@ -274,12 +277,12 @@ class NvmlSource:
 
     def _lost(self, index: int, reason: str) -> GpuSnapshot:
         gone = NotAvailable(reason)
-        known = self._identity
+        known = self._identity.get(index) or self._partial_identity.get(index) or {}
         return GpuSnapshot(
             index=index,
-            uuid=known.get((index, "uuid"), gone),
-            name=known.get((index, "name"), gone),
-            pci_bus_id=known.get((index, "pci"), gone),
+            uuid=known.get("uuid", gone),
+            name=known.get("name", gone),
+            pci_bus_id=known.get("pci_bus_id", gone),
             memory_total=gone,
             memory_used=gone,
             memory_free=gone,
@@ -392,3 +395,25 @@ def _processes(value: Any) -> Maybe[tuple[GpuProcess, ...]]:
             )
         )
     return tuple(processes)
+
+
+def gpu_count() -> tuple[int | None, str | None]:
+    """How many GPUs NVML sees: (count, None), or (None, one-line reason) when it cannot
+    tell (no library, no driver, no permission). For host checks that need only the count."""
+    try:
+        nvml = importlib.import_module("pynvml")
+    except ImportError:
+        return None, NO_PYNVML
+    nvml_error = getattr(nvml, "NVMLError", Exception)
+    try:
+        nvml.nvmlInit()
+    except nvml_error as exc:
+        return None, init_failure_reason(exc)
+    except OSError as exc:
+        return None, f"NVIDIA driver library could not be loaded: {exc}"
+    try:
+        return int(nvml.nvmlDeviceGetCount()), None
+    except nvml_error as exc:
+        return None, f"NVML could not count the GPUs: {error_text(exc)}"
+    finally:
+        _shutdown_quietly(nvml)  # NVML counts inits: this leaves a poller's session open

@@ -86,6 +86,7 @@ async def _proxy(request: web.Request, svc: ProxyService, flow, route: str) -> w
                 # Nothing was sent to the client yet: try the request again elsewhere.
                 log.warning("request %s: %s; retrying on another backend", req_id, exc.message)
                 tried.append(exc.backend)
+                ex.attempt += 1
     except StageError as exc:
         outcome = exc.outcome
         return await _error_answer(ex, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -26,6 +27,15 @@ class Backend:
     last_change: float = field(default_factory=time.time)
     outstanding: int = 0
     served: int = 0
+    _down: asyncio.Event | None = field(default=None, repr=False)
+
+    def down_event(self) -> asyncio.Event:
+        """Set while the backend is marked down; flows race their waits against it."""
+        if self._down is None:
+            self._down = asyncio.Event()
+            if self.state == HEALTH_DOWN:
+                self._down.set()
+        return self._down
 
     @property
     def tp_ranks(self) -> int:
@@ -44,6 +54,11 @@ class Backend:
         if state != self.state:
             self.state = state
             self.last_change = self.last_checked
+            if self._down is not None:
+                if state == HEALTH_DOWN:
+                    self._down.set()
+                else:
+                    self._down.clear()
             return True
         return False
 

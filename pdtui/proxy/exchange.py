@@ -21,6 +21,13 @@ class Exchange:
     body: dict = field(default_factory=dict)
     # Set once the client's response has started: after that errors go in-band.
     response: web.StreamResponse | None = None
+    attempt: int = 0  # > 0 when retried on other backends after one was unreachable
+
+    @property
+    def kv_req_id(self) -> str:
+        """The disagg_spec req_id: fresh per attempt, so a dead attempt's late
+        notifications can never count for the retry."""
+        return self.req_id if self.attempt == 0 else f"{self.req_id}.{self.attempt}"
 
     @property
     def is_chat(self) -> bool:

@@ -85,7 +85,7 @@ class LmcachePdFlow:
         try:
             return await self._run(ex, p, d, max_tokens)
         finally:
-            self.svc.waiters.forget(ex.req_id)
+            self.svc.waiters.forget(ex.kv_req_id)
 
     async def _run(self, ex: Exchange, p: Backend, d: Backend, max_tokens: int | None):
         svc, t = self.svc, self.svc.config.timeouts
@@ -93,13 +93,13 @@ class LmcachePdFlow:
             tokens = await self._tokenize(ex, p)
             prefill_body = self._prefill_body(ex, tokens, d)
             # Register before sending, so the notification can never outrun its waiter.
-            kv_ready = svc.waiters.register(ex.req_id, d.tp_ranks)
-            prefill = await staged(
+            kv_ready = svc.waiters.register(ex.kv_req_id, d.tp_ranks)
+            prefill = await svc.unless_down(d, staged(
                 ex, "prefill", p.url,
                 svc.post_json(p, "/v1/completions", prefill_body, stage="prefill",
                               timeout_s=t.prefill_s, req_id=ex.req_id),
                 {"prompt_tokens": len(tokens), "decoder": d.url},
-            )
+            ), "prefill", "the decoder receiving this prefill's KV went down")
         first_tok = (prefill.get("kv_transfer_params") or {}).get("first_tok")
         if isinstance(first_tok, bool) or not isinstance(first_tok, int):
             raise StageError(
@@ -111,7 +111,8 @@ class LmcachePdFlow:
         choices = prefill.get("choices") or [{}]
         first_choice = choices[0] if isinstance(choices[0], dict) else {}
 
-        await self._wait_kv(ex, p, d, kv_ready)
+        await svc.unless_down(d, self._wait_kv(ex, p, d, kv_ready), "kv_wait",
+                              "the decoder receiving this request's KV went down")
 
         complete = (max_tokens is not None and max_tokens <= 1) or \
             first_choice.get("finish_reason") == "stop"
@@ -178,7 +179,7 @@ class LmcachePdFlow:
         body["kv_transfer_params"] = {
             "ret_first_tok": True,
             "disagg_spec": {
-                "req_id": ex.req_id,
+                "req_id": ex.kv_req_id,
                 "receiver_host": d.host,
                 "receiver_init_port": list(d.init_ports),
                 "receiver_alloc_port": list(d.alloc_ports),
@@ -193,12 +194,12 @@ class LmcachePdFlow:
         try:
             await asyncio.wait_for(kv_ready, timeout)
         except asyncio.TimeoutError:
-            got = self.svc.waiters.received(ex.req_id)
+            got = self.svc.waiters.received(ex.kv_req_id)
             ex.timeline.end("kv_wait", p.url, {"received": got, **detail}, state="error")
             raise StageError(
                 504, "kv_wait", p.url,
                 f"kv_wait timed out after {timeout:g} s: {got} of {d.tp_ranks} KV-ready "
-                f"notifications (ProxyNotif) for request {ex.req_id} arrived from prefiller "
+                f"notifications (ProxyNotif) for request {ex.kv_req_id} arrived from prefiller "
                 f"{p.url} (decoder {d.url}); check that its pd_proxy_host/pd_proxy_port point "
                 f"at this proxy's ZMQ port {self.svc.config.zmq_port} and that it stored the "
                 "prompt (save_unfull_chunk: true)",
@@ -229,8 +230,7 @@ class LmcachePdFlow:
                     events = iter_sse_data(resp, stage="decode", backend=d.url,
                                            timeout_s=t.decode_s)
                     first = await anext(events, None)
-                    tl.durations["decode_ttft"] = time.perf_counter() - t_send
-                    tl.mark("decode_ttft", d.url)
+                    tl.record("decode_ttft", time.perf_counter() - t_send, d.url)
                     if ex.wants_stream:
                         out = await self._relay(ex, events, first, prefill, first_choice)
                     else:

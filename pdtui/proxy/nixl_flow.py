@@ -95,8 +95,7 @@ class NixlFlow:
                      t_send: float) -> web.StreamResponse:
         tl = ex.timeline
         first = await self._read(resp, d)
-        tl.durations["decode_ttft"] = time.perf_counter() - t_send
-        tl.mark("decode_ttft", d.url)
+        tl.record("decode_ttft", time.perf_counter() - t_send, d.url)
         if not ex.wants_stream:
             chunks = [first]
             while chunk := await self._read(resp, d):

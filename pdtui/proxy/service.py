@@ -107,6 +107,30 @@ class ProxyService:
             gauge.dec()
             self.metrics.backend_requests.labels(backend.role, backend.url, outcome).inc()
 
+    async def unless_down(self, backend: Backend, awaitable, stage: str, why: str):
+        """Await `awaitable`, but give up with BackendUnreachable if `backend` goes down.
+
+        A prefiller writing KV to a decoder that died blocks until its own timeouts;
+        aborting (which cancels the prefill at the prefiller) lets the request be
+        retried on a live decoder instead.
+        """
+        if backend.state == HEALTH_DOWN:
+            raise BackendUnreachable(stage, backend.url, backend.last_error or "marked down")
+        work = asyncio.ensure_future(awaitable)
+        down = asyncio.ensure_future(backend.down_event().wait())
+        try:
+            await asyncio.wait((work, down), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, down):
+                if not task.done():
+                    task.cancel()
+            if not work.done():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await work
+        if work.done() and not work.cancelled():
+            return work.result()
+        raise BackendUnreachable(stage, backend.url, f"{why}: {backend.last_error or 'marked down'}")
+
     def headers(self, req_id: str) -> dict[str, str]:
         return {**self.auth_headers, "X-Request-Id": req_id}
 

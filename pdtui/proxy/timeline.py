@@ -124,6 +124,12 @@ class RequestTimeline:
         self._emit(stage, state, backend, detail, now)
         return now - began
 
+    def record(self, stage: str, seconds: float, backend: str | None = None) -> None:
+        """A stage measured elsewhere (e.g. the decoder's time to first event)."""
+        now = time.perf_counter()
+        self.durations[stage] = seconds
+        self._emit(stage, "end", backend, {"seconds": round(seconds, 6)}, now)
+
     def mark(self, stage: str, backend: str | None = None, detail: Any = None) -> float:
         """A point event measured from the request's arrival (e.g. end-to-end TTFT)."""
         now = time.perf_counter()

@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         print("Environment: LMCACHE_CONFIG_FILE, CUDA_VISIBLE_DEVICES, PROMETHEUS_MULTIPROC_DIR,")
         print("  PDTUI_SIM_STARTUP_S, PDTUI_SIM_PREFILL_US_PER_TOKEN, PDTUI_SIM_DECODE_MS_PER_TOKEN,")
         print("  PDTUI_SIM_FAULT (oom, crash_after=N, hang, slow_start=S, drop_notif, ignore_sigterm),")
-        print("  PDTUI_SIM_GPU_DIR, PDTUI_SIM_KV_TOKENS, PDTUI_SIM_STATS_INTERVAL_S")
+        print("  PDTUI_SIM_GPU_DIR, PDTUI_SIM_KV_TOKENS, PDTUI_SIM_STATS_INTERVAL_S, PDTUI_SIM_PD_TIMEOUT_S,")
+        print("  PDTUI_SIM_GPU_TOTAL_BYTES, VLLM_NIXL_SIDE_CHANNEL_HOST/PORT")
         return 0 if argv else 2
     if argv[0] != "serve":
         print(f"error: unknown command {argv[0]!r}; the simulator only does `serve`\n{USAGE}", file=sys.stderr)

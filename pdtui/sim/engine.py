@@ -38,10 +38,13 @@ FIRST_CONTACT_S = 0.2  # LMCache dials NIXL lazily: the first transfer to a peer
 class RequestError(Exception):
     """A request the engine refuses; `status` is the HTTP status vLLM would answer."""
 
-    def __init__(self, message: str, status: int = 400, kind: str = "BadRequestError") -> None:
+    def __init__(
+        self, message: str, status: int = 400, kind: str = "BadRequestError", param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind
+        self.param = param
 
 
 @dataclass
@@ -152,13 +155,13 @@ class SimEngine:
                     endpoint = f"tcp://{lm.pd_proxy_host}:{lm.pd_proxy_port}"
                 self.sender = LMCacheSender(
                     self._zmq, s.model, lm.chunk_size, self.tp, self.kv_bytes_per_token,
-                    endpoint, s.faults.drop_notif, self.log.lmcache,
+                    endpoint, s.faults.drop_notif, self.log.lmcache, s.pd_timeout_s,
                 )
             if lm.pd_role in ("receiver", "both"):
                 self.receiver = LMCacheReceiver(
                     self._zmq, s.model, lm.chunk_size, self.tp, lm.pd_peer_host or "localhost",
                     lm.pd_peer_init_port, lm.pd_peer_alloc_port, lm.pd_buffer_size or 0,
-                    self.chunk_bytes, self.log.lmcache,
+                    self.chunk_bytes, self.log.lmcache, _allocation_timeout(lm.raw),
                 )
                 self.receiver.bind()
         if s.is_nixl:
@@ -403,6 +406,10 @@ class SimEngine:
         self.metrics.waiting_by_reason.labels(**lv, reason="capacity").set(self.waiting)
         self.metrics.kv_usage.labels(**lv).set(self.kv.usage)
 
+    def mark_ready(self) -> None:
+        self.ready = True
+        self._window = _Window()  # throughput is averaged over serving time, not start-up
+
     # ----------------------------------------------------------- periodic log ----
     def log_stats_if_active(self) -> None:
         """vLLM's `Engine 000:` line, printed only when something happened since the last one."""
@@ -437,6 +444,15 @@ class SimEngine:
     async def expire_held_blocks(self) -> None:
         if self.nixl_producer is not None:
             await self.nixl_producer.expire()
+
+
+def _allocation_timeout(raw: dict[str, Any]) -> float:
+    """LMCache's pd_allocation_timeout_sec (default: forever), capped so a demo never wedges."""
+    try:
+        value = float(raw.get("pd_allocation_timeout_sec", 30.0))
+    except (TypeError, ValueError):
+        value = 30.0
+    return max(0.0, min(value, 30.0))
 
 
 async def _sleep(seconds: float) -> None:

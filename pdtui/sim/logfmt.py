@@ -16,7 +16,7 @@ import datetime as _dt
 import sys
 import threading
 import time
-from typing import IO, Any
+from typing import IO
 
 LMCACHE_COLOURS = {
     "DEBUG": "\x1b[1m",
@@ -210,8 +210,3 @@ class EngineLog:
 
     def plain(self, text: str, stream: str = "err") -> None:
         self._write(self.out if stream == "out" else self.err, text)
-
-
-def format_dict_repr(value: dict[str, Any]) -> str:
-    """Python's repr of a dict, as vLLM and LMCache print their configs."""
-    return repr(value)

@@ -105,7 +105,7 @@ class EngineProcess:
             site = web.SockSite(runner, http_sock)
             await site.start()
             startup.uvicorn_started(self.log, self.pid)
-            self.engine.ready = True
+            self.engine.mark_ready()
             if s.faults.hang:
                 self.engine.hung = True
             if s.faults.crash_after == 0:

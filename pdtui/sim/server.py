@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from contextlib import aclosing
 from typing import Any
 
 from aiohttp import web
@@ -38,11 +39,21 @@ async def _access_log_and_hang(request: web.Request, handler):
         return response
     except web.HTTPException as exc:
         status = exc.status
+        if status in (404, 405):
+            # FastAPI's shape, which vLLM answers for unknown routes and wrong methods.
+            return web.json_response({"detail": exc.reason}, status=status)
         raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away mid-request
+        raise
+    except Exception as exc:  # never let one bad request take the server down
+        engine.log.api("ERROR", "serving_engine.py:1021", f"Error in request handling: {exc!r}")
+        status = 500
+        return _error(f"internal error: {exc}", 500, "InternalServerError")
     finally:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         client = f"{peer[0]}:{peer[1]}" if peer else "-"
-        reason = web.Response(status=status).reason or ""
+        reason = web.Response(status=status).reason if status != 499 else "Client Closed Request"
         engine.log.access(client, request.method, request.path_qs, status, reason)
         resource = getattr(request.match_info.route, "resource", None)
         handler_name = resource.canonical if resource is not None else ""
@@ -184,7 +195,7 @@ class Routes:
             else:
                 raise RequestError("tokenize needs `prompt` (string or token ids) or `messages`")
         except RequestError as exc:
-            return _error(str(exc), exc.status, exc.kind)
+            return _error(str(exc), exc.status, exc.kind, exc.param)
         except ValueError as exc:
             return _error(str(exc))
         return web.json_response(
@@ -213,7 +224,7 @@ class Routes:
             for prompt in prompts:
                 engine.check_fits(len(prompt), max_tokens)
         except RequestError as exc:
-            return _error(str(exc), exc.status, exc.kind)
+            return _error(str(exc), exc.status, exc.kind, exc.param)
         request_id = engine.new_request_id("cmpl")
         gens = [Generation(request_id, prompt, max_tokens, params) for prompt in prompts]
         model = engine.settings.served_model_name
@@ -225,7 +236,7 @@ class Routes:
                 async for _ in engine.run(gen):
                     pass
         except RequestError as exc:
-            return _error(str(exc), exc.status, exc.kind)
+            return _error(str(exc), exc.status, exc.kind, exc.param)
         choices = [
             {
                 "index": i,
@@ -273,14 +284,16 @@ class Routes:
 
         try:
             for index, gen in enumerate(gens):
-                async for token_id in self.engine.run(gen):
-                    is_last = len(gen.output_ids) >= gen.max_tokens
-                    if response is None:
-                        response = await _sse_start(request)
-                    await _sse(response, chunk(index, tokenizer.token_text(token_id), "length" if is_last else None))
+                # aclosing: a client that hangs up mid-stream frees the request's KV at once.
+                async with aclosing(self.engine.run(gen)) as tokens:
+                    async for token_id in tokens:
+                        is_last = len(gen.output_ids) >= gen.max_tokens
+                        if response is None:
+                            response = await _sse_start(request)
+                        await _sse(response, chunk(index, tokenizer.token_text(token_id), "length" if is_last else None))
         except RequestError as exc:
             if response is None:
-                return _error(str(exc), exc.status, exc.kind)
+                return _error(str(exc), exc.status, exc.kind, exc.param)
             await _sse(response, {"error": {"message": str(exc), "type": exc.kind, "code": exc.status}})
         if response is None:
             response = await _sse_start(request)
@@ -313,7 +326,7 @@ class Routes:
             params = _kv_params(body)
             engine.check_fits(len(prompt), max_tokens)
         except RequestError as exc:
-            return _error(str(exc), exc.status, exc.kind)
+            return _error(str(exc), exc.status, exc.kind, exc.param)
         request_id = engine.new_request_id("chatcmpl")
         gen = Generation(request_id, prompt, max_tokens, params)
         model = engine.settings.served_model_name
@@ -324,7 +337,7 @@ class Routes:
             async for _ in engine.run(gen):
                 pass
         except RequestError as exc:
-            return _error(str(exc), exc.status, exc.kind)
+            return _error(str(exc), exc.status, exc.kind, exc.param)
         return web.json_response(
             {
                 "id": request_id,
@@ -361,17 +374,19 @@ class Routes:
         response: web.StreamResponse | None = None
         first = True
         try:
-            async for token_id in self.engine.run(gen):
-                is_last = len(gen.output_ids) >= gen.max_tokens
-                if response is None:
-                    response = await _sse_start(request)
-                    await _sse(response, chunk({"role": "assistant", "content": ""}, None))
-                text = tokenizer.token_text(token_id)
-                await _sse(response, chunk({"content": text.lstrip() if first else text}, "length" if is_last else None))
-                first = False
+            async with aclosing(self.engine.run(gen)) as tokens:
+                async for token_id in tokens:
+                    is_last = len(gen.output_ids) >= gen.max_tokens
+                    if response is None:
+                        response = await _sse_start(request)
+                        await _sse(response, chunk({"role": "assistant", "content": ""}, None))
+                    text = tokenizer.token_text(token_id)
+                    await _sse(response, chunk({"content": text.lstrip() if first else text},
+                                               "length" if is_last else None))
+                    first = False
         except RequestError as exc:
             if response is None:
-                return _error(str(exc), exc.status, exc.kind)
+                return _error(str(exc), exc.status, exc.kind, exc.param)
             await _sse(response, {"error": {"message": str(exc), "type": exc.kind, "code": exc.status}})
         if response is None:
             response = await _sse_start(request)

@@ -66,6 +66,7 @@ class SimSettings:
     gpu_total_bytes: int
     kv_capacity_tokens: int
     stats_interval_s: float
+    pd_timeout_s: float
     nixl_side_channel_host: str
     nixl_side_channel_port: int
     argv: tuple[str, ...] = field(default_factory=tuple)
@@ -401,6 +402,7 @@ def parse_settings(argv: list[str], env: Mapping[str, str] | None = None) -> Sim
         ),
         kv_capacity_tokens=max(kv_capacity, max_model_len),
         stats_interval_s=env_float("PDTUI_SIM_STATS_INTERVAL_S", 10.0),
+        pd_timeout_s=env_float("PDTUI_SIM_PD_TIMEOUT_S", 5.0),
         nixl_side_channel_host=env.get("VLLM_NIXL_SIDE_CHANNEL_HOST") or "localhost",
         nixl_side_channel_port=_int_flag(
             "VLLM_NIXL_SIDE_CHANNEL_PORT", env.get("VLLM_NIXL_SIDE_CHANNEL_PORT") or "5600", 1

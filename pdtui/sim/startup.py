@@ -53,6 +53,13 @@ def _kv_transfer_repr(settings: SimSettings, eid: str) -> str:
 
 
 def api_server_begins(log: EngineLog, settings: SimSettings, eid: str) -> None:
+    # The one line real vLLM never prints: whoever reads this log must know it is a simulation.
+    log.api(
+        "WARNING",
+        "pdtui_sim.py:1",
+        "SIMULATED ENGINE: this is pdtui's vLLM simulator (no GPU, no model weights); "
+        "timings, tokens and KV transfers are simulated.",
+    )
     for line in _BANNER:
         log.api("INFO", "api_utils.py:345", line.format(version=VLLM_VERSION, model=settings.model))
     args: dict[str, object] = {"model_tag": settings.model, "port": settings.port, "model": settings.model}

@@ -127,8 +127,10 @@ class LMCacheSender:
         proxy_endpoint: str | None,
         drop_notif: bool,
         log_lmcache: Callable[[str, str, str], None],
+        timeout_s: float = HANDSHAKE_TIMEOUT_S,
     ) -> None:
         self._pool = _ReqPool(ctx)
+        self._timeout_s = timeout_s
         self._model = model
         self._chunk_size = chunk_size
         self._tp = tp
@@ -162,9 +164,11 @@ class LMCacheSender:
                 await self._pool.call(
                     f"tcp://{host}:{init_port}",
                     {"type": "NixlInitRequest", "sender_id": f"sender-{id(self):x}", "rank": rank},
+                    timeout=self._timeout_s,
                 )
                 await self._pool.call(
-                    f"tcp://{host}:{init_port}", {"type": "NixlMemRegRequest", "rank": rank}
+                    f"tcp://{host}:{init_port}", {"type": "NixlMemRegRequest", "rank": rank},
+                    timeout=self._timeout_s,
                 )
                 self._initialised.add(peer)
             keys = chunk_keys(self._model, tokens, self._chunk_size, rank, self._tp)
@@ -181,7 +185,8 @@ class LMCacheSender:
                     "bytes_per_token": self._bytes_per_token,
                     "req_id": proxy_req_id,
                 },
-                timeout=60.0,
+                # The decoder may hold the answer while its buffer is full (up to 30 s).
+                timeout=self._timeout_s + 30.0,
             )
             if reply.get("type") != "AllocResponse":
                 raise TransferError(f"decoder refused the allocation: {reply.get('error', reply)!r:.120}")
@@ -227,8 +232,10 @@ class LMCacheReceiver:
         buffer_bytes: int,
         chunk_bytes: int,
         log_lmcache: Callable[[str, str, str], None],
+        allocation_timeout_s: float = 30.0,
     ) -> None:
         self._ctx = ctx
+        self._allocation_timeout_s = allocation_timeout_s
         self._model = model
         self._chunk_size = chunk_size
         self._tp = tp
@@ -295,7 +302,7 @@ class LMCacheReceiver:
             per_token = int(message.get("bytes_per_token") or 0)
             new = [i for i, key in enumerate(keys) if key not in self._chunks]
             warned_at = 0.0
-            deadline = time.monotonic() + 30.0
+            deadline = time.monotonic() + self._allocation_timeout_s
             # The decoder frees buffer only when requests retrieve; until then the sender waits.
             while self.used_chunks + len(new) > self.total_chunks:
                 if len(new) > self.total_chunks:

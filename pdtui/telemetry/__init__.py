@@ -1,1 +1,14 @@
+"""Telemetry: what the panes show, from /metrics scrapes and log lines.
 
+Modules (import the one you need; this package imports nothing heavy):
+- `logparse`  fast line classifier: `parse_line`, `LogScanner`, `parse_header`,
+              `milestones`, `find_root_cause` (re-exported from `rootcause`).
+- `events`    the typed immutable events and alerts the parser produces.
+- `rootcause` the first real error of a failed start.
+- `metrics`   /metrics body -> `MetricsSnapshot`; `METRIC_ALIASES` for old/new names.
+- `scrape`    `Scraper`: async polling, one non-overlapping task per endpoint.
+- `series`    `RingSeries` / `SeriesStore`: bounded time series.
+- `derive`    rates, windowed p50/p99, LMCache tokens/s, decoder hit rate (`Deriver`).
+- `export`    CSV/JSON export of a run's series.
+- `logscan`   whole-file scanning and the summary behind `pdtui logscan`.
+"""

@@ -92,11 +92,16 @@ async def scrape_once(session: aiohttp.ClientSession, target: ScrapeTarget, time
             status = resp.status
             if resp.status != 200:
                 return ScrapeResult(target, started, time.monotonic() - t0, None, f"HTTP {resp.status}", status)
-            body = await resp.content.read(MAX_BODY_BYTES + 1)
-        if len(body) > MAX_BODY_BYTES:
-            error = f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB, not a metrics page"
-            return ScrapeResult(target, started, time.monotonic() - t0, None, error, status)
-        text = body.decode("utf-8", errors="replace")
+            # Read to the end (content.read(n) would stop at the first chunk), capped.
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    error = f"body larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB, not a metrics page"
+                    return ScrapeResult(target, started, time.monotonic() - t0, None, error, status)
+                chunks.append(chunk)
+        text = b"".join(chunks).decode("utf-8", errors="replace")
         snapshot = await asyncio.to_thread(parse_metrics, text, started, target.keep_prefixes)
         return ScrapeResult(target, started, time.monotonic() - t0, snapshot, None, status)
     except asyncio.TimeoutError:

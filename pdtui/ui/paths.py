@@ -59,9 +59,9 @@ def runs_dir() -> Path:
     """Where deployments keep their run directories (the runtime layer's choice when it
     says so; the same XDG rule otherwise)."""
     try:
-        from pdtui.runtime import paths as runtime_paths  # type: ignore[attr-defined]
+        from pdtui.runtime.rundir import runs_root
 
-        return Path(runtime_paths.runs_dir())
+        return Path(runs_root())
     except (ImportError, AttributeError):
         pass
     override = os.environ.get("PDTUI_RUNS_DIR")

@@ -88,6 +88,31 @@ def test_each_error_at_each_call_never_raises(fake, function, error_class):
         assert gpu.name == "NVIDIA H200"
 
 
+@pytest.mark.parametrize(
+    ("function", "attribute"),
+    [
+        ("nvmlSystemGetDriverVersion", "driver_version"),
+        ("nvmlSystemGetNVMLVersion", "nvml_version"),
+        ("nvmlSystemGetCudaDriverVersion", "cuda_driver_version"),
+    ],
+)
+@pytest.mark.parametrize("error_class", ERROR_CLASSES, ids=lambda c: c.__name__)
+def test_each_error_at_system_calls_is_not_available(fake, function, attribute, error_class):
+    fake.fail[function] = error_class
+    inventory = NvmlSource().poll()
+    assert inventory.error is None and len(inventory.gpus) == 2
+    value = getattr(inventory, attribute)
+    assert isinstance(value, NotAvailable) and value.reason == error_text(error_class())
+
+
+@pytest.mark.parametrize("error_class", ERROR_CLASSES, ids=lambda c: c.__name__)
+def test_each_error_at_handle_lookup_is_a_lost_gpu_not_a_crash(fake, error_class):
+    fake.handle_errors[0] = error_class
+    first, second = NvmlSource().poll().gpus
+    assert first.lost and first.lost_reason == error_text(error_class())
+    assert not second.lost
+
+
 @pytest.mark.parametrize("error_class", ERROR_CLASSES, ids=lambda c: c.__name__)
 def test_each_error_at_init_gives_one_line_reason(fake, error_class):
     fake.init_error = error_class
@@ -195,3 +220,27 @@ def test_real_pynvml_on_this_machine():
         assert "\n" not in inventory.error and inventory.gpus == ()
     else:
         assert inventory.gpus and all(isinstance(g.index, int) for g in inventory.gpus)
+
+
+@pytest.mark.parametrize("error_class", ERROR_CLASSES, ids=lambda c: c.__name__)
+def test_each_error_at_count_and_shutdown_is_contained(fake, error_class):
+    fake.count_error = error_class
+    inventory = NvmlSource().poll()
+    assert inventory.gpus == () and inventory.error == f"NVML could not count the GPUs: {error_text(error_class())}"
+    fake.count_error = None
+    fake.nvmlShutdown = lambda: (_ for _ in ()).throw(error_class())  # raising shutdown
+    source = NvmlSource()
+    assert len(source.poll().gpus) == 2
+    source.close()  # must not raise
+
+
+def test_gpu_count_for_host_checks(fake):
+    from pdtui.gpus import gpu_count
+
+    assert gpu_count() == (2, None)
+    assert fake.calls["nvmlShutdown"] == 1
+    fake.init_error = pynvml.NVMLError_LibraryNotFound
+    assert gpu_count() == (None, "NVIDIA driver library not found: is this a GPU machine? Try --demo")
+    fake.init_error = None
+    fake.count_error = pynvml.NVMLError_NoPermission
+    assert gpu_count() == (None, "NVML could not count the GPUs: Insufficient Permissions")

@@ -153,3 +153,33 @@ def test_metrics_parse_with_real_names_and_labels(engine):
 def test_access_log_lines_in_uvicorn_format(engine):
     engine.get("/health")
     engine.wait_for_log(r'^INFO:     127\.0\.0\.1:\d+ - "GET /health HTTP/1\.1" 200 OK$')
+
+
+def test_client_hanging_up_mid_stream_aborts_and_frees(tmp_path):
+    """A client that disconnects mid-stream: the request is aborted, running drops to 0."""
+    import socket
+    import time as _time
+
+    from tests.sim.helpers import start_sim as _start
+
+    sim = _start(tmp_path, env={"PDTUI_SIM_DECODE_MS_PER_TOKEN": "20"})
+    try:
+        sim.wait_healthy()
+        body = json.dumps({"prompt": "long one", "max_tokens": 500, "stream": True}).encode()
+        with socket.create_connection(("127.0.0.1", sim.port), timeout=10) as conn:
+            conn.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            assert b"data: " in conn.recv(4096)
+        deadline = _time.monotonic() + 10
+        while _time.monotonic() < deadline:
+            families = {f.name: f for f in text_string_to_metric_families(sim.get("/metrics")[1])}
+            aborted = [s.value for s in families["vllm:request_success"].samples
+                       if s.name.endswith("_total") and s.labels["finished_reason"] == "abort"]
+            if aborted == [1.0]:
+                break
+            _time.sleep(0.1)
+        assert aborted == [1.0]
+        assert families["vllm:num_requests_running"].samples[0].value == 0
+        assert families["vllm:kv_cache_usage_perc"].samples[0].value == 0
+    finally:
+        sim.stop()

@@ -1,0 +1,260 @@
+"""`pdtui up / down / status / logs / restart`: the headless face of the supervisor.
+
+Only the standard library at import time; the supervisor is imported inside each command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+
+
+def register(subparsers) -> None:
+    up = subparsers.add_parser("up", help="start a deployment (foreground until Ctrl-C, or --detach)")
+    up.add_argument("profile", help="a profile file or a preset name (demo, 1p1d, ...)")
+    up.add_argument("--detach", action="store_true", help="return once everything is ready and leave it running")
+    up.add_argument("--auto-restart", action="store_true", help="restart a crashed instance (with backoff)")
+    up.set_defaults(func=cmd_up)
+
+    down = subparsers.add_parser("down", help="stop a run (default: the newest live one)")
+    down.add_argument("name", nargs="?", help="run name (see `pdtui status`)")
+    down.set_defaults(func=cmd_down)
+
+    status = subparsers.add_parser("status", help="the live runs and the state of their processes")
+    status.add_argument("name", nargs="?", help="one run (name or directory)")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--all", action="store_true", help="also runs that are no longer live")
+    status.set_defaults(func=cmd_status)
+
+    logs = subparsers.add_parser("logs", help="an instance's log (proxy, prefiller1, ...)")
+    logs.add_argument("instance")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-n", "--lines", type=int, default=100)
+    logs.add_argument("--run", help="run name (default: the newest live run)")
+    logs.set_defaults(func=cmd_logs)
+
+    restart = subparsers.add_parser("restart", help="restart one instance of a run")
+    restart.add_argument("instance")
+    restart.add_argument("--run", help="run name (default: the newest live run)")
+    restart.set_defaults(func=cmd_restart)
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _progress_printer(start: float):
+    from pdtui.runtime.events import DeploymentEvent, ReadinessProgress, StateChanged
+
+    def on_event(event) -> None:
+        stamp = f"[{time.monotonic() - start:6.1f}s]"
+        if isinstance(event, StateChanged):
+            st = event.status
+            extra = f" (pid {st.pid})" if st.state.value == "starting" and st.pid else ""
+            extra += f": {st.reason}" if st.reason else ""
+            _err(f"{stamp} {event.name}: {st.state.value}{extra}")
+        elif isinstance(event, ReadinessProgress):
+            _err(f"{stamp} {event.name}: {event.milestone}" + (f" ({event.detail})" if event.detail else ""))
+        elif isinstance(event, DeploymentEvent) and event.kind not in ("ready",):
+            _err(f"{stamp} {event.kind}: {event.message}")
+
+    return on_event
+
+
+def cmd_up(args) -> int:
+    from pdtui.model import validate_file
+    from pdtui.model.presets import resolve_profile_path
+    from pdtui.runtime import PreflightError, Supervisor
+
+    try:
+        path = resolve_profile_path(args.profile)
+    except (FileNotFoundError, LookupError, ValueError) as exc:
+        _err(f"pdtui up: {exc}")
+        return 2
+    validation = validate_file(path)
+    for problem in validation.problems:
+        _err(problem.format(str(path)))
+    if not validation.ok or validation.profile is None:
+        _err(f"pdtui up: {path} is not valid; nothing started")
+        return 2
+    sup = Supervisor.launch(validation.profile, detach=args.detach, auto_restart=args.auto_restart)
+    start = time.monotonic()
+    sup.subscribe(_progress_printer(start))
+    _err(f"run {sup.run_name}: {sup.run_dir}")
+    stop_requested = threading.Event()
+
+    def on_term(signum, frame) -> None:
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_term)
+    future = sup.start()
+    try:
+        while not future.done():
+            if stop_requested.wait(0.1):
+                raise KeyboardInterrupt
+        try:
+            ok = future.result()
+        except PreflightError as exc:
+            _err("pdtui up: refused to start:")
+            for problem in exc.problems:
+                _err(f"  - {problem}")
+            sup.close()
+            return 1
+        if not ok:
+            failed = [i for i in sup.status().instances if i.state.value == "failed"]
+            _err("pdtui up: the deployment did not come up; everything was stopped:")
+            for inst in failed:
+                _err(f"  - {inst.name}: {inst.reason}  (log: {inst.log_path})")
+            sup.close()
+            return 1
+        proxy = next((i for i in sup.status().instances if i.kind == "proxy"), None)
+        url = proxy.health_url.rsplit("/health", 1)[0] if proxy else ""
+        _err(f"[{time.monotonic() - start:6.1f}s] all ready: {url}  (run {sup.run_name})")
+        if args.detach:
+            sup.detach()
+            _err(f"detached; stop it with `pdtui down {sup.run_name}`")
+            print(sup.run_name)
+            return 0
+        _err("Ctrl-C stops everything")
+        # Foreground: until Ctrl-C/SIGTERM, or until another pdtui stopped it (`pdtui down`).
+        while not stop_requested.wait(0.5):
+            if sup.status().phase == "stopped":
+                sup.close()
+                return 0
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        _err("stopping everything ...")
+        was_ready = future.done() and not future.exception() and future.result()
+        sup.close()
+        _err("all processes stopped")
+        return 0 if was_ready else 130
+
+
+def _resolve(name: str | None):
+    from pdtui.runtime import resolve_run
+
+    try:
+        return resolve_run(name)
+    except LookupError as exc:
+        _err(f"pdtui: {exc}")
+        return None
+
+
+def cmd_status(args) -> int:
+    from pdtui.runtime import AttachError, Supervisor, find_runs
+
+    if args.name:
+        run = _resolve(args.name)
+        if run is None:
+            return 1
+        runs = [run]
+    else:
+        runs = [r.path for r in find_runs() if r.live or args.all]
+    reports = []
+    for run in runs:
+        try:
+            sup = Supervisor.attach(run, read_only=True)
+        except AttachError as exc:
+            _err(f"pdtui status: {exc}")
+            continue
+        reports.append(sup.status())
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2))
+        return 0
+    if not reports:
+        print("no live runs" + ("" if args.all else " (--all shows the others)"))
+        return 0
+    for report in reports:
+        print(f"{report.run_name}  {report.phase}{'  detached' if report.detached else ''}  {report.run_dir}")
+        for inst in report.instances:
+            up = f"{inst.uptime_s:7.0f}s" if inst.uptime_s is not None else "       -"
+            gpus = ",".join(map(str, inst.gpus)) or "-"
+            line = f"  {inst.name:<14} {inst.kind:<9} {inst.state.value:<9} pid {str(inst.pid or '-'):<8} port {str(inst.port or '-'):<6} gpus {gpus:<5} up {up}"
+            if inst.reason:
+                line += f"  {inst.reason}"
+            print(line)
+    return 0
+
+
+def cmd_logs(args) -> int:
+    from pdtui.runtime import AttachError, Supervisor
+    from pdtui.runtime.logtail import LogTailer, last_lines
+
+    run = _resolve(args.run)
+    if run is None:
+        return 1
+    try:
+        sup = Supervisor.attach(run, read_only=True)
+        path = sup.instance(args.instance).log_path
+    except (AttachError, KeyError) as exc:
+        _err(f"pdtui logs: {exc.args[0] if exc.args else exc}")
+        return 1
+    for line in last_lines(path, args.lines):
+        print(line)
+    sys.stdout.flush()
+    if not args.follow:
+        return 0
+    tailer = LogTailer.at_end(path)
+    try:
+        while True:
+            for line in tailer.read_lines():
+                print(line)
+            sys.stdout.flush()
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _act(run, action: str, timeout_s: float, **kwargs) -> tuple[bool, str]:
+    """Ask the live owner of the run, or act directly when there is none."""
+    from pdtui.runtime import Supervisor, control, owner_of
+
+    owner = owner_of(run)
+    if owner is not None:
+        request_id = control.submit(run, action, **kwargs)
+        answer = control.wait_done(run, request_id, timeout_s, still_owned=lambda: owner_of(run) == owner)
+        if answer.get("ok") or "exited before answering" not in answer.get("message", ""):
+            return bool(answer.get("ok")), str(answer.get("message"))
+    sup = Supervisor.attach(run, take_ownership=False)
+    if action == "stop":
+        sup.stop().result(timeout=timeout_s)
+        left = [i.name for i in sup.status().instances if i.pid]
+        return not left, f"stopped {sup.run_name}" if not left else f"still running: {', '.join(left)}"
+    ok = sup.restart(kwargs["name"]).result(timeout=timeout_s)
+    st = sup.instance(kwargs["name"])
+    sup._persist()  # record the new pid for the next re-attach
+    return ok, f"{st.name}: {st.state.value}" + (f" ({st.reason})" if st.reason else "")
+
+
+def cmd_down(args) -> int:
+    from pdtui.runtime import AttachError
+
+    run = _resolve(args.name)
+    if run is None:
+        return 1
+    try:
+        ok, message = _act(run, "stop", 120)
+    except AttachError as exc:
+        _err(f"pdtui down: {exc}")
+        return 1
+    _err(message)
+    return 0 if ok else 1
+
+
+def cmd_restart(args) -> int:
+    from pdtui.runtime import AttachError
+
+    run = _resolve(args.run)
+    if run is None:
+        return 1
+    try:
+        ok, message = _act(run, "restart", 1800, name=args.instance)
+    except (AttachError, KeyError) as exc:
+        _err(f"pdtui restart: {exc.args[0] if exc.args else exc}")
+        return 1
+    _err(message)
+    return 0 if ok else 1

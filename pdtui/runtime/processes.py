@@ -1,0 +1,117 @@
+"""Starting and stopping one process group. Standard library + psutil only, so the
+watchdog (a separate small process) can share the stop logic.
+
+Each process is started in its own session (so it is its own process group): a signal
+to the group reaches vLLM's EngineCore and worker children too, and Ctrl-C in pdtui's
+terminal never reaches the engines directly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# (signal, seconds to wait for the whole group to exit after sending it)
+DEFAULT_STOP_SEQUENCE: tuple[tuple[str, float], ...] = (("SIGINT", 10.0), ("SIGTERM", 5.0), ("SIGKILL", 5.0))
+
+
+@dataclass
+class ProcessHandle:
+    """A process we started (popen set) or re-attached to (popen None: not our child)."""
+
+    pid: int
+    pgid: int
+    create_time: float
+    cmdline: list[str]
+    log_path: str
+    popen: subprocess.Popen | None = None
+    exit_code: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit code once the process has exited (-N for signal N), else None."""
+        if self.exit_code is not None:
+            return self.exit_code
+        if self.popen is not None:
+            self.exit_code = self.popen.poll()
+            return self.exit_code
+        # Not our child: we cannot learn the exit code, only that it is gone.
+        from pdtui.runtime.statefile import verify_process
+
+        if verify_process(self.pid, self.create_time, None) is not None:
+            self.exit_code = -999  # unknown
+        return self.exit_code
+
+    def group_alive(self) -> bool:
+        self.poll()  # reap our child first, a zombie leader still counts as a group member
+        return group_exists(self.pgid)
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def spawn(argv: list[str] | tuple[str, ...], env: dict[str, str], log_path: str | Path, cwd: str | Path | None = None) -> ProcessHandle:
+    """Start argv in a new session, stdout+stderr appended straight to log_path.
+
+    The child writes to the file itself (no pipe through pdtui): the log survives pdtui's
+    death and costs pdtui nothing while it runs. Raises OSError when argv cannot be executed.
+    """
+    import psutil
+
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab", buffering=0) as log_file:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(cwd) if cwd else None,
+            start_new_session=True,
+            close_fds=True,
+        )
+    # Popen returns after the exec succeeded, so the identity below is the new program's.
+    try:
+        create_time = psutil.Process(popen.pid).create_time()
+    except psutil.NoSuchProcess:
+        create_time = time.time()  # already gone (and reaped by nobody yet): harmless
+    return ProcessHandle(popen.pid, popen.pid, create_time, list(argv), str(log_path), popen)
+
+
+def stop_group(
+    handle: ProcessHandle,
+    sequence: tuple[tuple[str, float], ...] = DEFAULT_STOP_SEQUENCE,
+    poll_s: float = 0.05,
+) -> str | None:
+    """Signal the group with each signal in turn until nothing of it is left.
+
+    Returns the name of the signal that ended it (None if it was already gone), or
+    "survived" if even the last one did not (e.g. a process stuck in the kernel).
+    """
+    if not handle.group_alive():
+        return None
+    for sig_name, grace in sequence:
+        handle.signal_group(getattr(signal, sig_name))
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not handle.group_alive():
+                return sig_name
+            time.sleep(poll_s)
+    return None if not handle.group_alive() else "survived"

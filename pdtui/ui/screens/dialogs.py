@@ -1,0 +1,124 @@
+"""Small modal questions: confirm, choose one of several, enter a path, show problems."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+
+class ChoiceScreen(ModalScreen[str]):
+    """A question with buttons; dismisses with the chosen button's id ('cancel' on esc)."""
+
+    BINDINGS = [Binding("escape", "choose('cancel')", "Cancel")]
+    DEFAULT_CSS = """
+    ChoiceScreen { align: center middle; }
+    ChoiceScreen > Vertical { width: 70; max-width: 95%; height: auto; border: thick $warning; background: $surface; padding: 1 2; }
+    ChoiceScreen #question { width: 100%; margin-bottom: 1; }
+    ChoiceScreen Horizontal { height: auto; align-horizontal: center; }
+    ChoiceScreen Button { margin: 0 1; min-width: 10; }
+    """
+
+    def __init__(self, question: str, choices: list[tuple[str, str]], *, title: str = "") -> None:
+        super().__init__()
+        self._question = question
+        self._choices = choices  # (id, label); the first is focused
+        self._title = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            if self._title:
+                box.border_title = self._title
+            yield Static(self._question, id="question", markup=False)
+            with Horizontal():
+                for choice_id, label in self._choices:
+                    yield Button(label, id=choice_id, variant="error" if choice_id in ("stop", "yes", "remove") else "default")
+
+    def on_mount(self) -> None:
+        self.query(Button).first().focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id or "cancel")
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice)
+
+
+def confirm(question: str, yes_label: str = "Yes", title: str = "Confirm") -> ChoiceScreen:
+    return ChoiceScreen(question, [("yes", yes_label), ("cancel", "Cancel")], title=title)
+
+
+class PathScreen(ModalScreen[str | None]):
+    """Ask for a file path (open / save as)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    PathScreen { align: center middle; }
+    PathScreen > Vertical { width: 76; max-width: 95%; height: auto; border: thick $primary; background: $surface; padding: 1 2; }
+    PathScreen #path-error { color: $error; height: auto; }
+    """
+
+    def __init__(self, prompt: str, initial: str = "", must_exist: bool = False) -> None:
+        super().__init__()
+        self._prompt = prompt
+        self._initial = initial
+        self._must_exist = must_exist
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self._prompt)
+            yield Input(self._initial, id="path-input")
+            yield Static("", id="path-error")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        from pathlib import Path
+
+        from pdtui.model.presets import resolve_profile_path
+
+        text = event.value.strip()
+        if not text:
+            self.query_one("#path-error", Static).update("enter a file path (or a preset name such as 1p1d)")
+            return
+        if self._must_exist:
+            path = resolve_profile_path(text)
+            if not path.is_file():
+                self.query_one("#path-error", Static).update(f"{text}: no such file or preset")
+                return
+            text = str(path)
+        else:
+            parent = Path(text).expanduser().parent
+            if parent.exists() and not parent.is_dir():
+                self.query_one("#path-error", Static).update(f"{parent} is not a directory")
+                return
+        self.dismiss(text)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class MessageScreen(ModalScreen[None]):
+    """A list of lines to read (why a launch is blocked), closed with esc/enter."""
+
+    BINDINGS = [Binding("escape,enter,q", "close", "Close")]
+    DEFAULT_CSS = """
+    MessageScreen { align: center middle; }
+    MessageScreen > VerticalScroll { width: 90%; max-width: 110; height: auto; max-height: 80%; border: thick $error; background: $surface; padding: 0 1; }
+    """
+
+    def __init__(self, title: str, lines: list[str]) -> None:
+        super().__init__()
+        self._title = title
+        self._lines = lines
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll() as box:
+            box.border_title = self._title
+            box.border_subtitle = "esc to close"
+            for line in self._lines:
+                yield Static(f"• {line}", markup=False)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,57 @@
+"""`?`: every binding of every screen, with the keys in effect after the user's keymap."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from pdtui.ui import keys, paths
+
+SCOPE_TITLES = {
+    "app": "Everywhere",
+    "dashboard": "Dashboard",
+    "editor": "Deployment editor",
+    "picker": "GPU picker",
+    "instance": "Instance details",
+}
+
+
+def help_text(keymap: dict[str, str]) -> str:
+    effective = keys.effective_keys(keymap)
+    lines: list[str] = []
+    for scope, title in SCOPE_TITLES.items():
+        lines.append(f"[b]{title}[/b]")
+        for spec in keys.specs_for(scope):
+            shown = keys.display_keys(effective[spec.id])
+            lines.append(f"  {shown:<18} {spec.description:<18} [dim]{spec.id}[/dim]")
+        lines.append("")
+    lines.append("[b]Also[/b]")
+    lines.append(f"  {'ctrl+p':<18} Command palette (launch, stop, open, themes …)")
+    lines.append(f"  {'arrows / mouse':<18} Move in tables; click to select")
+    lines.append("")
+    lines.append(f"Rebind keys in {paths.keys_file()} (`id: keys`, e.g. `launch: ctrl+u`).")
+    return "\n".join(lines)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 80; max-width: 100%; height: 90%; border: thick $primary; background: $surface; padding: 0 1; }
+    """
+
+    def __init__(self, keymap: dict[str, str]) -> None:
+        super().__init__()
+        self._keymap = keymap
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll() as box:
+            box.border_title = "Keys"
+            box.border_subtitle = "esc to close"
+            yield Static(help_text(self._keymap), id="help-text")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

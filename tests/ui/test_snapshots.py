@@ -1,0 +1,43 @@
+"""SVG snapshots of the main screens at 80x24 (the size an SSH/tmux session often has).
+
+Deterministic: no live feeds (a seeded GPU reading with a fixed clock is injected), the
+shipped demo profile, no user config. Update with `pytest tests/ui --snapshot-update`
+after looking at the report.
+"""
+
+from __future__ import annotations
+
+from pdtui.model.presets import resolve_profile_path
+from pdtui.ui.app import PdtuiApp
+from pdtui.ui.gpu_feed import GpuUpdate
+from tests.ui.conftest import fixed_reading
+
+SIZE = (80, 24)
+
+
+def make_app() -> PdtuiApp:
+    return PdtuiApp(resolve_profile_path("demo"), demo=True, offer_reattach=False, start_feeds=False, keymap={})
+
+
+async def inject_gpus(pilot) -> None:
+    from tests.ui.test_app import loaded
+
+    await loaded(pilot)
+    pilot.app.post_message(GpuUpdate(fixed_reading()))
+    await pilot.pause()
+
+
+def test_dashboard_snapshot(snap_compare):
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=inject_gpus)
+
+
+def test_editor_snapshot(snap_compare):
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=inject_gpus, press=["e", "down", "down", "down", "_"])
+
+
+def test_gpu_picker_snapshot(snap_compare):
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=inject_gpus, press=["e", "down", "_", "ctrl+g", "_"])
+
+
+def test_help_snapshot(snap_compare):
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=inject_gpus, press=["question_mark", "_"])
