@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
@@ -390,12 +391,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY", "APIKEY")
+_SECRET_NAME = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIALS?)(_|$)")
+# Names that contain a marker word but hold no secret (a per-token timing, a token count).
+_NOT_SECRET = re.compile(r"_PER_TOKEN$|_TOKENS?_(COUNT|LIMIT|US|MS|S)$")
 
 
 def is_secret_name(name: str) -> bool:
+    """HF_TOKEN, OPENAI_API_KEY, AWS_SECRET_ACCESS_KEY, ... are masked everywhere."""
     upper = name.upper()
-    return any(marker in upper for marker in SECRET_MARKERS)
+    return bool(_SECRET_NAME.search(upper)) and not _NOT_SECRET.search(upper)
 
 
 def _secrets_in_profile(profile: Profile) -> Iterable[Problem]:

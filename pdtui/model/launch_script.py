@@ -30,15 +30,25 @@ _FUNCTIONS = r"""
 PGIDS=()
 NAMES=()
 
-http_ok() {
+http_ok() {  # url [any]: 2xx, or with "any" any HTTP answer at all
   if command -v curl >/dev/null 2>&1; then
-    curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null
+    if [ "${2:-}" = any ]; then curl -sS -o /dev/null --max-time 2 "$1" 2>/dev/null
+    else curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; fi
   else
-    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1" 2>/dev/null
+    python3 - "$1" "${2:-}" 2>/dev/null <<'PY'
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(sys.argv[1], timeout=2)
+except urllib.error.HTTPError:
+    sys.exit(0 if sys.argv[2] == "any" else 1)
+PY
   fi
 }
 
-alive() { kill -0 -- "-$1" 2>/dev/null; }
+# Right after `setsid CMD &` the child may not have made its own group yet: look at the
+# pid as well as the group.
+alive() { kill -0 -- "-$1" 2>/dev/null || kill -0 "$1" 2>/dev/null; }
+signal_group() { kill -s "$1" -- "-$2" 2>/dev/null || kill -s "$1" "$2" 2>/dev/null; }
 
 stop_all() {
   trap - INT TERM
@@ -46,7 +56,7 @@ stop_all() {
   for sig in INT TERM KILL; do
     any=0
     for pg in "${PGIDS[@]}"; do
-      if alive "$pg"; then kill -s "$sig" -- "-$pg" 2>/dev/null; any=1; fi
+      if alive "$pg"; then signal_group "$sig" "$pg"; any=1; fi
     done
     [ "$any" = 0 ] && break
     for i in $(seq 1 20); do
@@ -70,15 +80,15 @@ start() {  # name, then the command (env VAR=... argv)
   echo "started $name (pid $!), log: $LOG_DIR/$name.log" >&2
 }
 
-wait_healthy() {  # name url timeout_s
-  local name=$1 url=$2 timeout=$3 start_s=$SECONDS pg=${PGIDS[${#PGIDS[@]}-1]}
+wait_healthy() {  # name url timeout_s [any] [pgid, default: the last started]
+  local name=$1 url=$2 timeout=$3 accept=${4:-} start_s=$SECONDS pg=${5:-${PGIDS[${#PGIDS[@]}-1]}}
   while (( SECONDS - start_s < timeout )); do
     if ! alive "$pg"; then
       echo "$name exited before it was ready; last lines of $LOG_DIR/$name.log:" >&2
       tail -n 20 "$LOG_DIR/$name.log" >&2
       stop_all; exit 1
     fi
-    if http_ok "$url"; then
+    if http_ok "$url" "$accept"; then
       echo "$name ready after $(( SECONDS - start_s )) s" >&2
       return 0
     fi
@@ -113,11 +123,17 @@ def launch_script(plan) -> str:
             parts.append(f"mkdir -p {_path_word(inst.prometheus_dir, out_dir)}\n")
     parts.append("\n# proxy\n")
     parts.append(_start_line("proxy", plan.proxy.env, plan.proxy.argv, out_dir))
-    parts.append(f"wait_healthy proxy {shlex.quote(plan.proxy.health_url)} {int(plan.proxy.startup_timeout_s)}\n")
+    # The proxy reports 503 until it has seen healthy backends, which start after it:
+    # any HTTP answer means it is up.
+    parts.append(f"wait_healthy proxy {shlex.quote(plan.proxy.health_url)} {int(plan.proxy.startup_timeout_s)} any\n")
     for inst in plan.start_order():
         parts.append(f"\n# {inst.role} {inst.name}: GPU(s) {','.join(map(str, inst.gpus))}, port {inst.port}\n")
         parts.append(_start_line(inst.name, inst.env, inst.argv, out_dir))
         parts.append(f"wait_healthy {shlex.quote(inst.name)} {shlex.quote(inst.health_url)} {int(inst.startup_timeout_s)}\n")
+    parts.append(
+        "\n# Every backend up: the proxy's own health check must now see them.\n"
+        f"wait_healthy proxy {shlex.quote(plan.proxy.health_url)} 60 '' \"${{PGIDS[0]}}\"\n"
+    )
     parts.append(_FOOTER.format(proxy_url=f"http://{plan.proxy.host}:{plan.proxy.port}"))
     return "".join(parts)
 

@@ -1,31 +1,49 @@
 """The supervisor: run directories, process groups, start order, readiness, stop/restart,
-crash detection, the state file for detach/re-attach. See docs/interfaces.md."""
+crash detection, the state file for detach/re-attach. See docs/interfaces.md.
+
+Names are imported lazily (PEP 562) so that `pdtui.runtime.cli`, imported by
+`pdtui --help`, pulls in nothing beyond the standard library.
+"""
 
 from __future__ import annotations
 
-from pdtui.runtime.events import DeploymentEvent, Event, EventBus, LogLines, ReadinessProgress, StateChanged
-from pdtui.runtime.preflight import PreflightError
-from pdtui.runtime.rundir import RunInfo, find_runs, new_run_dir, resolve_run, runs_root
-from pdtui.runtime.status import DeploymentStatus, InstanceState, InstanceStatus
-from pdtui.runtime.supervisor import AttachError, Supervisor, owner_of
+import importlib
 
-__all__ = [
-    "AttachError",
-    "DeploymentEvent",
-    "DeploymentStatus",
-    "Event",
-    "EventBus",
-    "InstanceState",
-    "InstanceStatus",
-    "LogLines",
-    "PreflightError",
-    "ReadinessProgress",
-    "RunInfo",
-    "StateChanged",
-    "Supervisor",
-    "find_runs",
-    "new_run_dir",
-    "owner_of",
-    "resolve_run",
-    "runs_root",
-]
+_EXPORTS = {
+    "DeploymentEvent": "pdtui.runtime.events",
+    "Event": "pdtui.runtime.events",
+    "EventBus": "pdtui.runtime.events",
+    "LogLines": "pdtui.runtime.events",
+    "ReadinessProgress": "pdtui.runtime.events",
+    "StateChanged": "pdtui.runtime.events",
+    "PreflightError": "pdtui.runtime.preflight",
+    "RunInfo": "pdtui.runtime.rundir",
+    "find_runs": "pdtui.runtime.rundir",
+    "new_run_dir": "pdtui.runtime.rundir",
+    "resolve_run": "pdtui.runtime.rundir",
+    "runs_root": "pdtui.runtime.rundir",
+    "DeploymentStatus": "pdtui.runtime.status",
+    "InstanceState": "pdtui.runtime.status",
+    "InstanceStatus": "pdtui.runtime.status",
+    "AttachError": "pdtui.runtime.supervisor",
+    "Supervisor": "pdtui.runtime.supervisor",
+    "owner_of": "pdtui.runtime.supervisor",
+    "control": "pdtui.runtime.control",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pdtui.runtime' has no attribute {name!r}")
+    value = importlib.import_module(module)
+    if name != "control":
+        value = getattr(value, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

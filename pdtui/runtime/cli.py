@@ -91,6 +91,8 @@ def cmd_up(args) -> int:
         stop_requested.set()
 
     signal.signal(signal.SIGTERM, on_term)
+    # Explicitly: a shell starting `pdtui up &` leaves SIGINT ignored, and Ctrl-C must stop.
+    signal.signal(signal.SIGINT, on_term)
     future = sup.start()
     try:
         while not future.done():

@@ -789,7 +789,7 @@ class Supervisor:
         """Blocking: stop the deployment unless detached, then end our threads."""
         if self._closed.is_set() and not self._owner:
             return
-        if not self.detached and self._owner:
+        if not self.detached and self._owner and any(m.handle is not None and m.handle.group_alive() for m in self._members.values()):
             self._stop_all()
         was_owner = self._owner
         self._owner = False

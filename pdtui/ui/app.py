@@ -33,6 +33,7 @@ from pdtui.ui.themes import DEFAULT_THEME, load_themes
 from pdtui.ui.widgets.diff_table import DiffTable
 
 METRICS_TIMEOUT_S = 2.0
+METRICS_EVERY_TICKS = 2  # /metrics every other status tick: queue depths need no 1 Hz
 
 
 class PdtuiApp(App):
@@ -71,6 +72,7 @@ class PdtuiApp(App):
         self.control = DeploymentControl(self.post_message)
         self.metrics: dict[str, rowfmt.InstanceMetrics] = {}
         self._metrics_busy = False
+        self._ticks = 0
         self._offer_reattach = offer_reattach
         self._start_feeds = start_feeds
         self._attach_run = attach_run  # re-attach to this run at start, without asking
@@ -222,7 +224,8 @@ class PdtuiApp(App):
         handler = getattr(self.screen, "on_status", None)
         if handler is not None:
             handler(self.control.status())
-        if not self._metrics_busy:
+        self._ticks += 1
+        if not self._metrics_busy and self._ticks % METRICS_EVERY_TICKS == 0:
             self._metrics_busy = True  # never two scrapes of the same kind at once
             self._scrape_metrics()
 

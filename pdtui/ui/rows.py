@@ -194,9 +194,9 @@ def health_summary(
         parts.append("not running")
     else:
         parts.append(phase)
-    parts.append(f"{ready}/{len(engines)} engines ready")
     if proxy is not None:
         parts.append(f"proxy {proxy.state if proxy.state != 'planned' else 'not started'}")
+    parts.append(f"{ready}/{len(engines)} engines ready")
     if failed:
         parts.append("failed: " + ",".join(failed))
     if inventory is None:

@@ -271,3 +271,14 @@ def test_host_check_sees_a_real_listening_socket():
         port = sock.getsockname()[1]
         assert port_in_use("127.0.0.1", port)
     assert not port_in_use("127.0.0.1", port)
+
+
+@pytest.mark.parametrize(
+    "name, secret",
+    [("HF_TOKEN", True), ("HUGGING_FACE_HUB_TOKEN", True), ("OPENAI_API_KEY", True), ("AWS_SECRET_ACCESS_KEY", True),
+     ("PDTUI_SIM_DECODE_MS_PER_TOKEN", False), ("PYTHONHASHSEED", False), ("UCX_TLS", False), ("TOKENIZERS_PARALLELISM", False)],
+)
+def test_secret_names(name, secret):
+    from pdtui.model.checks import is_secret_name
+
+    assert is_secret_name(name) is secret

@@ -55,13 +55,11 @@ def test_demo_launch_ready_stop_quit_in_tmux(tmp_path, ui_home):
         wait_for_screen(session, "SIMULATION", 30)
         wait_for_screen(session, "8 GPUs (simulated)", 30)
         tmux("send-keys", "-t", session, "u")
-        screen = wait_for_screen(session, "4/4 engines ready", 60)
-        assert "proxy ready" in screen
+        wait_for_screen(session, "ready · proxy ready · 4/4 engines ready", 60)
         tmux("send-keys", "-t", session, "s")
         wait_for_screen(session, "Stop every process", 10)
         tmux("send-keys", "-t", session, "Enter")
-        screen = wait_for_screen(session, "0/4 engines ready", 60)
-        assert "stopped" in screen
+        wait_for_screen(session, "stopped · proxy stopped · 0/4 engines ready", 60)
         tmux("send-keys", "-t", session, "q")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -69,6 +67,7 @@ def test_demo_launch_ready_stop_quit_in_tmux(tmp_path, ui_home):
                 break  # the app quit, so tmux closed its only window
             time.sleep(0.3)
         else:
-            raise AssertionError("pdtui did not quit on q")
+            screen = tmux("capture-pane", "-p", "-t", session, check=False)
+            raise AssertionError(f"pdtui did not quit on q; screen:\n{screen}")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=20)

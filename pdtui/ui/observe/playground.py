@@ -1,0 +1,178 @@
+"""Request playground: one prompt through the proxy with the answer streaming in and the
+request's stage timeline; and a small load run with its summary table.
+
+The HTTP work runs as async workers on the app's loop (aiohttp never blocks a frame);
+the answer is appended at most ~10 times a second.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from rich.table import Table
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, DataTable, Input, Label, Static
+
+from pdtui.loadgen.client import stream_completion
+from pdtui.loadgen.load import LoadSpec, run_load
+from pdtui.loadgen.prompts import synthetic_prompt
+from pdtui.loadgen.timeline import fetch_timeline, stage_durations
+
+__all__ = ["Playground", "parse_int_field"]
+
+
+def parse_int_field(label: str, text: str, low: int, high: int, default: int | None = None) -> int:
+    """A whole number from a form field, or ValueError naming the field and the valid range."""
+    text = text.strip()
+    if not text and default is not None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{label}: '{text}' is not a whole number ({low}..{high})") from None
+    if not low <= value <= high:
+        raise ValueError(f"{label}: {value} is outside {low}..{high}")
+    return value
+
+
+class Playground(Vertical):
+    DEFAULT_CSS = """
+    Playground { height: 1fr; }
+    Playground Horizontal { height: auto; }
+    Playground Input { width: 1fr; }
+    Playground .num { width: 16; }
+    Playground #pg-answer { height: 1fr; min-height: 4; border: round $primary 50%; padding: 0 1; }
+    Playground #pg-timeline { height: auto; }
+    Playground #pg-summary { height: auto; max-height: 14; }
+    Playground #pg-message { height: 1; color: $warning; }
+    """
+
+    def __init__(self, proxy_url: str, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.proxy_url = proxy_url
+        self.last_result = None
+        self.last_summary = None
+        self._answer = ""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield Input(placeholder="prompt (or leave empty and give a length)", id="pg-prompt")
+            yield Input(placeholder="gen. prompt tokens", id="pg-prompt-tokens", classes="num")
+            yield Input(value="32", placeholder="max tokens", id="pg-max-tokens", classes="num")
+            yield Button("Send", id="pg-send", variant="primary")
+        yield Static("", id="pg-message", markup=False)
+        yield Static("", id="pg-answer", markup=False)
+        yield Static("", id="pg-timeline")
+        with Horizontal():
+            yield Label("load run ")
+            yield Input(value="20", placeholder="requests", id="pg-n", classes="num")
+            yield Input(value="4", placeholder="concurrency", id="pg-c", classes="num")
+            yield Input(value="128", placeholder="prompt tokens", id="pg-p", classes="num")
+            yield Input(value="16", placeholder="output tokens", id="pg-o", classes="num")
+            yield Button("Run", id="pg-run")
+        yield DataTable(id="pg-summary", show_cursor=False)
+
+    def _message(self, text: str) -> None:
+        self.query_one("#pg-message", Static).update(text)
+
+    # --- one request ---------------------------------------------------------------
+    @on(Button.Pressed, "#pg-send")
+    @on(Input.Submitted, "#pg-prompt")
+    def send(self) -> None:
+        try:
+            max_tokens = parse_int_field("max tokens", self.query_one("#pg-max-tokens", Input).value, 1, 100_000, 32)
+            n_text = self.query_one("#pg-prompt-tokens", Input).value
+            prompt = self.query_one("#pg-prompt", Input).value
+            if not prompt.strip():
+                prompt = synthetic_prompt(parse_int_field("prompt tokens", n_text, 1, 1_000_000, 64))
+        except ValueError as exc:
+            self._message(str(exc))
+            return
+        self._message(f"sending to {self.proxy_url} ...")
+        self._answer = ""
+        self.query_one("#pg-answer", Static).update("")
+        self.query_one("#pg-timeline", Static).update("")
+        self._send(prompt, max_tokens)
+
+    @work(exclusive=True, group="playground-send")
+    async def _send(self, prompt: str, max_tokens: int) -> None:
+        answer = self.query_one("#pg-answer", Static)
+        pieces: list[str] = []
+
+        def flush() -> None:
+            if pieces:
+                self._answer += "".join(pieces)
+                pieces.clear()
+                answer.update(self._answer)
+
+        timer = self.set_interval(0.1, flush)
+        try:
+            async with aiohttp.ClientSession() as session:
+                result = await stream_completion(session, self.proxy_url, prompt=prompt, max_tokens=max_tokens,
+                                                 on_text=pieces.append, ignore_eos=False)
+                flush()
+                self.last_result = result
+                if result.error:
+                    self._message(f"failed: {result.error}")
+                else:
+                    ttft = "N/A" if result.ttft_s is None else f"{result.ttft_s * 1000:.1f} ms"
+                    self._message(f"{result.output_tokens} tokens, TTFT {ttft}, total {result.duration_s * 1000:.0f} ms, "
+                                  f"request {result.req_id}")
+                if result.req_id:
+                    events = await fetch_timeline(session, self.proxy_url, result.req_id, timeout_s=5.0)
+                    self._show_timeline(events)
+        finally:
+            timer.stop()
+
+    def _show_timeline(self, events) -> None:
+        rows = stage_durations(events)
+        table = Table(title="stages of this request (ms since it arrived)", expand=True)
+        for column in ("stage", "start", "end", "took", "", "backend"):
+            table.add_column(column)
+        end = max((r[2] for r in rows), default=0.0) or 1.0
+        backends = {e.stage: e.backend for e in events if e.state != "start"}
+        for stage, start, stop, state in rows:
+            lo, hi = int(start / end * 30), max(int(start / end * 30) + 1, int(stop / end * 30))
+            bar = " " * lo + "█" * (hi - lo)
+            table.add_row(stage + (" (error)" if state == "error" else ""), f"{start:.1f}", f"{stop:.1f}",
+                          f"{stop - start:.1f}", bar, backends.get(stage) or "")
+        self.query_one("#pg-timeline", Static).update(table if rows else "no timeline from GET /events")
+
+    # --- load run ----------------------------------------------------------------------
+    @on(Button.Pressed, "#pg-run")
+    def run(self) -> None:
+        try:
+            spec = LoadSpec(
+                requests=parse_int_field("requests", self.query_one("#pg-n", Input).value, 1, 100_000),
+                concurrency=parse_int_field("concurrency", self.query_one("#pg-c", Input).value, 1, 1024),
+                prompt_tokens=parse_int_field("prompt tokens", self.query_one("#pg-p", Input).value, 1, 1_000_000),
+                output_tokens=parse_int_field("output tokens", self.query_one("#pg-o", Input).value, 1, 100_000),
+            )
+        except ValueError as exc:
+            self._message(str(exc))
+            return
+        self._message(f"load run: {spec.requests} requests, {spec.concurrency} at a time ...")
+        self._run(spec)
+
+    @work(exclusive=True, group="playground-load")
+    async def _run(self, spec: LoadSpec) -> None:
+        done = [0, 0]
+
+        def progress(_index, result) -> None:
+            done[0] += 1
+            done[1] += 0 if result.ok else 1
+
+        timer = self.set_interval(0.25, lambda: self._message(
+            f"load run: {done[0]}/{spec.requests} done, {done[1]} failed"))
+        try:
+            summary = await run_load(self.proxy_url, spec, on_result=progress)
+        finally:
+            timer.stop()
+        self.last_summary = summary
+        table = self.query_one("#pg-summary", DataTable)
+        table.clear(columns=True)
+        table.add_columns("measure", "value")
+        for label, value in summary.rows():
+            table.add_row(label, value)
+        self._message(f"load run done: {summary.ok}/{summary.requests} ok")

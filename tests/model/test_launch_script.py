@@ -1,0 +1,80 @@
+"""The rendered launch.sh really starts a deployment without pdtui, and Ctrl-C stops all of it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from pdtui.model import render_plan, validate_text, write_rendered
+from tests.conftest import REPO_ROOT, free_port
+
+
+def demo_with_free_ports() -> dict:
+    doc = yaml.safe_load((REPO_ROOT / "configs" / "demo.yaml").read_text())
+    doc["proxy"].update(port=free_port(), zmq_port=free_port())
+    for inst in doc["prefillers"] + doc["decoders"]:
+        inst["port"] = free_port()
+        inst["sim"] = {"startup_s": 0.3, "decode_ms_per_token": 0, "prefill_us_per_token": 0}
+    for dec in doc["decoders"]:
+        dec["nixl_init_ports"] = [free_port()]
+        dec["nixl_alloc_ports"] = [free_port()]
+    doc["prefillers"] = doc["prefillers"][:1]
+    doc["decoders"] = doc["decoders"][:1]
+    return doc
+
+
+def _listening(ports: set[int]) -> set[int]:
+    return {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port in ports}
+
+
+@pytest.mark.timeout(120)
+def test_launch_script_starts_serves_and_stops(tmp_path: Path):
+    validation = validate_text(yaml.safe_dump(demo_with_free_ports()))
+    assert validation.ok, [p.format() for p in validation.problems]
+    out = tmp_path / "rendered"
+    plan = render_plan(validation.profile, out)
+    write_rendered(plan, out)
+    stderr_path = tmp_path / "launch.err"
+    with open(stderr_path, "w") as err:
+        proc = subprocess.Popen(["bash", str(out / "launch.sh")], stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    ports = {plan.proxy.port, *(i.port for i in plan.instances)}
+    try:
+        deadline = time.monotonic() + 60
+        while "deployment ready" not in stderr_path.read_text():
+            assert proc.poll() is None, stderr_path.read_text()
+            assert time.monotonic() < deadline, stderr_path.read_text()
+            time.sleep(0.2)
+        text = stderr_path.read_text()
+        assert text.index("started proxy") < text.index("started decoder1") < text.index("started prefiller1")
+        body = json.dumps({"model": plan.model, "prompt": "hello there, how are you", "max_tokens": 4}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{plan.proxy.port}/v1/completions", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=20) as response:
+            answer = json.load(response)
+        assert answer["choices"][0]["text"]
+        assert _listening(ports) == ports
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 3
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGINT)  # Ctrl-C
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    assert "All processes stopped." in stderr_path.read_text()
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, alive
+    assert not _listening(ports)
+    assert (out / "logs" / "decoder1.log").read_text()

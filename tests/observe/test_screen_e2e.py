@@ -1,0 +1,72 @@
+"""The ObserveScreen on a live simulated deployment: logs, KV numbers, playground, latency."""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+import pytest
+from textual.app import App
+from textual.widgets import Button, DataTable, Input, Static
+
+from pdtui.ui.observe import LogPane, ObservedInstance, ObserveScreen
+from pdtui.ui.observe.playground import Playground
+from tests.observe.test_logpane import wait_for
+from tests.proxy.test_e2e_sim import _start, _stop, _wait_ready
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    dep = _start(tmp_path, 1, 1)
+    try:
+        yield dep
+    finally:
+        _stop(dep)
+
+
+async def test_observe_screen_on_a_live_deployment(deployment, tmp_path):
+    async with aiohttp.ClientSession() as s:
+        await _wait_ready(s, deployment)
+    procs = deployment.procs
+    instances = [
+        ObservedInstance("proxy", "proxy", str(procs["proxy"].log), deployment.proxy_url + "/metrics"),
+        ObservedInstance("prefiller0", "prefiller", str(procs["prefiller0"].log), deployment.prefillers[0] + "/metrics"),
+        ObservedInstance("decoder0", "decoder", str(procs["decoder0"].log), deployment.decoders[0] + "/metrics"),
+    ]
+    screen = ObserveScreen(instances, deployment.proxy_url, tmp_path, scrape_interval_s=0.5)
+    app = App()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.push_screen(screen)
+        await pilot.pause()
+        panes = list(screen.query(LogPane))
+        assert [p.title for p in panes] == ["proxy", "prefiller0", "decoder0"]
+        await wait_for(pilot, lambda: all(p.follower.total_lines > 0 for p in panes))
+        # The playground: a prompt of N generated tokens, the answer and the stage timeline.
+        screen.query_one("TabbedContent").active = "playground"
+        await pilot.pause()
+        pg = screen.query_one(Playground)
+        pg.query_one("#pg-prompt-tokens", Input).value = "50"
+        pg.query_one("#pg-max-tokens", Input).value = "6"
+        pg.query_one("#pg-send", Button).press()
+        await wait_for(pilot, lambda: pg.last_result is not None, timeout=20)
+        assert pg.last_result.ok, pg.last_result.error
+        await wait_for(pilot, lambda: "prefill" in str(pg.query_one("#pg-timeline", Static).render()), timeout=15)
+        # A load run fills the summary table.
+        for field, value in (("#pg-n", "6"), ("#pg-c", "2"), ("#pg-p", "40"), ("#pg-o", "4")):
+            pg.query_one(field, Input).value = value
+        pg.query_one("#pg-run", Button).press()
+        await wait_for(pilot, lambda: pg.last_summary is not None, timeout=30)
+        assert pg.last_summary.ok == 6
+        assert pg.query_one("#pg-summary", DataTable).row_count >= 8
+        # The KV numbers come from the engines' own log lines.
+        await wait_for(pilot, lambda: {r.instance: r for r in screen.kv_stats.rows()}.get("prefiller0") is not None
+                       and {r.instance: r for r in screen.kv_stats.rows()}["prefiller0"].stored_tokens > 0, timeout=15)
+        # Bad input in the form is named, not raised.
+        pg.query_one("#pg-n", Input).value = "lots"
+        pg.query_one("#pg-run", Button).press()
+        await pilot.pause()
+        assert "requests: 'lots' is not a whole number" in str(pg.query_one("#pg-message", Static).render())
+        # The latency series come from the proxy's /metrics.
+        await wait_for(pilot, lambda: "proxy/ttft_p50" in screen.series, timeout=15)
