@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # runnable as a plain script from anywhere
-    sys.path.insert(0, str(REPO))
+# first: vLLM's site folder ships its own top-level `tests` package
+sys.path.insert(0, str(REPO))
 
 from tests.gpu import client, leftovers  # noqa: E402
 from tests.gpu.checks import Report, check_logs, check_metrics, lmcache_deltas  # noqa: E402

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# first: vLLM's site folder ships its own top-level `tests` package
+sys.path.insert(0, str(REPO))
 
 
 def capture_tmux(profile: str, out: Path, seconds: float) -> str:

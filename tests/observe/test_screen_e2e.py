@@ -52,7 +52,8 @@ async def test_observe_screen_on_a_live_deployment(deployment, tmp_path):
         pg.query_one("#pg-send", Button).press()
         await wait_for(pilot, lambda: pg.last_result is not None, timeout=20)
         assert pg.last_result.ok, pg.last_result.error
-        await wait_for(pilot, lambda: "prefill" in str(pg.query_one("#pg-timeline", Static).render()), timeout=15)
+        await wait_for(pilot, lambda: "prefill" in [row[0] for row in pg.last_timeline], timeout=15)
+        assert {"kv_wait", "ttft", "decode"} <= {row[0] for row in pg.last_timeline}
         # A load run fills the summary table.
         for field, value in (("#pg-n", "6"), ("#pg-c", "2"), ("#pg-p", "40"), ("#pg-o", "4")):
             pg.query_one(field, Input).value = value

@@ -53,6 +53,7 @@ class Playground(Vertical):
         self.proxy_url = proxy_url
         self.last_result = None
         self.last_summary = None
+        self.last_timeline: list = []
         self._answer = ""
 
     def compose(self) -> ComposeResult:
@@ -126,7 +127,7 @@ class Playground(Vertical):
             timer.stop()
 
     def _show_timeline(self, events) -> None:
-        rows = stage_durations(events)
+        rows = self.last_timeline = stage_durations(events)
         table = Table(title="stages of this request (ms since it arrived)", expand=True)
         for column in ("stage", "start", "end", "took", "", "backend"):
             table.add_column(column)
