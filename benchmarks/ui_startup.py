@@ -4,7 +4,11 @@ Each run spawns `python -m pdtui --demo` in a pseudo-terminal (80x24, like an SS
 session), reads its output, and stops the clock when the dashboard's first frame (the
 SIMULATION marker and the GPU table header) has been written. Target: < 0.5 s.
 
-    python benchmarks/ui_startup.py [--runs 7]
+The machine is shared and noisy, so the baseline -- a bare Textual app (header + 8-row
+DataTable + footer, `ui_bare_textual.py`) -- is timed in the same run, alternating with
+pdtui, and the report gives both medians and their difference (what pdtui adds).
+
+    python benchmarks/ui_startup.py [--runs 7] [--no-baseline]
 """
 
 from __future__ import annotations
@@ -21,17 +25,21 @@ import sys
 import tempfile
 import termios
 import time
+from pathlib import Path
 
+BARE_APP = Path(__file__).resolve().with_name("ui_bare_textual.py")
+PDTUI_ARGV = [sys.executable, "-m", "pdtui", "--demo"]
+BARE_ARGV = [sys.executable, str(BARE_APP)]
 MARKERS = (b"SIMULATION", b"Held by")
 
 
-def one_run(timeout_s: float = 20.0) -> float:
+def one_run(argv: list[str] = PDTUI_ARGV, timeout_s: float = 20.0) -> float:
     home = tempfile.mkdtemp(prefix="pdtui-bench-")
     started = time.perf_counter()
     pid, fd = pty.fork()
     if pid == 0:
         os.environ.update(TERM="xterm-256color", PDTUI_CONFIG_DIR=f"{home}/config", XDG_STATE_HOME=f"{home}/state")
-        os.execv(sys.executable, [sys.executable, "-m", "pdtui", "--demo"])
+        os.execv(argv[0], argv)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     seen = b""
     elapsed = None
@@ -60,11 +68,24 @@ def one_run(timeout_s: float = 20.0) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--no-baseline", action="store_true", help="time pdtui only")
     args = parser.parse_args()
     one_run()  # warm the disk cache and .pyc files
-    times = [one_run() for _ in range(args.runs)]
+    times: list[float] = []
+    bare: list[float] = []
+    if not args.no_baseline:
+        one_run(BARE_ARGV)
+    for _ in range(args.runs):  # alternate, so a burst of load hits both alike
+        times.append(one_run())
+        if not args.no_baseline:
+            bare.append(one_run(BARE_ARGV))
     print(f"time to first screen over {args.runs} runs: median {statistics.median(times) * 1000:.0f} ms, "
           f"min {min(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms (target < 500 ms)")
+    if bare:
+        print(f"bare Textual app (baseline) over {args.runs} runs: median {statistics.median(bare) * 1000:.0f} ms, "
+              f"min {min(bare) * 1000:.0f} ms, max {max(bare) * 1000:.0f} ms; "
+              f"pdtui adds {(statistics.median(times) - statistics.median(bare)) * 1000:+.0f} ms "
+              f"(ratio {statistics.median(times) / statistics.median(bare):.2f})")
     return 0
 
 

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the TUI on the built-in demo (simulated GPUs and engines)",
     )
     parser.add_argument("-p", "--profile", help="profile to open in the TUI (a file or a preset name); `pdtui FILE` works too")
+    parser.add_argument("--attach", metavar="RUN", help="re-attach the TUI to a running deployment (a run name or directory)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in _COMMAND_MODULES:
         try:

@@ -62,22 +62,9 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def _gpu_count() -> tuple[int | None, str | None]:
-    try:
-        from pdtui.gpus import gpu_count  # the GPU layer knows every NVML failure mode
-    except ImportError:
-        gpu_count = None
-    if gpu_count is not None:
-        return gpu_count()
-    try:
-        import pynvml
+    from pdtui.gpus import gpu_count  # the GPU layer knows every NVML failure mode
 
-        pynvml.nvmlInit()
-        try:
-            return pynvml.nvmlDeviceGetCount(), None
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception as exc:  # any NVML failure means "unknown", reported as a warning
-        return None, str(exc) or type(exc).__name__
+    return gpu_count()
 
 
 def run_render(args: argparse.Namespace) -> int:

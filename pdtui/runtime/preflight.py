@@ -61,16 +61,9 @@ def looks_local(model: str) -> bool:
 
 
 def gpu_count() -> tuple[int | None, str | None]:
-    try:
-        import pynvml
+    from pdtui.gpus import gpu_count as nvml_gpu_count  # knows every NVML failure mode
 
-        pynvml.nvmlInit()
-        try:
-            return pynvml.nvmlDeviceGetCount(), None
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception as exc:  # NVMLError, missing library: we cannot know
-        return None, str(exc) or type(exc).__name__
+    return nvml_gpu_count()
 
 
 def preflight(plan: DeploymentPlan, gpu_counter=gpu_count, port_in_use=None) -> list[str]:

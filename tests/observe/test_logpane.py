@@ -177,3 +177,15 @@ async def test_save_writes_the_view_and_wrap_timestamps_toggle(logfile, tmp_path
         await pilot.press("s")
         await wait_for(pilot, lambda: pane.last_saved not in (None, first))
         assert pane.last_saved.read_text().splitlines() == [vllm(29)] + [vllm(i) for i in range(290, 300)]
+
+
+async def test_escape_closes_the_search_box_only(logfile):
+    app = PaneApp(logfile)
+    async with app.run_test(size=(100, 30)) as pilot:
+        pane = app.query_one(LogPane)
+        await wait_for(pilot, lambda: pane.shown_line_numbers()[-1:] == [299])
+        await pilot.press("slash")
+        box = pane.query_one("#log-search")
+        assert box.has_class("shown") and box.has_focus
+        await pilot.press("escape")
+        assert not box.has_class("shown") and pane.log.has_focus

@@ -169,7 +169,11 @@ def test_client_hanging_up_mid_stream_aborts_and_frees(tmp_path):
         with socket.create_connection(("127.0.0.1", sim.port), timeout=10) as conn:
             conn.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            assert b"data: " in conn.recv(4096)
+            received = b""
+            while b"data: " not in received:  # headers and the first event may come in separate reads
+                chunk = conn.recv(4096)
+                assert chunk, received
+                received += chunk
         deadline = _time.monotonic() + 10
         while _time.monotonic() < deadline:
             families = {f.name: f for f in text_string_to_metric_families(sim.get("/metrics")[1])}

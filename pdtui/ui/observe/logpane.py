@@ -68,6 +68,7 @@ class LogPane(Vertical):
         Binding("end,G", "follow", "Follow"),
         Binding("s", "save", "Save"),
         Binding("c", "copy", "Copy", show=False),
+        Binding("escape", "cancel_search", "Cancel search", show=False),
     ]
 
     def __init__(self, path: str | os.PathLike[str], *, title: str | None = None, window: int = 5000,
@@ -283,10 +284,14 @@ class LogPane(Vertical):
         self._close_search()
         self.start_search(event.value.strip())
 
-    def key_escape(self) -> None:
-        box = self.query_one("#log-search", Input)
-        if box.has_class("shown"):
-            self._close_search()
+    def check_action(self, action: str, parameters) -> bool | None:
+        # Escape closes the search box; otherwise it goes on to the screen (back).
+        if action == "cancel_search":
+            return self.query_one("#log-search", Input).has_class("shown")
+        return True
+
+    def action_cancel_search(self) -> None:
+        self._close_search()
 
     def _close_search(self) -> None:
         box = self.query_one("#log-search", Input)
