@@ -228,7 +228,10 @@ def exercise(args, report: Report, run_dir: Path, out: Path, mode: str, model: s
     deadline = time.monotonic() + args.metrics_wait
     while True:
         after = scrape_all(urls, out, "after")
-        moving = mode != "lmcache-pd" or all(lmcache_moved(before[d], after[d]) for d in decoders)
+        if mode == "lmcache-pd":
+            moving = all(lmcache_moved(before[d], after[d]) for d in decoders)
+        else:  # vLLM logs "KV Transfer metrics" with its periodic stats (every 10 s)
+            moving = nixl_transfers_logged(run_dir, decoders) >= len(ok)
         if moving or time.monotonic() > deadline:
             break
         time.sleep(2.0)
@@ -243,6 +246,12 @@ def exercise(args, report: Report, run_dir: Path, out: Path, mode: str, model: s
         except subprocess.TimeoutExpired:
             report.info["dashboard_capture"] = "timed out after 120 s"
         print(f"  dashboard: {report.info['dashboard_capture']}", flush=True)
+
+
+def nixl_transfers_logged(run_dir: Path, decoders: list[str]) -> int:
+    from tests.gpu.checks import nixl_transfer_lines
+
+    return nixl_transfer_lines(run_dir, decoders)[1]
 
 
 def lmcache_moved(before: str, after: str) -> bool:

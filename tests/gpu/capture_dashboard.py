@@ -58,7 +58,8 @@ async def capture_headless(run_dir: Path, profile: str, out: Path, seconds: floa
         await pilot.pause(seconds)
         app.save_screenshot(filename="dashboard.svg", path=str(out))
         # leave the run running: the acceptance script stops it with `pdtui down`
-        app.control.detach() if hasattr(app.control, "detach") else None
+        if app.control.supervisor is not None:
+            app.control.detach()
     return "headless capture: dashboard.svg"
 
 

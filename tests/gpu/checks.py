@@ -7,6 +7,7 @@ proves they understand the real engines' output.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -141,6 +142,20 @@ def check_metrics(report: Report, before: dict[str, str], after: dict[str, str],
             report.check(f"vllm:external_prefix_cache_hits on {name}", ok, detail)
 
 
+_NIXL_TRANSFERS = re.compile(r"KV Transfer metrics: Num successful transfers=(\d+)")
+
+
+def nixl_transfer_lines(run_dir: Path, decoders: list[str]) -> tuple[list[str], int]:
+    """vLLM's NixlConnector stats lines in the decoder logs and the transfers they count
+    (each line covers the interval since the previous one, so they add up)."""
+    lines = []
+    for d in decoders:
+        path = run_dir / f"{d}.log"
+        if path.is_file():
+            lines += [ln for ln in path.read_text(errors="replace").splitlines() if "KV Transfer metrics" in ln]
+    return lines, sum(int(m) for ln in lines for m in _NIXL_TRANSFERS.findall(ln))
+
+
 def check_logs(report: Report, run_dir: Path, roles: dict[str, str], mode: str, ok_requests: list, out: Path) -> None:
     decoders = [n for n, r in roles.items() if r == "decoder"]
     if mode == "lmcache-pd":
@@ -156,11 +171,7 @@ def check_logs(report: Report, run_dir: Path, roles: dict[str, str], mode: str, 
                      f"{len(lookups)} lookups for {len(ok_requests)} requests; hit == prompt and total == prompt+1: "
                      + ", ".join(f"{p['hit_tokens']}/{p['prompt_tokens']}" for p in pairs))
     else:
-        lines = [ln for d in decoders for ln in (run_dir / f"{d}.log").read_text(errors="replace").splitlines()
-                 if "KV Transfer metrics" in ln]
-        import re
-
-        count = sum(int(m) for ln in lines for m in re.findall(r"Num successful transfers=(\d+)", ln))
+        lines, count = nixl_transfer_lines(run_dir, decoders)
         report.info["nixl_kv_transfer_lines"] = lines[-3:]
         report.check("decoder 'KV Transfer metrics' log", count >= len(ok_requests),
                      f"{len(lines)} lines, {count} successful transfers for {len(ok_requests)} requests")

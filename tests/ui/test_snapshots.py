@@ -7,12 +7,23 @@ after looking at the report.
 
 from __future__ import annotations
 
+import sys
+
+import pytest
+
 from pdtui.model.presets import resolve_profile_path
 from pdtui.ui.app import PdtuiApp
 from pdtui.ui.gpu_feed import GpuUpdate
 from tests.ui.conftest import fixed_reading
 
 SIZE = (80, 24)
+
+
+@pytest.fixture(autouse=True)
+def fixed_interpreter_path(monkeypatch):
+    # The editor previews the exact argv, which for simulated engines starts with the
+    # interpreter's path: make it the same in every checkout and virtual environment.
+    monkeypatch.setattr(sys, "executable", "/opt/pdtui/venv/bin/python3")
 
 
 def make_app() -> PdtuiApp:
@@ -31,8 +42,19 @@ def test_dashboard_snapshot(snap_compare):
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=inject_gpus)
 
 
+async def open_editor_settled(pilot) -> None:
+    await inject_gpus(pilot)
+    await pilot.press("e", "down", "down", "down")
+    # Validation and the preview render in workers: wait for them, then for the repaint,
+    # so the picture does not depend on how fast this machine is.
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.1)
+
+
 def test_editor_snapshot(snap_compare):
-    assert snap_compare(make_app(), terminal_size=SIZE, run_before=inject_gpus, press=["e", "down", "down", "down", "_"])
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=open_editor_settled)
 
 
 def test_gpu_picker_snapshot(snap_compare):
