@@ -91,10 +91,13 @@ async def _proxy(request: web.Request, svc: ProxyService, flow, route: str) -> w
         outcome = exc.outcome
         return await _error_answer(ex, exc)
     except asyncio.CancelledError:
-        outcome = "cancelled"
+        # aiohttp cancels the handler when the client disconnects; after the whole answer
+        # (a stream's [DONE]) that is a client done with us, not a cancelled request.
+        outcome = "ok" if ex.answered else "cancelled"
         raise
     except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-        outcome = "cancelled"  # the client went away while we were writing to it
+        # the client went away while we were writing to it
+        outcome = "ok" if ex.answered else "cancelled"
         return ex.response or web.Response(status=499)
     except Exception as exc:  # a bug must answer the client, not drop it
         log.exception("request %s failed", req_id)

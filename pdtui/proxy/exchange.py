@@ -22,6 +22,10 @@ class Exchange:
     # Set once the client's response has started: after that errors go in-band.
     response: web.StreamResponse | None = None
     attempt: int = 0  # > 0 when retried on other backends after one was unreachable
+    # True once the client has been sent the whole answer (a stream's `data: [DONE]`):
+    # a client that hangs up after that, before our end of the response, got what it asked
+    # for, so the request still counts as ok.
+    answered: bool = False
 
     @property
     def kv_req_id(self) -> str:

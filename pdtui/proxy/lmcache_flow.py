@@ -24,7 +24,8 @@ from pdtui.proxy.backends import Backend
 from pdtui.proxy.errors import StageError, bad_request
 from pdtui.proxy.exchange import Exchange, staged
 from pdtui.proxy.service import ProxyService
-from pdtui.proxy.streaming import DONE, iter_sse_data, sse_event, sse_raw, start_sse
+from pdtui.proxy.streaming import (DONE, finish_backend_response, iter_sse_data, sse_event,
+                                   sse_raw, start_sse)
 
 # Chat fields that a /v1/completions request does not take (or takes differently).
 _CHAT_ONLY = frozenset({
@@ -238,13 +239,14 @@ class LmcachePdFlow:
                     ok = True
                     return out
                 finally:
-                    if ok:
-                        resp.release()
-                    else:
-                        resp.close()  # drop the connection: the decoder stops generating
+                    # a failure drops the connection, so the decoder stops generating
+                    finish_backend_response(resp, ok)
             except BaseException as exc:
-                tl.end("decode", d.url, {"error": str(exc) or type(exc).__name__},
-                       state="error")
+                if ex.answered:
+                    ok = True  # the client hung up after the whole answer: not a failure
+                else:
+                    tl.end("decode", d.url, {"error": str(exc) or type(exc).__name__},
+                           state="error")
                 raise
             finally:
                 if ok:
@@ -312,6 +314,7 @@ class LmcachePdFlow:
                                            "created": created, "model": model, "choices": [],
                                            "usage": _fix_usage(usage)}))
         await out.write(b"data: [DONE]\n\n")
+        ex.answered = True
         await out.write_eof()
         return out
 
@@ -322,8 +325,12 @@ class LmcachePdFlow:
         finish = stop_reason = usage = None
         logprobs = _merge_logprobs(None, first_choice.get("logprobs"))
         payloads = [first] if first is not None else []
-        async for payload in events:
-            payloads.append(payload)
+        if first != DONE:
+            # up to [DONE], not to the decoder closing its stream, which may come later
+            async for payload in events:
+                payloads.append(payload)
+                if payload == DONE:
+                    break
         for payload in payloads:
             if payload == DONE:
                 break
@@ -381,5 +388,6 @@ class LmcachePdFlow:
         if not ex.wants_usage_chunk:
             whole.pop("usage")
         await out.write(sse_event(whole) + b"data: [DONE]\n\n")
+        ex.answered = True
         await out.write_eof()
         return out

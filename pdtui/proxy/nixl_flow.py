@@ -19,7 +19,7 @@ from pdtui.proxy.backends import Backend
 from pdtui.proxy.errors import StageError, stage_timeout
 from pdtui.proxy.exchange import Exchange, staged
 from pdtui.proxy.service import ProxyService
-from pdtui.proxy.streaming import SSE_HEADERS
+from pdtui.proxy.streaming import SSE_HEADERS, DoneWatch, finish_backend_response
 
 _PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 
@@ -70,12 +70,13 @@ class NixlFlow:
                     ok = True
                     return out
                 finally:
-                    if ok:
-                        resp.release()
-                    else:
-                        resp.close()
+                    finish_backend_response(resp, ok)
             except BaseException as exc:
-                tl.end("decode", d.url, {"error": str(exc) or type(exc).__name__}, state="error")
+                if ex.answered:
+                    ok = True  # the client hung up after the whole answer: not a failure
+                else:
+                    tl.end("decode", d.url, {"error": str(exc) or type(exc).__name__},
+                           state="error")
                 raise
             finally:
                 if ok:
@@ -109,10 +110,18 @@ class NixlFlow:
         headers["Content-Type"] = resp.headers.get("Content-Type", SSE_HEADERS["Content-Type"])
         out = ex.response = web.StreamResponse(status=200, headers=headers)
         await out.prepare(ex.request)
-        if first:
-            await out.write(first)
-            tl.mark("ttft")
-        while chunk := await self._read(resp, d):
+        done = DoneWatch()
+        chunk, relayed = first, 0
+        while chunk:
             await out.write(chunk)
+            relayed += 1
+            if relayed == 1:
+                tl.mark("ttft")
+            if done.feed(chunk):
+                # The client has the whole answer: end its response now rather than wait
+                # for the decoder to close its stream (run() lets go of that connection).
+                ex.answered = True
+                break
+            chunk = await self._read(resp, d)
         await out.write_eof()
         return out

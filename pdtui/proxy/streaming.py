@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import AsyncIterator
 
 import aiohttp
@@ -17,6 +18,28 @@ SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
+
+
+# The stream's last event, whole (its blank line included), at the start of a line.
+_DONE_EVENT = re.compile(rb"(?:^|\n)data: ?\[DONE\]\r?\n\r?\n")
+_DONE_TAIL = 32  # more than the longest form of that event, so a split one is still seen
+
+
+class DoneWatch:
+    """Tells, chunk by chunk, when raw SSE bytes relayed as they are have carried the
+    `data: [DONE]` event, which may be split over chunks. After it nothing is left to
+    relay: vLLM may keep its end of the stream open a little longer, and waiting for that
+    only gives the client time to hang up first."""
+
+    def __init__(self) -> None:
+        self._tail = b"\n"  # a stream that starts with the event still matches `^|\n`
+
+    def feed(self, chunk: bytes) -> bool:
+        window = self._tail + chunk
+        if _DONE_EVENT.search(window):
+            return True
+        self._tail = window[-_DONE_TAIL:]
+        return False
 
 
 async def iter_sse_data(resp: aiohttp.ClientResponse, *, stage: str, backend: str,
@@ -45,3 +68,14 @@ async def start_sse(request: web.Request, req_id: str) -> web.StreamResponse:
     resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, "X-Request-Id": req_id})
     await resp.prepare(request)
     return resp
+
+
+def finish_backend_response(resp: aiohttp.ClientResponse, ok: bool) -> None:
+    """Let go of a backend's streamed response. A connection is only reused when its
+    response was read to the end; one left mid-stream (a failure, or a stream the proxy
+    stopped reading at `[DONE]`) is closed, which for a failure also makes vLLM stop
+    generating."""
+    if ok and resp.content.at_eof():
+        resp.release()
+    else:
+        resp.close()

@@ -18,6 +18,11 @@ def register(subparsers) -> None:
     up.add_argument("profile", help="a profile file or a preset name (demo, 1p1d, ...)")
     up.add_argument("--detach", action="store_true", help="return once everything is ready and leave it running")
     up.add_argument("--auto-restart", action="store_true", help="restart a crashed instance (with backoff)")
+    up.add_argument(
+        "--timeout", type=_seconds, metavar="S",
+        help="overall readiness deadline: when not everything is ready S seconds after the start, "
+        "stop it all and exit 1 (each instance's own startup_timeout_s still applies when smaller)",
+    )
     up.set_defaults(func=cmd_up)
 
     down = subparsers.add_parser("down", help="stop a run (default: the newest live one)")
@@ -41,6 +46,32 @@ def register(subparsers) -> None:
     restart.add_argument("instance")
     restart.add_argument("--run", help="run name (default: the newest live run)")
     restart.set_defaults(func=cmd_restart)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _not_ready_lines(sup) -> list[str]:
+    """Each instance that is not ready, with how far it got (for the --timeout message)."""
+    lines = []
+    for inst in sup.status().instances:
+        if inst.state.value == "ready":
+            continue
+        if inst.state.value == "starting":
+            step = inst.milestone or "no start-up step seen in its log yet"
+            lines.append(f"  - {inst.name}: starting, last start-up step: {step}  (log: {inst.log_path})")
+        elif inst.pid is None and inst.state.value == "stopped":
+            lines.append(f"  - {inst.name}: not started yet (waits for an instance before it)")
+        else:
+            lines.append(f"  - {inst.name}: {inst.state.value}" + (f" ({inst.reason})" if inst.reason else ""))
+    return lines
 
 
 def _err(message: str) -> None:
@@ -94,10 +125,22 @@ def cmd_up(args) -> int:
     # Explicitly: a shell starting `pdtui up &` leaves SIGINT ignored, and Ctrl-C must stop.
     signal.signal(signal.SIGINT, on_term)
     future = sup.start()
+    # Measured from here, like each instance's startup_timeout_s is from its own start: the
+    # overall deadline wins whenever it comes first (instances that wait for a shared GPU
+    # start later, so their own timeouts alone can add up far beyond it).
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
     try:
         while not future.done():
             if stop_requested.wait(0.1):
                 raise KeyboardInterrupt
+            if deadline is not None and time.monotonic() > deadline and not future.done():
+                _err(f"pdtui up: not everything was ready within --timeout {args.timeout:g} s; "
+                     "stopping everything:")
+                for line in _not_ready_lines(sup):
+                    _err(line)
+                sup.close()
+                _err("all processes stopped")
+                return 1
         try:
             ok = future.result()
         except PreflightError as exc:

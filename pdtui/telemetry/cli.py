@@ -2,7 +2,7 @@
 
 For logs of deployments pdtui did not launch (LMCache's example scripts write
 prefiller.log, decoder.log, proxy.log). Prints each KV-transfer event (store, lookup/hit,
-retrieve, handshake) and each alert, then a summary; with --json, one JSON object per
+retrieve, NIXL transfer stats, handshake) and each alert, then a summary; with --json, one JSON object per
 line (`"type"` names the event; the last line is `{"type": "summary", ...}`).
 Exit status: 0, or 1 when a file could not be scanned (the reason goes to stderr).
 
@@ -33,7 +33,14 @@ def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
 
 
 def _describe(event) -> str | None:
-    from pdtui.telemetry.events import Alert, HandshakeEvent, LookupHitEvent, RetrieveEvent, StoreEvent
+    from pdtui.telemetry.events import (
+        Alert,
+        HandshakeEvent,
+        LookupHitEvent,
+        NixlTransferStatsEvent,
+        RetrieveEvent,
+        StoreEvent,
+    )
 
     if isinstance(event, StoreEvent):
         text = (
@@ -51,6 +58,13 @@ def _describe(event) -> str | None:
             f"retrieve  {event.tokens}/{event.required_tokens} tok  {_fmt(event.size_gib, ' GiB', 4)}"
             f"  {_fmt(event.duration_ms, ' ms')}  {_fmt(event.throughput_gbps, ' GB/s')}"
             + (f"  {event.request_id}" if event.request_id else "")
+        )
+    if isinstance(event, NixlTransferStatsEvent):
+        gbps = None if event.throughput_mbps is None else event.throughput_mbps / 1024
+        return (
+            f"nixl      {event.transfers} transfers  avg {_fmt(event.avg_xfer_ms, ' ms', 3)}"
+            f"  p90 {_fmt(event.p90_xfer_ms, ' ms', 3)}  {_fmt(event.avg_mb_per_transfer, ' MB', 3)} each"
+            f"  {_fmt(gbps, ' GB/s', 3)}"
         )
     if isinstance(event, HandshakeEvent):
         return f"handshake {event.step}" + (f"  {event.peer}" if event.peer else "")
@@ -70,12 +84,27 @@ def _print_summary(summary: dict, out) -> None:
         extra = f"  PROBLEM: {f['problem']}" if f["problem"] else ""
         print(f"  {f['path']}: {f['lines']} lines, role {f['role'] or 'unknown'}{extra}", file=out)
     print(
-        f"  transfers (prefiller stores): {summary['transfers']}, {summary['stored_tokens']} tokens,"
+        f"  transfers (prefiller stores): {summary['stores']}, {summary['stored_tokens']} tokens,"
         f" {summary['stored_gib']:.4f} GiB",
         file=out,
     )
     print(f"  store throughput: {spread(summary['store_gbps'], 'GB/s')}", file=out)
     print(f"  store put time:   {spread(summary['store_put_ms'], 'ms')}", file=out)
+    if summary["nixl_stats_lines"]:
+        gib = summary["nixl_gib"]
+        print(
+            f"  NIXL transfers (vLLM KV Transfer metrics): {summary['nixl_transfers']}"
+            f" in {summary['nixl_stats_lines']} interval(s)"
+            + ("" if gib is None else f", {gib:.4f} GiB"),
+            file=out,
+        )
+        print(f"  NIXL throughput:  {spread(summary['nixl_gbps'], 'GB/s')}", file=out)
+        print(f"  NIXL xfer time:   {spread(summary['nixl_xfer_ms'], 'ms')} (interval averages)", file=out)
+        failed = [f"{n} {what}" for what, n in (("failed transfers", summary["nixl_failed_transfers"]),
+                                                 ("failed notifications", summary["nixl_failed_notifications"]))
+                  if n]
+        if failed:
+            print("  NIXL failures: " + ", ".join(failed), file=out)
     print(f"  retrieves: {summary['retrieves']}, {summary['retrieved_tokens']} tokens,"
           f" throughput {spread(summary['retrieve_gbps'], 'GB/s')}", file=out)
     hit = summary["decoder_hit_rate"]

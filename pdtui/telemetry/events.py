@@ -131,6 +131,46 @@ class EngineStatsEvent(_Origin):
 
 
 @dataclass(frozen=True, slots=True)
+class NixlTransferStatsEvent(_Origin):
+    """vLLM's NixlConnector summary of one stats interval (the receiving side, the decoder,
+    logs it about every 10 s when there was a transfer):
+    `KV Transfer metrics: Num successful transfers=8, Avg xfer time (ms)=6.004, ...,
+    Avg MB per transfer=2.051, Throughput (MB/s)=341.583, Avg number of descriptors=67.8`.
+
+    Each line covers only its own interval, so the counts of successive lines add up.
+    vLLM's MB is 2**20 bytes (8 x 2.051 MB matched 17,203,200 bytes of
+    `vllm:nixl_bytes_transferred` on the H200). Fields are matched by name, not position;
+    a field this release does not print is None, one pdtui does not know goes to `extra`.
+    """
+
+    transfers: int  # "Num successful transfers" (0 when the line does not print it)
+    avg_xfer_ms: float | None = None
+    p90_xfer_ms: float | None = None
+    avg_post_ms: float | None = None
+    p90_post_ms: float | None = None
+    avg_mb_per_transfer: float | None = None
+    throughput_mbps: float | None = None  # MB/s, MB = 2**20 bytes
+    avg_descriptors: float | None = None
+    failed_transfers: int | None = None
+    failed_notifications: int | None = None
+    extra: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def transferred_mb(self) -> float | None:
+        """MB moved in this interval (transfers x average size), when the size is printed."""
+        if self.avg_mb_per_transfer is None:
+            return None
+        return self.transfers * self.avg_mb_per_transfer
+
+    @property
+    def xfer_seconds(self) -> float | None:
+        """Time spent transferring in this interval (transfers x average time)."""
+        if self.avg_xfer_ms is None:
+            return None
+        return self.transfers * self.avg_xfer_ms / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
 class MilestoneEvent(_Origin):
     """A start-up step. `kind` is one of MILESTONE_KINDS; `detail` is the interesting part
     (path, URL, "0.01 seconds", "18,168,816 tokens"); `value` a number when there is one."""
@@ -183,6 +223,7 @@ LogEvent = Union[
     RetrieveEvent,
     HandshakeEvent,
     EngineStatsEvent,
+    NixlTransferStatsEvent,
     MilestoneEvent,
     Alert,
 ]

@@ -6,7 +6,7 @@ Public API (everything else here is private):
     Classify one raw line (ANSI codes, `(EngineCore pid=N) ` prefix, trailing CR/LF
     allowed). Returns one of the typed events of `pdtui.telemetry.events`
     (StoreBeginEvent, StoreEvent, LookupHitEvent, RetrieveEvent, HandshakeEvent,
-    EngineStatsEvent, MilestoneEvent, Alert) or None for a line that is none of them
+    EngineStatsEvent, NixlTransferStatsEvent, MilestoneEvent, Alert) or None for a line that is none of them
     (the caller keeps showing the line untouched). Stateless and cheap: a line that
     matches nothing costs a handful of substring checks, no regex.
 - `LogScanner(role=None).feed(raw) -> tuple[LogEvent, ...]`
@@ -44,6 +44,7 @@ from pdtui.telemetry.events import (
     LogEvent,
     LookupHitEvent,
     MilestoneEvent,
+    NixlTransferStatsEvent,
     RetrieveEvent,
     StoreBeginEvent,
     StoreEvent,
@@ -349,6 +350,49 @@ def _parse_engine_stats(raw: str) -> EngineStatsEvent | None:
     return EngineStatsEvent(int(m["engine"]), **named, extra=tuple(extra), **_origin(head))
 
 
+# --- vLLM NixlConnector transfer stats -------------------------------------------
+
+_KV_TRANSFER_METRICS = "KV Transfer metrics:"
+# `Name (unit)=value` (vLLM 0.26); `'Name (unit)': value` too, should a release print the dict.
+_XFER_FIELD = re.compile(
+    rf"""['"]?(?P<name>[A-Za-z][^=:,'"{{}}]*?)['"]?\s*[=:]\s*(?P<value>{_NUM})"""
+)
+_XFER_NAMES = {
+    "num successful transfers": "transfers",
+    "avg xfer time (ms)": "avg_xfer_ms",
+    "p90 xfer time (ms)": "p90_xfer_ms",
+    "avg post time (ms)": "avg_post_ms",
+    "p90 post time (ms)": "p90_post_ms",
+    "avg mb per transfer": "avg_mb_per_transfer",
+    "throughput (mb/s)": "throughput_mbps",
+    "avg number of descriptors": "avg_descriptors",
+    "num failed transfers": "failed_transfers",
+    "num failed notifications": "failed_notifications",
+}
+_XFER_COUNTS = frozenset({"transfers", "failed_transfers", "failed_notifications"})
+
+
+def _parse_kv_transfer_metrics(raw: str) -> NixlTransferStatsEvent | None:
+    head = parse_header(raw)
+    _, found, fields = head.message.partition(_KV_TRANSFER_METRICS)
+    if not found:
+        return None
+    named: dict[str, float | int] = {}
+    extra: list[tuple[str, float]] = []
+    for field in _XFER_FIELD.finditer(fields):
+        name = field["name"].strip().lower()
+        value = float(field["value"])
+        attr = _XFER_NAMES.get(name)
+        if attr is None:
+            extra.append((re.sub(r"[^a-z0-9]+", "_", name).strip("_"), value))
+        elif attr not in named:
+            named[attr] = int(value) if attr in _XFER_COUNTS and value.is_integer() else value
+    if not named and not extra:
+        return None
+    transfers = named.pop("transfers", 0)
+    return NixlTransferStatsEvent(int(transfers), **named, extra=tuple(extra), **_origin(head))
+
+
 # --- everything else: milestones and red flags --------------------------------------
 
 _EXCEPTION = re.compile(
@@ -430,6 +474,10 @@ def parse_line(raw: str) -> LogEvent | None:
             return event
     if "Engine 0" in raw:
         event = _parse_engine_stats(raw)
+        if event is not None:
+            return event
+    if _KV_TRANSFER_METRICS in raw:
+        event = _parse_kv_transfer_metrics(raw)
         if event is not None:
             return event
     if (

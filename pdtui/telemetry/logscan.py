@@ -5,7 +5,8 @@ a bounded line length (an over-long line is cut and the rest skipped), decodes U
 replacement, and feeds a LogScanner. The role comes from the log itself
 (`kv_role='kv_consumer'`) or else from the file name (LMCache's example scripts write
 `prefiller.log` / `decoder.log`). `summarize(scans)` builds the totals printed by
-`pdtui logscan`. Problems with a file (missing, a directory, unreadable, binary) are
+`pdtui logscan`: KV transfers are LMCache's stores (lmcache-pd mode) plus the successful
+transfers of vLLM's NixlConnector `KV Transfer metrics` lines (nixl mode). Problems with a file (missing, a directory, unreadable, binary) are
 reported in `FileScan.problem`, not raised.
 """
 
@@ -23,6 +24,7 @@ from pdtui.telemetry.events import (
     LogEvent,
     LookupHitEvent,
     MilestoneEvent,
+    NixlTransferStatsEvent,
     RetrieveEvent,
     StoreEvent,
 )
@@ -45,6 +47,7 @@ class FileScan:
     stores: list[StoreEvent] = field(default_factory=list)
     lookups: list[LookupHitEvent] = field(default_factory=list)
     retrieves: list[RetrieveEvent] = field(default_factory=list)
+    nixl_stats: list[NixlTransferStatsEvent] = field(default_factory=list)
     handshakes: int = 0
     milestones: int = 0
     alerts: Counter = field(default_factory=Counter)
@@ -119,6 +122,8 @@ def _count(scan: FileScan, event: LogEvent) -> None:
         scan.lookups.append(event)
     elif isinstance(event, RetrieveEvent):
         scan.retrieves.append(event)
+    elif isinstance(event, NixlTransferStatsEvent):
+        scan.nixl_stats.append(event)
     elif isinstance(event, HandshakeEvent):
         scan.handshakes += 1
     elif isinstance(event, MilestoneEvent):
@@ -133,9 +138,38 @@ def _spread(values: list[float]) -> dict[str, float] | None:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
+# vLLM's MB is 2**20 bytes and LMCache's GB 2**30 (StoreEvent.size_gib): MB / 1024 = GB,
+# so NIXL and LMCache throughputs are printed in the same GB/s.
+_MB_PER_GB = 1024.0
+
+
+def _nixl_totals(stats: list[NixlTransferStatsEvent]) -> dict:
+    """NixlConnector's interval lines added up (each covers only its own interval)."""
+    sized = [e.transferred_mb for e in stats if e.transferred_mb is not None]
+    failed = [e.failed_transfers for e in stats if e.failed_transfers is not None]
+    failed_notifs = [e.failed_notifications for e in stats if e.failed_notifications is not None]
+    return {
+        "nixl_stats_lines": len(stats),
+        "nixl_transfers": sum(e.transfers for e in stats),
+        "nixl_gib": sum(sized) / _MB_PER_GB if sized else None,
+        "nixl_gbps": _spread([e.throughput_mbps / _MB_PER_GB for e in stats
+                              if e.throughput_mbps is not None and e.transfers > 0]),
+        "nixl_xfer_ms": _spread([e.avg_xfer_ms for e in stats
+                                 if e.avg_xfer_ms is not None and e.transfers > 0]),
+        "nixl_failed_transfers": sum(failed) if failed else None,
+        "nixl_failed_notifications": sum(failed_notifs) if failed_notifs else None,
+    }
+
+
 def summarize(scans: list[FileScan]) -> dict:
-    """Totals over the scanned files (JSON-ready)."""
+    """Totals over the scanned files (JSON-ready).
+
+    `transfers` counts every KV transfer found: LMCache stores plus NIXL's successful
+    transfers (`nixl_transfers`); throughputs (`store_gbps`, `retrieve_gbps`, `nixl_gbps`)
+    are all GB/s.
+    """
     stores = [e for s in scans for e in s.stores]
+    nixl = _nixl_totals([e for s in scans for e in s.nixl_stats])
     retrieves = [e for s in scans for e in s.retrieves]
     decoder_lookups = [e for s in scans if s.role == "decoder" for e in s.lookups]
     other_lookups = sum(len(s.lookups) for s in scans if s.role != "decoder")
@@ -160,7 +194,8 @@ def summarize(scans: list[FileScan]) -> dict:
             | ({"truncated_lines": s.truncated_lines} if s.truncated_lines else {})
             for s in scans
         ],
-        "transfers": len(stores),
+        "transfers": len(stores) + nixl["nixl_transfers"],
+        "stores": len(stores),
         "stored_tokens": sum(e.tokens for e in stores),
         "stored_gib": sum(e.size_gib for e in stores),
         "store_gbps": _spread([e.throughput_gbps for e in stores]),
@@ -168,6 +203,7 @@ def summarize(scans: list[FileScan]) -> dict:
         "retrieves": len(retrieves),
         "retrieved_tokens": sum(e.tokens for e in retrieves),
         "retrieve_gbps": _spread([e.throughput_gbps for e in retrieves if e.throughput_gbps is not None]),
+        **nixl,
         "decoder_lookups": len(decoder_lookups),
         "lookups_not_on_a_decoder": other_lookups,
         "decoder_hit_rate": hit_rate,

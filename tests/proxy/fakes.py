@@ -32,6 +32,8 @@ class FakeEngine:
     notif_delay_s: float = 0.0  # > 0: notify after answering (the KV arrives late)
     hang_s: float = 0.0  # sleep before answering completions (prefill or first event)
     hang_tokenize_s: float = 0.0
+    # > 0: keep a stream open this long after its `data: [DONE]` (vLLM's end can lag it)
+    linger_after_done_s: float = 0.0
     error_status: int | None = None
     healthy: bool = True
     port: int = field(default_factory=free_port)
@@ -173,6 +175,8 @@ class FakeEngine:
                                "total_tokens": n_prompt + n}}
             await resp.write(b"data: " + json.dumps(usage).encode() + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
+        if self.linger_after_done_s:
+            await asyncio.sleep(self.linger_after_done_s)
         await resp.write_eof()
         self.finished += 1
         return resp

@@ -14,6 +14,7 @@ from pdtui.proxy.cli import add_arguments
 from pdtui.proxy.config import ConfigError, DecoderSpec, PrefillerSpec, from_args
 from pdtui.proxy.notifications import KvReadyWaiters, ProxyNotifListener
 from pdtui.proxy.protocol import encode_proxy_notif
+from pdtui.proxy.streaming import DoneWatch
 from pdtui.proxy.timeline import RequestTimeline, TimelineHub
 from tests.conftest import free_port
 
@@ -215,3 +216,36 @@ async def test_timeline_history_is_bounded_and_slow_readers_lose_events_not_memo
     hub.emit({"req_id": "r9", "stage": "x", "state": "start"})
     got = [sub.queue.get_nowait() for _ in range(sub.queue.qsize())]
     assert got[0] == {"type": "dropped", "count": 2, "ts": got[0]["ts"]}
+
+
+# -- the end of a relayed SSE stream ---------------------------------------------------
+
+
+def _done_after(chunks: list[bytes]) -> int | None:
+    """The index of the chunk that completed the [DONE] event, or None."""
+    watch = DoneWatch()
+    for i, chunk in enumerate(chunks):
+        if watch.feed(chunk):
+            return i
+    return None
+
+
+def test_done_is_seen_in_a_chunk_of_its_own_or_after_events():
+    assert _done_after([b'data: {"a":1}\n\n', b"data: [DONE]\n\n"]) == 1
+    assert _done_after([b'data: {"a":1}\n\ndata: [DONE]\n\n']) == 0
+    assert _done_after([b"data: [DONE]\n\n"]) == 0  # a stream that is only its end
+    assert _done_after([b'data: {"a":1}\r\n\r\ndata:[DONE]\r\n\r\n']) == 0
+
+
+def test_done_split_over_chunks_is_seen_when_its_blank_line_is_in():
+    whole = b'data: {"a":1}\n\ndata: [DONE]\n\n'
+    for cut in range(1, len(whole)):
+        assert _done_after([whole[:cut], whole[cut:]]) == 1, cut
+    assert _done_after([b"data: [DONE]\n"]) is None  # the event is not finished yet
+    assert _done_after([b"data: [DO", b"NE]\n", b"\n"]) == 2
+
+
+def test_done_inside_an_event_is_not_the_end():
+    # JSON escapes newlines, so [DONE] text inside a payload never starts a line
+    assert _done_after([b'data: {"text":"data: [DONE]\\n\\n"}\n\n']) is None
+    assert _done_after([b"xdata: [DONE]\n\n"]) is None
