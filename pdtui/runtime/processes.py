@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # (signal, seconds to wait for the whole group to exit after sending it)
@@ -30,19 +30,30 @@ class ProcessHandle:
     log_path: str
     popen: subprocess.Popen | None = None
     exit_code: int | None = None
+    # Not our child: its /proc start time, once psutil has verified it is the recorded
+    # process; later checks compare only that (one small read instead of a psutil call).
+    _proc_start: bytes | None = field(default=None, repr=False, compare=False)
 
     def poll(self) -> int | None:
         """The exit code once the process has exited (-N for signal N), else None."""
         if self.exit_code is not None:
             return self.exit_code
         if self.popen is not None:
-            self.exit_code = self.popen.poll()
+            self.exit_code = self.popen.poll()  # waitpid(WNOHANG): one system call
             return self.exit_code
         # Not our child: we cannot learn the exit code, only that it is gone.
+        if self._proc_start is not None:
+            stat = proc_stat(self.pid)
+            if stat is None or stat[0] in ZOMBIE_STATES or stat[1] != self._proc_start:
+                self.exit_code = -999  # gone, a zombie, or the pid now belongs to another process
+            return self.exit_code
         from pdtui.runtime.statefile import verify_process
 
         if verify_process(self.pid, self.create_time, None) is not None:
             self.exit_code = -999  # unknown
+        elif HAVE_PROC:
+            stat = proc_stat(self.pid)
+            self._proc_start = stat[1] if stat is not None else None
         return self.exit_code
 
     def group_alive(self) -> bool:
@@ -54,6 +65,25 @@ class ProcessHandle:
             os.killpg(self.pgid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+HAVE_PROC = os.path.isdir("/proc/self")
+ZOMBIE_STATES = (b"Z", b"X", b"x")
+
+
+def proc_stat(pid: int) -> tuple[bytes, bytes] | None:
+    """(state letter, start time in clock ticks after boot) from /proc/<pid>/stat (Linux),
+    None when there is no such process. A pid that gets recycled gets another start time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    # The command name (2nd field) may hold spaces and parentheses: split after its last ")".
+    fields = data[data.rfind(b")") + 2 :].split()
+    if len(fields) < 20:
+        return None
+    return fields[0], fields[19]  # fields 3 (state) and 22 (starttime) of proc(5)
 
 
 def group_exists(pgid: int) -> bool:

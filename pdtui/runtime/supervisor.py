@@ -52,11 +52,33 @@ from pdtui.runtime.statefile import (
 log = logging.getLogger(__name__)
 
 S = InstanceState
-MONITOR_TICK_S = 0.1
 READINESS_POLL_S = 0.2
-# Attached processes are not our children: checking them costs a psutil call each.
+# The monitor's pace. It ticks fast while anything starts or stops, while log lines pour
+# in (BURST_LINES or more in one tick: a traceback, a load test) and when a subscriber asks
+# (watch_closely); once that has been over for QUIET_AFTER_S the tick doubles up to
+# IDLE_TICK_S. A few lines now and then do not count: a ready engine logs an access line
+# for every /health and /metrics GET (the proxy's health check, the UI's scrape), and
+# those alone would otherwise keep an idle run at the fast tick for ever. A TUI left open
+# on an idle deployment then costs a few stat() calls a second, plus one read of a log
+# when it grew, instead of opening every log every 0.1 s.
+MONITOR_TICK_S = 0.1
+IDLE_TICK_S = 0.5
+QUIET_AFTER_S = 2.0
+BURST_LINES = 10
+# Liveness. Our own children cost one waitpid(WNOHANG) each and are checked every tick
+# (a crash is noticed within IDLE_TICK_S). Attached processes are not our children: the
+# first check is a psutil verification, later ones a read of /proc/<pid>/stat
+# (ProcessHandle.poll); they are checked at this pace (a crash is seen within ~1 s).
 ATTACHED_EXIT_CHECK_S = 0.5
+ATTACHED_EXIT_CHECK_IDLE_S = 1.0
+# Control requests (`pdtui down/restart` from another process): the control directory is
+# listed when its mtime moves, and at least this often in case two requests landed
+# within one mtime tick.
 CONTROL_CHECK_S = 0.3
+CONTROL_RESCAN_S = 2.0
+# How long subscribe() and watch_closely() keep the monitor at its fast tick.
+WATCH_CLOSELY_S = 5.0
+BUSY_STATES = (InstanceState.STARTING, InstanceState.STOPPING)
 
 
 class AttachError(Exception):
@@ -101,6 +123,7 @@ class Supervisor:
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_name = self.run_dir.name
+        self._control_dir = str(self.run_dir / control.CONTROL_DIR)
         self.plan = plan
         self.profile_name = profile_name or (plan.profile_name if plan else self.run_name)
         self.detached = detach
@@ -115,6 +138,9 @@ class Supervisor:
         self._bus = EventBus()
         self._dirty = False
         self._closed = threading.Event()
+        self._wake = threading.Event()  # cuts the monitor's wait short (state change, close)
+        self._fast_until = 0.0  # monotonic time until which the monitor ticks fast
+        self.monitor_ticks = 0  # how many ticks the monitor ran (tests and benchmarks)
         self._deployment_stopping = False
         self._abort_start = threading.Event()
         self._watchdog: subprocess.Popen | None = None
@@ -215,10 +241,19 @@ class Supervisor:
     # ------------------------------------------------------------------ events ----
     def subscribe(self, callback: Callback) -> Callable[[], None]:
         """callback(event) runs on a supervisor thread; returns the unsubscribe function."""
+        self.watch_closely()
         return self._bus.subscribe(callback)
 
     def subscribe_queue(self, maxsize: int = 10000):
+        self.watch_closely()
         return self._bus.subscribe_queue(maxsize)
+
+    def watch_closely(self, for_s: float = WATCH_CLOSELY_S) -> None:
+        """Tick fast (log lines and exits within ~0.1 s) for the next for_s seconds, even
+        if the run is idle: e.g. a screen that shows live logs calls this when it opens."""
+        with self._lock:
+            self._fast_until = max(self._fast_until, time.monotonic() + for_s)
+        self._wake.set()
 
     def _publish(self, event) -> None:
         self._bus.publish(event)
@@ -263,6 +298,8 @@ class Supervisor:
             member.status = previous.evolve(**changes)
             self._dirty = True
             event = StateChanged(self.run_name, member.spec.name, member.status, previous.state)
+        if previous.state != event.status.state:
+            self._wake.set()  # the monitor may be in an idle wait: a start or stop needs fast ticks
         if previous.state != event.status.state or previous.reason != event.status.reason:
             self._publish(event)
         return True
@@ -578,36 +615,70 @@ class Supervisor:
                 self._monitor.start()
 
     def _monitor_loop(self) -> None:
-        last_attached_check = last_control = 0.0
-        while not self._closed.wait(MONITOR_TICK_S):
+        tick = MONITOR_TICK_S
+        now = time.monotonic()
+        last_attached_check = last_control_check = last_control_scan = 0.0
+        last_activity = now  # the last tick that was busy or read a burst of lines
+        control_mtime: int | None = None
+        while True:
+            self._wake.wait(tick)
+            self._wake.clear()
+            if self._closed.is_set():
+                return
+            self.monitor_ticks += 1
             try:
                 now = time.monotonic()
-                check_attached = now - last_attached_check >= ATTACHED_EXIT_CHECK_S
+                busy = self._busy(now)
+                check_attached = now - last_attached_check >= (ATTACHED_EXIT_CHECK_S if busy else ATTACHED_EXIT_CHECK_IDLE_S)
                 if check_attached:
                     last_attached_check = now
-                for name in list(self._order):
+                lines = 0
+                for name in self._order:
                     member = self._members[name]
-                    self._tail(member)
+                    lines += self._tail(member)
                     handle = member.handle
                     if handle is not None and (handle.popen is not None or check_attached):
                         self._check_exit(member)
-                if self._owner and now - last_control >= CONTROL_CHECK_S:
-                    last_control = now
-                    self._handle_control_requests()
+                if self._owner and now - last_control_check >= CONTROL_CHECK_S:
+                    last_control_check = now
+                    mtime = self._control_dir_mtime()
+                    if mtime is not None and (mtime != control_mtime or now - last_control_scan >= CONTROL_RESCAN_S):
+                        control_mtime, last_control_scan = mtime, now
+                        self._handle_control_requests()
                 if self._dirty:
                     self._persist()
+                if busy or lines >= BURST_LINES:
+                    last_activity = now
+                    tick = MONITOR_TICK_S
+                elif now - last_activity >= QUIET_AFTER_S:
+                    tick = min(IDLE_TICK_S, tick * 2)
             except Exception:  # the monitor must survive anything one tick meets
                 log.exception("supervisor monitor tick failed")
 
-    def _tail(self, member: _Member) -> None:
+    def _busy(self, now: float) -> bool:
+        """Whether the monitor should tick fast: something starts or stops, or a
+        subscriber asked for it."""
+        with self._lock:
+            if now < self._fast_until or self._deployment_stopping:
+                return True
+            return any(m.status.state in BUSY_STATES for m in self._members.values())
+
+    def _control_dir_mtime(self) -> int | None:
+        try:
+            return os.stat(self._control_dir).st_mtime_ns
+        except OSError:
+            return None
+
+    def _tail(self, member: _Member) -> int:
+        """Publish the new lines of a member's log; how many there were."""
+        if member.tailer is None:
+            return 0
+        lines = member.tailer.read_lines()
+        if not lines:
+            return 0
         from pdtui.telemetry.events import MilestoneEvent
         from pdtui.telemetry.logparse import parse_line
 
-        if member.tailer is None:
-            return
-        lines = member.tailer.read_lines()
-        if not lines:
-            return
         self._publish(LogLines(self.run_name, member.spec.name, tuple(lines)))
         for line in lines:
             event = parse_line(line)
@@ -616,6 +687,7 @@ class Supervisor:
                 elapsed = time.time() - started if started else None
                 self._transition(member, milestone=event.kind, milestone_detail=event.detail)
                 self._publish(ReadinessProgress(self.run_name, member.spec.name, event.kind, event.detail, elapsed))
+        return len(lines)
 
     def _handle_control_requests(self) -> None:
         for request_id, request in control.pending(self.run_dir):
@@ -781,6 +853,7 @@ class Supervisor:
         self._persist()  # before the watchdog wakes: it reads `detached` from the file
         self._owner = False
         self._closed.set()
+        self._wake.set()
         self._persist()  # owner: null
         self._release_watchdog()
         self._publish(DeploymentEvent(self.run_name, "detached", f"{self.run_name} keeps running; re-attach with `pdtui status`/the TUI"))
@@ -794,6 +867,7 @@ class Supervisor:
         was_owner = self._owner
         self._owner = False
         self._closed.set()
+        self._wake.set()
         if self._monitor is not None and self._monitor is not threading.current_thread():
             self._monitor.join(timeout=5)
         if was_owner:

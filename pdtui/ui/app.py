@@ -12,28 +12,43 @@ import asyncio
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from pdtui.gpus.source import GpuSource
 from pdtui.ui import keys, paths
 from pdtui.ui import rows as rowfmt
 from pdtui.ui.bindings import bindings_for
 from pdtui.ui.control import DeploymentControl, SupervisorEvent, detached_runs
-from pdtui.ui.gpu_feed import GpuFeed, GpuReading, GpuUpdate
 from pdtui.ui.screens.dashboard import DashboardScreen, TitleBar
-from pdtui.ui.screens.dialogs import ChoiceScreen, MessageScreen, confirm
-from pdtui.ui.screens.help import HelpScreen
 from pdtui.ui.settings import UiSettings, load_settings
 from pdtui.ui.themes import DEFAULT_THEME, load_themes
 from pdtui.ui.widgets.diff_table import DiffTable
+from pdtui.ui.widgets.status_line import StatusLine
+
+if TYPE_CHECKING:
+    # Imported where used instead: the GPU layer, the feed and the dialogs are not
+    # needed for the first frame, and importing them is a visible part of start-up.
+    from pdtui.gpus.source import GpuSource
+    from pdtui.ui.gpu_feed import GpuFeed, GpuReading, GpuUpdate
 
 METRICS_TIMEOUT_S = 2.0
 METRICS_EVERY_TICKS = 2  # /metrics every other status tick: queue depths need no 1 Hz
+# The instances table shows only these logical metrics (pdtui.telemetry.metrics aliases).
+DASHBOARD_METRICS = ("running", "waiting", "kv_cache_usage")
+
+
+def dashboard_families() -> tuple[str, ...]:
+    """Every spelling of the families the dashboard shows: the scrape's parser keeps only
+    lines starting with one of these and skips the rest of a ~50 KB /metrics body (about
+    a tenth of the cost of parsing all of vllm:*). Screens that show every metric have
+    their own scraper."""
+    from pdtui.telemetry.metrics import METRIC_ALIASES
+
+    return tuple(name for key in DASHBOARD_METRICS for name in METRIC_ALIASES[key])
 
 
 class PdtuiApp(App):
@@ -79,10 +94,14 @@ class PdtuiApp(App):
         self._http: Any = None
         self.first_screen_at: float | None = None
         self._quitting = False
+        self._apply_theme_before_first_parse()
 
     # -- start-up --------------------------------------------------------------------
 
-    def on_mount(self) -> None:
+    def _apply_theme_before_first_parse(self) -> None:
+        """Register the theme files and select the configured theme now, before Textual
+        reads any CSS: setting `App.theme` once the app runs re-parses every stylesheet
+        and restyles every widget, which cost the first frame tens of ms."""
         loaded = load_themes()
         self._startup_problems += loaded.problems
         for theme in loaded.themes.values():
@@ -91,11 +110,20 @@ class PdtuiApp(App):
         if wanted not in self.available_themes:
             self._startup_problems.append(f"theme {wanted!r} not found; available: {', '.join(self.theme_names())}")
             wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
+        # Its watcher runs here too (classes, ANSI filter) but nothing is parsed yet;
+        # the CSS refresh it queues would parse everything twice, so the variables are
+        # set now and that refresh finds nothing left to do.
         self.theme = wanted
+        self.stylesheet.set_variables(self.get_css_variables())
+
+    def get_default_screen(self) -> Screen:
+        # The dashboard is the bottom of the stack: no blank default screen is composed,
+        # painted and then covered on the way to the first frame.
+        return DashboardScreen()
+
+    def on_mount(self) -> None:
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
-        self.install_screen(DashboardScreen(), name="dashboard")
-        self.push_screen("dashboard")
         # Paint first, then load the profile (pydantic and the model's checks take a few
         # hundred ms to import) and start the feeds: the operator sees a screen at once.
         self.call_after_refresh(self._after_first_paint)
@@ -135,6 +163,7 @@ class PdtuiApp(App):
 
     def _start_gpu_feed(self) -> None:
         from pdtui.ui import gpu_feed
+        from pdtui.ui.gpu_feed import GpuFeed
 
         source = self._gpu_source
         if source is None:
@@ -154,6 +183,8 @@ class PdtuiApp(App):
             self.call_from_thread(self._offer_attach, runs[0])
 
     def _offer_attach(self, run) -> None:
+        from pdtui.ui.screens.dialogs import ChoiceScreen
+
         if self.control.active:
             return
 
@@ -193,6 +224,8 @@ class PdtuiApp(App):
     def on_supervisor_event(self, message: SupervisorEvent) -> None:
         from pdtui.runtime import DeploymentEvent, LogLines
 
+        if not self.screen_stack:
+            return  # shutting down: the supervisor can still report after the last screen went
         event = message.event
         if isinstance(event, LogLines):
             handler = getattr(self.screen, "on_log_lines", None)
@@ -247,17 +280,22 @@ class PdtuiApp(App):
             host = "127.0.0.1"
             if self.document is not None and self.document.validation.profile is not None:
                 host = self.document.validation.profile.host
-            targets = [ScrapeTarget(i.name, f"http://{host}:{i.port}/metrics", "vllm", i.name, ("vllm:",)) for i in ready]
+            families = dashboard_families()
+            targets = [ScrapeTarget(i.name, f"http://{host}:{i.port}/metrics", "vllm", i.name, families) for i in ready]
             results = await asyncio.gather(*(scrape_once(self._http, t, METRICS_TIMEOUT_S) for t in targets))
+            changed = False
             for result in results:
                 snap = result.snapshot
                 if snap is None:
-                    self.metrics[result.target.name] = rowfmt.InstanceMetrics(error=result.error)
+                    metrics = rowfmt.InstanceMetrics(error=result.error)
                 else:
-                    self.metrics[result.target.name] = rowfmt.InstanceMetrics(
+                    metrics = rowfmt.InstanceMetrics(
                         running=snap.value("running"), waiting=snap.value("waiting"), kv_cache_usage=snap.value("kv_cache_usage")
                     )
-            if isinstance(self.screen, DashboardScreen):
+                if self.metrics.get(result.target.name) != metrics:
+                    self.metrics[result.target.name] = metrics
+                    changed = True
+            if changed and isinstance(self.screen, DashboardScreen):
                 self._refresh_instances(self.screen)
         finally:
             self._metrics_busy = False
@@ -276,13 +314,15 @@ class PdtuiApp(App):
         return [], None, None
 
     def refresh_dashboard(self) -> None:
+        if not self.screen_stack:
+            return  # shutting down: supervisor events can still arrive after the last screen went
         screen = self.screen
         if not isinstance(screen, DashboardScreen):
             return
         title = screen.query_one("#title", TitleBar)
         name = self.document.path.name if self.document is not None else "no profile (ctrl+o in the editor)"
         marker = "[reverse bold $warning] SIMULATION [/] " if self.demo else ""
-        title.update(f"{marker}[b]pdtui[/b]  {name}  [dim]? help · ctrl+p commands[/dim]")
+        title.show(f"{marker}[b]pdtui[/b]  {name}  [dim]? help · ctrl+p commands[/dim]")
         self._refresh_gpu_table(screen)
         self._refresh_instances(screen)
 
@@ -292,28 +332,29 @@ class PdtuiApp(App):
             return
         holders = rowfmt.gpu_holders(reading.processes)
         screen.query_one("#gpu-table", DiffTable).set_rows(rowfmt.gpu_rows(reading.inventory, holders))
-        self._refresh_health(screen)
+        self._refresh_health(screen, self.instance_rows())
 
     def _refresh_instances(self, screen: DashboardScreen) -> None:
-        rows, _, _ = self.instance_rows()
-        table_rows = [(r.name, rowfmt.instance_row(r, self.metrics.get(r.name))) for r in rows]
+        found = self.instance_rows()
+        table_rows = [(r.name, rowfmt.instance_row(r, self.metrics.get(r.name))) for r in found[0]]
         screen.query_one("#instance-table", DiffTable).set_rows(table_rows)
-        self._refresh_health(screen)
+        self._refresh_health(screen, found)
 
-    def _refresh_health(self, screen: DashboardScreen) -> None:
-        rows, phase, run_name = self.instance_rows()
+    def _refresh_health(self, screen: DashboardScreen, found: tuple[list[rowfmt.InstanceRowData], str | None, str | None]) -> None:
+        rows, phase, run_name = found
         inventory = self.gpu_reading.inventory if self.gpu_reading else None
-        text = rowfmt.health_summary(rows, phase, inventory, run_name)
-        screen.query_one("#health").update(text)
+        screen.query_one("#health", StatusLine).show(rowfmt.health_summary(rows, phase, inventory, run_name))
 
     # -- actions -----------------------------------------------------------------------
 
     def action_help(self) -> None:
+        from pdtui.ui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.user_keymap))
 
     def action_show_dashboard(self) -> None:
-        while len(self.screen_stack) > 2 and not isinstance(self.screen, DashboardScreen):
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, DashboardScreen):
             self.pop_screen()
 
     def action_show_editor(self) -> None:
@@ -343,6 +384,8 @@ class PdtuiApp(App):
         self.notify(f"theme: {self.theme}", timeout=2)
 
     def action_launch(self) -> None:
+        from pdtui.ui.screens.dialogs import MessageScreen
+
         if self.control.running():
             self.notify("a deployment is already running (s to stop it)", severity="warning")
             return
@@ -359,6 +402,7 @@ class PdtuiApp(App):
     @work(group="control", exclusive=True, exit_on_error=False)
     async def _launch(self, profile) -> None:
         from pdtui.model.hostchecks import check_host
+        from pdtui.ui.screens.dialogs import MessageScreen
 
         reading = self.gpu_reading
         gpu_count = None
@@ -397,6 +441,8 @@ class PdtuiApp(App):
             self.notify("launch failed: " + ("; ".join(reasons) or "see the instance details"), severity="error", timeout=15)
 
     def action_stop(self) -> None:
+        from pdtui.ui.screens.dialogs import confirm
+
         if not self.control.running():
             self.notify("nothing is running", severity="warning")
             return
@@ -418,6 +464,8 @@ class PdtuiApp(App):
         self.notify("deployment stopped", timeout=3)
 
     def action_restart_instance(self, name: str | None = None) -> None:
+        from pdtui.ui.screens.dialogs import confirm
+
         if not self.control.active or not name:
             self.notify("select a running instance to restart", severity="warning")
             return
@@ -440,6 +488,8 @@ class PdtuiApp(App):
     def action_restart_pair(self, name: str | None = None) -> None:
         """Restart the selected instance together with its counterpart of the same rank
         (prefiller i with decoder i), as a stuck KV transfer usually needs both."""
+        from pdtui.ui.screens.dialogs import confirm
+
         status = self.control.status()
         if status is None or not name:
             self.notify("select a running prefiller or decoder to restart its P/D pair", severity="warning")
@@ -470,6 +520,8 @@ class PdtuiApp(App):
         self.notify(f"{prefiller} + {decoder} {'ready again' if ok else 'did not come back'}")
 
     def action_quit_app(self) -> None:
+        from pdtui.ui.screens.dialogs import ChoiceScreen, confirm
+
         if self._quitting:
             return
         if self.document is not None and self.document.dirty and not self.control.running():

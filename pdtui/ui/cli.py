@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,24 +52,59 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_tui(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def attach_target(name: str) -> tuple[Path | None, str | None]:
+    """The run directory `pdtui --attach NAME` re-attaches to, or why it cannot.
 
+    NAME is a run name (or its start, or a profile name) under the runs directory, or a
+    run directory; the supervisor's own lookup decides (`pdtui.runtime.resolve_run`),
+    so the TUI and `pdtui status/down NAME` always agree on which run a name means.
+    A run counts as running when at least one of its recorded processes is verified
+    alive (pid + create time + command line), as `find_runs` reports it.
+    """
+    from pdtui.runtime import find_runs, resolve_run
+
+    try:
+        run_dir = resolve_run(name)
+    except LookupError as exc:
+        return None, f"pdtui: cannot attach: {exc} (`pdtui status` lists the runs)"
+    run_dir = Path(run_dir)
+    run = next((r for r in find_runs(run_dir.parent) if Path(r.path).resolve() == run_dir.resolve()), None)
+    if run is None or run.problem:
+        why = run.problem if run is not None else "its state file cannot be read"
+        return None, f"pdtui: cannot attach to {run_dir}: {why}"
+    if not run.live:
+        states = ", ".join(f"{n} {s}" for n, s in run.instances.items()) or "no instances"
+        return None, (
+            f"pdtui: cannot attach to {run.name}: it is not running ({states}); "
+            f"start it with `pdtui up {run.profile}` or open the profile in the TUI"
+        )
+    return run_dir, None
+
+
+def run_tui(args: argparse.Namespace) -> int:
     from pdtui.model.presets import resolve_profile_path
 
     profile = getattr(args, "profile", None)
     demo = bool(getattr(args, "demo", False))
+    attach = getattr(args, "attach", None)
     profile_path: Path | None = None
     if profile:
         profile_path = resolve_profile_path(profile)
         if not profile_path.is_file():
             print(f"pdtui: profile {profile!r} not found (a file path, or a preset: see `pdtui info`)", file=sys.stderr)
             return 2
+    attach_run: Path | None = None
+    if attach:
+        attach_run, problem = attach_target(attach)
+        if problem is not None:
+            print(problem, file=sys.stderr)
+            return 1
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         print("pdtui: the control panel needs a terminal (for scripts use `pdtui up/down/status`)", file=sys.stderr)
         return 2
     from pdtui.ui.app import PdtuiApp
 
-    app = PdtuiApp(profile_path, demo=demo)
+    # With --attach the run is re-attached at start, and no other detached run is offered.
+    app = PdtuiApp(profile_path, demo=demo, attach_run=attach_run, offer_reattach=attach_run is None)
     app.run()
     return int(app.return_code or 0)

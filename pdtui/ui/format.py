@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from pdtui.gpus.snapshot import NotAvailable
-
 GIB = 1024**3
 _BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def missing(value: object) -> bool:
+    """None, or the GPU layer's N/A marker. The GPU layer is imported on the first call,
+    not with this module: the dashboard's first frame shows no GPU cell yet, and its
+    modules are a noticeable part of the start-up import time."""
+    if value is None:
+        return True
+    from pdtui.gpus.snapshot import NotAvailable
+
+    return isinstance(value, NotAvailable)
 
 
 def bar(percent: float | None, width: int = 10) -> str:
@@ -22,39 +31,41 @@ def bar(percent: float | None, width: int = 10) -> str:
 
 
 def number(value: object, fmt: str = "{:.0f}", suffix: str = "") -> str:
-    if value is None or isinstance(value, NotAvailable):
+    if missing(value):
         return "N/A"
     return fmt.format(value) + suffix
 
 
 def gib(value: object) -> str:
-    if value is None or isinstance(value, NotAvailable):
+    if missing(value):
         return "N/A"
     return f"{value / GIB:.0f}"  # type: ignore[operator]
 
 
 def memory_pair(used: object, total: object) -> str:
     """'12/141G' — compact enough for 80 columns."""
-    if isinstance(used, NotAvailable) or isinstance(total, NotAvailable) or used is None or total is None:
+    if missing(used) or missing(total):
         return "N/A"
     return f"{used / GIB:.0f}/{total / GIB:.0f}G"  # type: ignore[operator]
 
 
 def percent_of(used: object, total: object) -> float | None:
-    if isinstance(used, NotAvailable) or isinstance(total, NotAvailable) or not total:
+    if missing(used) or missing(total) or not total:
         return None
     return 100.0 * used / total  # type: ignore[operator]
 
 
 def duration(seconds: float | None) -> str:
-    """Uptime as '42s', '5m03s', '2h07m', '3d04h'."""
+    """Uptime as '42s', '12m', '2h07m', '3d04h': the precision shrinks as the value grows,
+    so a table of long-running instances changes once a minute, not every second (each
+    change repaints the row)."""
     if seconds is None or seconds < 0:
         return "-"
     s = int(seconds)
     if s < 60:
         return f"{s}s"
     if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
+        return f"{s // 60}m"
     if s < 86400:
         return f"{s // 3600}h{(s % 3600) // 60:02d}m"
     return f"{s // 86400}d{(s % 86400) // 3600:02d}h"

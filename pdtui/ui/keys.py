@@ -55,6 +55,7 @@ KEY_SPECS: tuple[KeySpec, ...] = (
     KeySpec("accept-gpus", "enter", "accept", "OK", scope="picker"),
     KeySpec("cancel-gpus", "escape", "cancel", "Cancel", scope="picker"),
     KeySpec("instance-back", "escape", "back", "Back", scope="instance"),
+    KeySpec("observe", "l", "observe", "Logs, KV, latency, playground", scope="instance"),
 )
 
 _ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 
-from pdtui.gpus.processes import AttributedProcess
-from pdtui.gpus.snapshot import GpuInventory, GpuSnapshot, NotAvailable
 from pdtui.ui import format as fmt
+
+if TYPE_CHECKING:  # the GPU layer loads with the first reading, after the first frame
+    from pdtui.gpus.processes import AttributedProcess
+    from pdtui.gpus.snapshot import GpuInventory, GpuSnapshot
 
 STATE_STYLES = {
     "stopped": "dim",
@@ -55,7 +58,7 @@ class InstanceRowData:
 
 
 def _short_name(name: object) -> str:
-    if isinstance(name, NotAvailable):
+    if fmt.missing(name):
         return "N/A"
     return str(name).replace("NVIDIA ", "")
 
@@ -70,7 +73,7 @@ def gpu_holders(
         if process.owner == "own" and process.instance:
             label = process.instance
         elif process.owner == "other":
-            user = "" if isinstance(process.user, NotAvailable) else f"{process.user}:"
+            user = "" if fmt.missing(process.user) else f"{process.user}:"
             label = f"{user}{process.pid}"
         else:
             continue
@@ -85,14 +88,14 @@ def gpu_row(gpu: GpuSnapshot, holder: str = "", bar_width: int = 8) -> tuple[obj
         lost = Text(f"LOST: {gpu.lost_reason or 'GPU is lost'}", style="bold red")
         return (f"{gpu.index} {_short_name(gpu.name)}", lost, "", "", "", "", holder)
     util = gpu.utilization_gpu
-    util_pct = None if isinstance(util, NotAvailable) else float(util)
+    util_pct = None if fmt.missing(util) else float(util)
     mem_pct = fmt.percent_of(gpu.memory_used, gpu.memory_total)
     util_text = Text(fmt.bar(util_pct, bar_width), style=_load_style(util_pct))
     util_text.append(f"{fmt.number(util, '{:>3.0f}', '%')}", style="")
     mem_text = Text(fmt.bar(mem_pct, bar_width), style=_load_style(mem_pct))
     mem_text.append(f"{fmt.memory_pair(gpu.memory_used, gpu.memory_total):>8}", style="")
     procs = gpu.processes
-    nprocs = "N/A" if isinstance(procs, NotAvailable) else str(len(procs))
+    nprocs = "N/A" if fmt.missing(procs) else str(len(procs))
     return (
         f"{gpu.index} {_short_name(gpu.name)}",
         util_text,

@@ -27,17 +27,19 @@ class UiSettings:
 
 
 def load_settings(path: Path | None = None) -> UiSettings:
-    import yaml
-
     path = path or paths.config_file()
     settings = UiSettings()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return settings
+        return settings  # the usual case: no need to load yaml before the first frame
     except (OSError, UnicodeDecodeError) as exc:
         settings.problems.append(f"{path}: cannot read ({exc}); defaults used")
         return settings
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         settings.problems.append(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)}); defaults used")
         return settings

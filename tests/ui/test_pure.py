@@ -25,7 +25,12 @@ def test_bar_is_fixed_width_and_scales():
 
 def test_duration_and_memory():
     assert fmt.duration(42) == "42s"
-    assert fmt.duration(303) == "5m03s"
+    assert fmt.duration(59.9) == "59s"
+    assert fmt.duration(60) == "1m"
+    assert fmt.duration(303) == "5m"
+    assert fmt.duration(3599) == "59m"
+    assert fmt.duration(3600) == "1h00m"
+    assert fmt.duration(3 * 86400 + 4 * 3600 + 59) == "3d04h"
     assert fmt.duration(2 * 3600 + 7 * 60) == "2h07m"
     assert fmt.duration(None) == "-"
     assert fmt.memory_pair(12 * fmt.GIB, 141 * fmt.GIB) == "12/141G"
@@ -57,7 +62,10 @@ def test_instance_row_state_text_and_metrics():
     assert str(rows.instance_row(failed)[4]).startswith("failed: exit code 1")
     ready = rows.InstanceRowData("p1", "prefiller", (0,), 7100, "ready", uptime_s=61)
     cells = rows.instance_row(ready, rows.InstanceMetrics(running=3, waiting=1, kv_cache_usage=0.25))
-    assert cells[5] == "1m01s" and cells[6] == "3/1" and cells[7] == "25%"
+    assert cells[5] == "1m" and cells[6] == "3/1" and cells[7] == "25%"
+    # Past its first minute a row no longer changes every second (each change repaints it).
+    later = rows.InstanceRowData("p1", "prefiller", (0,), 7100, "ready", uptime_s=62)
+    assert rows.instance_row(later, rows.InstanceMetrics(running=3, waiting=1, kv_cache_usage=0.25)) == cells
 
 
 def test_health_summary_counts_and_names_failures():
@@ -129,3 +137,18 @@ def test_pdtui_info_prints_every_path_without_textual(ui_home):
     assert found["keys file"].endswith("keys.yaml")
     assert found["runs"].startswith(str(ui_home / "state"))
     assert found["shipped themes"].endswith("themes")
+
+
+def test_dashboard_scrape_keeps_only_what_the_table_shows(shared_fixtures):
+    from pdtui.telemetry.metrics import parse_metrics
+    from pdtui.ui.app import dashboard_families
+
+    families = dashboard_families()
+    assert "vllm:kv_cache_usage_perc" in families and "vllm:gpu_cache_usage_perc" in families  # old vLLM too
+    for name in ("metrics_decoder.txt", "metrics_prefiller.txt"):
+        body = (shared_fixtures / "real-vllm" / "lmcache-pd" / name).read_text()
+        full = parse_metrics(body)
+        kept = parse_metrics(body, keep_prefixes=families)
+        for key in ("running", "waiting", "kv_cache_usage"):
+            assert kept.value(key) is not None and kept.value(key) == full.value(key), (name, key)
+        assert len(kept.families) <= len(families) < len(full.families)

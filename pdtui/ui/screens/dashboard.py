@@ -5,14 +5,15 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer
 
 from pdtui.ui import rows as rowfmt
 from pdtui.ui.bindings import bindings_for
 from pdtui.ui.widgets.diff_table import DiffTable
+from pdtui.ui.widgets.status_line import StatusLine
 
 
-class TitleBar(Static):
+class TitleBar(StatusLine):
     """One line: app, profile, and a loud SIMULATION marker in demo mode."""
 
     DEFAULT_CSS = """
@@ -22,6 +23,7 @@ class TitleBar(Static):
 
 class DashboardScreen(Screen):
     BINDINGS = bindings_for("dashboard")
+    AUTO_FOCUS = "#instance-table"
     DEFAULT_CSS = """
     DashboardScreen #gpu-box { height: auto; max-height: 60%; border: round $primary 60%; }
     DashboardScreen #gpu-box:focus-within { border: round $primary; }
@@ -39,11 +41,10 @@ class DashboardScreen(Screen):
         with Vertical(id="instance-box") as instance_box:
             instance_box.border_title = "Instances"
             yield DiffTable(rowfmt.INSTANCE_COLUMNS, id="instance-table")
-        yield Static("", id="health", markup=False)
+        yield StatusLine("", id="health", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#instance-table", DiffTable).focus()
         self.app.refresh_dashboard()  # type: ignore[attr-defined]
 
     def on_screen_resume(self) -> None:

@@ -1,8 +1,8 @@
 """Drill-down on one instance: its state, why it failed, how it was started, its log.
 
-Issue 9 (log and metrics panes) plugs its widgets into `#instance-logs` and
-`#instance-metrics`; until then the log pane is a plain bounded `Log` fed by the
-supervisor's LogLines events.
+The log here is a plain bounded `Log` fed by the supervisor's LogLines events; `l`
+opens the observe screens (searchable log panes of every instance and the proxy, the
+KV-transfer and latency views, the request playground).
 """
 
 from __future__ import annotations
@@ -110,3 +110,13 @@ class InstanceScreen(Screen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    def action_observe(self) -> None:
+        """Every instance's log pane, the KV-transfer and latency views and the playground."""
+        status = self.app.control.status()  # type: ignore[attr-defined]
+        if status is None:
+            self.notify("Nothing is running: launch the deployment first (u on the dashboard).", severity="warning")
+            return
+        from pdtui.ui.observe import ObserveScreen
+
+        self.app.push_screen(ObserveScreen.from_status(status, initial=self.instance_name))

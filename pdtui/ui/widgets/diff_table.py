@@ -1,15 +1,33 @@
-"""A DataTable that is given whole rows and touches only the cells that changed.
+"""A DataTable that is given whole rows and repaints only the rows that changed.
 
-Clearing and refilling a table every refresh repaints all of it; at 1 Hz with 8 GPUs
-and 5 instances that alone costs a few percent of a core. Here an unchanged cell is
-not written at all, and a new row set (an instance added) rebuilds the table once.
+`DataTable.update_cell` repaints the *whole* table (and, with `update_width=True`,
+re-measures the column on the next idle) for every cell it is given: at 1 Hz with two
+live tables that was most of the dashboard's idle CPU. Here, per refresh:
+
+- an unchanged cell is not written at all, an unchanged row is not repainted;
+- a changed row is written in place and only its own lines are repainted;
+- only a cell wider than its column goes through `update_cell(update_width=True)`
+  (the column must grow, so the table must lay out again);
+- a new set of row keys (an instance added or removed) rebuilds the table once.
+
+The in-place write uses two DataTable internals (`_data`, `_update_count`: the cell
+store and the counter its render caches are keyed on), exactly as `update_cell` does;
+tests/ui/test_diff_table.py fails loudly if a Textual release changes them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.text import Text
 from textual.widgets import DataTable
+
+
+def cell_width(value: object) -> int:
+    """Cells as DataTable shows them: a str is console markup, a Text is itself."""
+    if isinstance(value, Text):
+        return value.cell_len
+    return Text.from_markup(str(value)).cell_len
 
 
 class DiffTable(DataTable):
@@ -20,32 +38,48 @@ class DiffTable(DataTable):
     def __init__(self, columns: Sequence[str], **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._column_names = tuple(columns)
-        self._column_keys: list = []
-        self._cells: dict[str, tuple[object, ...]] = {}
-
-    def on_mount(self) -> None:
+        # Columns are added before the first mount so the first layout is the final one.
         self._column_keys = [self.add_column(name, key=name) for name in self._column_names]
+        self._cells: dict[str, tuple[object, ...]] = {}
 
     def set_rows(self, rows: Sequence[tuple[str, tuple[object, ...]]]) -> None:
         keys = [key for key, _ in rows]
         if keys != list(self._cells):
-            selected = self.selected_key()
-            self.clear()
-            self._cells = {}
-            for key, cells in rows:
-                self.add_row(*cells, key=key)
-                self._cells[key] = tuple(cells)
-            if selected in keys:
-                self.move_cursor(row=keys.index(selected), animate=False)
+            self._rebuild(rows, keys)
             return
-        for key, cells in rows:
+        for index, (key, cells) in enumerate(rows):
+            cells = tuple(cells)
             before = self._cells[key]
-            if before == tuple(cells):
+            if before == cells:
                 continue
-            for column, (old, new) in enumerate(zip(before, cells)):
-                if old != new:
-                    self.update_cell(key, self._column_keys[column], new, update_width=True)
+            self._cells[key] = cells
+            self._write_row(index, key, before, cells)
+
+    def _rebuild(self, rows: Sequence[tuple[str, tuple[object, ...]]], keys: list[str]) -> None:
+        selected = self.selected_key()
+        self.clear()
+        self._cells = {}
+        for key, cells in rows:
+            self.add_row(*cells, key=key)
             self._cells[key] = tuple(cells)
+        if selected in keys:
+            self.move_cursor(row=keys.index(selected), animate=False)
+
+    def _write_row(self, index: int, key: str, before: tuple[object, ...], cells: tuple[object, ...]) -> None:
+        stored = self._data[key]  # row key -> {column key -> value}; RowKey hashes as its str
+        repaint_row = False
+        for column, (old, new) in enumerate(zip(before, cells)):
+            if old == new:
+                continue
+            column_key = self._column_keys[column]
+            if cell_width(new) > self.columns[column_key].content_width:
+                self.update_cell(key, column_key, new, update_width=True)  # the column grows
+            else:
+                stored[column_key] = new
+                repaint_row = True
+        if repaint_row:
+            self._update_count += 1  # the render caches are keyed on it: drop stale lines
+            self.refresh_row(index)
 
     def selected_key(self) -> str | None:
         if not self._cells or self.cursor_row < 0 or self.cursor_row >= self.row_count:
