@@ -7,6 +7,12 @@ loads. Alarms: hit tokens 0 on a decoder (the transfer was missed), allocation r
 (decoder buffer full), and store throughput far below the link (`link_gbps`, when known).
 Rates use the time the line was read, so a log read from the start counts its history
 as "now" for the first window.
+
+`pair_view_rows` joins these per-instance numbers with the proxy's per-pair numbers
+(`pdtui.loadgen.pairs.PairStats`): each prefiller -> decoder row carries an *estimated*
+GB/s — the prefiller's store rate from its log split across its pairs by each pair's
+share of the prefiller's requests in the window (LMCache's log lines do not name the
+decoder) — and the decoder's own hit rate (per decoder, not per pair).
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from pdtui.telemetry.events import Alert, LookupHitEvent, RetrieveEvent, StoreEvent
 
-__all__ = ["KvRow", "KvTransferStats", "SlowTransfer"]
+__all__ = ["KvRow", "KvTransferStats", "PairViewRow", "SlowTransfer", "pair_view_rows", "url_namer"]
 
 
 @dataclass(frozen=True)
@@ -121,3 +129,51 @@ class KvTransferStats:
         if self._slow_link:
             out.append(f"{self._slow_link} store(s) below 10% of the {self.link_gbps:g} GB/s link")
         return out
+
+
+@dataclass(frozen=True)
+class PairViewRow:
+    prefiller: str  # instance name (or the backend URL when no instance has its port)
+    decoder: str
+    requests_per_s: float
+    requests: int
+    prefill_p50_ms: float | None
+    kv_wait_p50_ms: float | None
+    kv_wait_p99_ms: float | None
+    errors: int
+    timeouts: int
+    est_gbps: float | None  # the prefiller's store GB/s x this pair's share of its requests
+    decoder_hit_rate: float | None  # the decoder's, from its log
+
+
+def url_namer(ports: Mapping[int, str]) -> Callable[[str], str]:
+    """Backend URL -> instance name by port (the proxy may say localhost where we say 127.0.0.1)."""
+
+    def name(url: str) -> str:
+        try:
+            port = urlsplit(url).port
+        except ValueError:
+            return url
+        return ports.get(port, url) if port is not None else url
+
+    return name
+
+
+def pair_view_rows(kv_rows: list[KvRow], pair_rows, name: Callable[[str], str]) -> list[PairViewRow]:
+    """One row per prefiller -> decoder pair (`PairStats.pairs()`), with the log numbers."""
+    by_instance = {r.instance: r for r in kv_rows}
+    per_prefiller: dict[str, int] = {}
+    for p in pair_rows:
+        per_prefiller[p.prefiller] = per_prefiller.get(p.prefiller, 0) + p.window_requests
+    out = []
+    for p in pair_rows:
+        p_name, d_name = name(p.prefiller), name(p.decoder)
+        p_row, d_row = by_instance.get(p_name), by_instance.get(d_name)
+        total = per_prefiller[p.prefiller]
+        est = None
+        if p_row is not None and p_row.gbps is not None and total:
+            est = p_row.gbps * p.window_requests / total
+        out.append(PairViewRow(p_name, d_name, p.requests_per_s, p.requests, p.prefill_p50_ms,
+                               p.kv_wait_p50_ms, p.kv_wait_p99_ms, p.errors, p.timeouts, est,
+                               d_row.hit_rate if d_row is not None else None))
+    return out

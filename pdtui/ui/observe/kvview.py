@@ -1,4 +1,11 @@
-"""The KV-transfer view: a table per instance, the slowest recent transfers, alarms."""
+"""The KV-transfer view: per prefiller -> decoder pair (from the proxy's /events, when a
+`PairStats` is given), per instance (from the engines' logs), the slowest recent
+transfers and hand-offs, and alarms.
+
+The pair rows' GB/s is an estimate, labelled so: the prefiller's store GB/s from its log
+split by the pair's share of its requests (LMCache's lines do not name the decoder); the
+per-instance table below shows the measured GB/s.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,10 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from pdtui.ui.observe.kvstats import KvTransferStats
+from collections.abc import Callable
+
+from pdtui.loadgen.pairs import PairStats
+from pdtui.ui.observe.kvstats import KvTransferStats, pair_view_rows
 
 __all__ = ["KvTransferView"]
 
@@ -16,16 +26,58 @@ def _num(value: float | None, fmt: str) -> str:
     return "N/A" if value is None else format(value, fmt)
 
 
+def _ms(value: float | None) -> str:
+    return "N/A" if value is None else f"{value:.1f} ms" if value >= 1 else f"{value:.3f} ms"
+
+
+def _pct(value: float | None) -> str:
+    return "N/A" if value is None else f"{value * 100:.1f}%"
+
+
 class KvTransferView(Static):
     DEFAULT_CSS = "KvTransferView { height: auto; padding: 0 1; }"
 
-    def __init__(self, stats: KvTransferStats, id: str | None = None) -> None:
+    def __init__(self, stats: KvTransferStats, id: str | None = None, *, pairs: PairStats | None = None,
+                 name: Callable[[str], str] = lambda url: url,
+                 source_status: Callable[[], str | None] | None = None) -> None:
         super().__init__("", id=id)
         self.stats = stats
+        self.pairs = pairs
+        self.url_name = name  # backend URL -> instance name
+        self.shown = None  # the last rendered Group
+        self.source_status = source_status  # e.g. "proxy /events: reconnecting (...)"
 
     def on_mount(self) -> None:
         self.refresh_view()
         self.set_interval(1.0, self.refresh_view)
+
+    def _pair_parts(self) -> list:
+        rows = pair_view_rows(self.stats.rows(), self.pairs.pairs(), self.url_name)
+        table = Table(title="prefiller → decoder (proxy /events, last %gs; est. GB/s = P's store GB/s × "
+                            "pair's share of P's requests)" % self.pairs.window_s, expand=True)
+        for column in ("P → D", "req/s", "reqs", "prefill p50", "kv_wait p50", "kv_wait p99",
+                       "err", "timeout", "est. GB/s", "D hit rate"):
+            table.add_column(column, justify="left" if column == "P → D" else "right")
+        for r in rows:
+            table.add_row(f"{r.prefiller} → {r.decoder}", f"{r.requests_per_s:.2f}", str(r.requests),
+                          _ms(r.prefill_p50_ms), _ms(r.kv_wait_p50_ms), _ms(r.kv_wait_p99_ms),
+                          str(r.errors), str(r.timeouts), _num(r.est_gbps, ".3f"), _pct(r.decoder_hit_rate))
+        if not rows:
+            table.add_row("no requests through the proxy yet", *[""] * 9)
+        parts: list = [table]
+        status = self.source_status() if self.source_status else None
+        if status:
+            parts.append(Text(status, style="yellow"))
+        return parts
+
+    def _handoff_table(self) -> Table:
+        slow = Table(title="slowest recent KV hand-offs (proxy kv_wait)", expand=True)
+        for column in ("P → D", "request", "kv_wait ms", "outcome"):
+            slow.add_column(column)
+        for h in self.pairs.slowest():
+            slow.add_row(f"{self.url_name(h.prefiller)} → {self.url_name(h.decoder)}", h.req_id, f"{h.kv_wait_ms:.3f}",
+                         "ok" if h.ok else "error")
+        return slow
 
     def refresh_view(self) -> None:
         table = Table(title="KV transfer (log lines, last %gs)" % self.stats.window_s, expand=True)
@@ -44,5 +96,11 @@ class KvTransferView(Static):
         for s in self.stats.slowest():
             slow.add_row(s.instance, s.request_id or "-", str(s.tokens), f"{s.duration_ms:.1f}", _num(s.throughput_gbps, ".2f"))
         alarms = self.stats.alarms()
+        if self.pairs is not None:
+            alarms = self.pairs.alarms(self.url_name) + alarms
         alarm_text = Text("\n".join("! " + a for a in alarms) if alarms else "no alarms", style="bold red" if alarms else "green")
-        self.update(Group(table, slow, alarm_text))
+        if self.pairs is None:
+            self.shown = Group(table, slow, alarm_text)
+        else:
+            self.shown = Group(*self._pair_parts(), table, slow, self._handoff_table(), alarm_text)
+        self.update(self.shown)  # `shown` kept so tests can render it as plain text

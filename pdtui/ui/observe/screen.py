@@ -8,24 +8,30 @@ latency view and the request playground, in tabs.
 Each instance's log is read once, by its pane's follower thread, which also feeds the
 lines to a `LogScanner` for the KV-transfer numbers. /metrics of the proxy and of the
 instances are scraped every 2 s by `pdtui.telemetry.scrape.Scraper` on the app's loop.
+The proxy's `GET /events` stream is read by a `ProxyEventsReader` on its own thread
+(reconnecting with backoff) into a `PairStats`, for the KV view's prefiller -> decoder rows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from pdtui.loadgen.events_reader import ProxyEventsReader
+from pdtui.loadgen.pairs import PairStats
 from pdtui.loadgen.stages import ProxyStageTracker
 from pdtui.telemetry.derive import Deriver
 from pdtui.telemetry.logparse import LogScanner
 from pdtui.telemetry.series import SeriesStore
-from pdtui.ui.observe.kvstats import KvTransferStats
+from pdtui.ui.observe.kvstats import KvTransferStats, url_namer
 from pdtui.ui.observe.kvview import KvTransferView
 from pdtui.ui.observe.latency import LatencyView
 from pdtui.ui.observe.logfile import LogFollower
@@ -66,6 +72,8 @@ class ObserveScreen(Screen):
         self._stages = ProxyStageTracker(self.series)
         self._scrape = scrape
         self._scraper = None
+        self.pair_stats = PairStats(window_s=self.kv_stats.window_s)
+        self._events_reader: ProxyEventsReader | None = None
 
     @classmethod
     def from_status(cls, status, initial: str | None = None, **kw) -> ObserveScreen:
@@ -101,7 +109,8 @@ class ObserveScreen(Screen):
                     yield LogPane(inst.log_path, title=inst.name, follower=self._follower(inst),
                                   save_dir=self.run_dir)
             with TabPane("KV transfer", id="kv"):
-                yield KvTransferView(self.kv_stats)
+                yield KvTransferView(self.kv_stats, pairs=self.pair_stats if self.proxy_url else None,
+                                     name=url_namer(self._ports()), source_status=self._events_status)
             with TabPane("latency", id="latency"):
                 yield LatencyView(self.series, [i.name for i in self.instances if i.kind != "proxy"])
             if self.proxy_url:
@@ -109,7 +118,29 @@ class ObserveScreen(Screen):
                     yield Playground(self.proxy_url)
         yield Footer()
 
+    def _ports(self) -> dict[int, str]:
+        """Instance port -> name, to name the proxy's backend URLs."""
+        ports = {}
+        for inst in self.instances:
+            if inst.metrics_url and inst.kind != "proxy":
+                try:
+                    port = urlsplit(inst.metrics_url).port
+                except ValueError:
+                    continue
+                if port is not None:
+                    ports[port] = inst.name
+        return ports
+
+    def _events_status(self) -> str | None:
+        reader = self._events_reader
+        if reader is None or reader.connected:
+            return None
+        return f"proxy /events not connected, retrying: {reader.last_error or 'connecting'}"
+
     async def on_mount(self) -> None:
+        if self.proxy_url:
+            self._events_reader = ProxyEventsReader(self.proxy_url, on_line=self.pair_stats.feed_line)
+            self._events_reader.start()
         if self._scrape:
             from pdtui.telemetry.scrape import ScrapeTarget, Scraper
 
@@ -131,5 +162,9 @@ class ObserveScreen(Screen):
             self._deriver.ingest(result)
 
     async def on_unmount(self) -> None:
+        if self._events_reader is not None:
+            # stop() joins the reader's thread: not on the UI thread.
+            await asyncio.to_thread(self._events_reader.stop)
+            self._events_reader = None
         if self._scraper is not None:
             await self._scraper.stop()
