@@ -78,3 +78,30 @@ def test_broken_yaml_is_a_message_not_a_crash(tmp_path):
     doc = ProfileDocument.open(path)
     assert doc.load_error and "not valid YAML" in doc.load_error
     assert not doc.validation.ok
+
+
+def test_read_field_for_the_fuller_form():
+    from pdtui.ui.document import format_field, read_field
+
+    assert read_field("argv", "python -m 'vllm x'").value == ["python", "-m", "vllm x"]
+    assert "cannot split" in read_field("argv", "a 'b").error
+    assert format_field("argv", ["python", "-m", "vllm x"]) == "python -m 'vllm x'"
+    assert read_field("size", "1GiB").value == "1GiB" and read_field("size", "42").value == 42
+    assert read_field("float", "0.5").value == 0.5 and read_field("float", "").value is None
+    assert read_field("tristate", "false").value is False and read_field("tristate", "").value is None
+    current = {"HF_TOKEN": "hf_x", "PYTHONHASHSEED": 0}
+    shown = format_field("env", current)
+    assert shown == "HF_TOKEN=***\nPYTHONHASHSEED=0"
+    assert read_field("env", shown, current).value == current  # untouched: same values, same types
+    assert read_field("env", "", current).value is None
+    assert "not KEY=VALUE" in read_field("env", "A=1\nbroken", current).error
+
+
+def test_emptying_a_nested_field_removes_the_key_and_the_mapping_it_leaves_empty(free_demo_profile):
+    doc = ProfileDocument.open(free_demo_profile)
+    assert doc.set_text("decoders[0].kv.skip_last_n_tokens", "int", "3")
+    assert doc.get("decoders[0].kv") == {"skip_last_n_tokens": 3}
+    assert doc.set_text("decoders[0].kv.skip_last_n_tokens", "int", "")
+    assert "kv" not in doc.data["decoders"][0]
+    assert not doc.set_text("decoders[0].kv.skip_last_n_tokens", "int", "")  # nothing to remove
+    assert "kv" not in doc.data["decoders"][0]

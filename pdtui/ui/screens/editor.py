@@ -12,11 +12,25 @@ from pathlib import Path
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, ListItem, ListView, Select, Static, TabbedContent, TabPane
+from textual.widget import Widget
+from textual.widgets import (
+    Collapsible,
+    Footer,
+    Input,
+    Label,
+    ListItem,
+    ListView,
+    Select,
+    Static,
+    Switch,
+    TabbedContent,
+    TabPane,
+    TextArea,
+)
 
 from pdtui.ui import paths
 from pdtui.ui.bindings import bindings_for
-from pdtui.ui.document import DECODER_FIELDS, DEPLOYMENT_FIELDS, INSTANCE_FIELDS, FieldSpec, ProfileDocument, format_field, parse_field
+from pdtui.ui.document import DECODER_FIELDS, DEPLOYMENT_FIELDS, PREFILLER_FIELDS, FieldSpec, ProfileDocument, format_field
 from pdtui.ui.screens.dialogs import PathScreen, confirm
 
 DEPLOYMENT = "deployment"
@@ -28,6 +42,8 @@ class FieldRow(Vertical):
     FieldRow Horizontal { height: auto; }
     FieldRow Label { width: 18; padding: 0 1 0 0; }
     FieldRow Input, FieldRow Select { width: 1fr; }
+    FieldRow TextArea { width: 1fr; height: auto; max-height: 6; }
+    FieldRow Switch { width: auto; }
     FieldRow .field-error { color: $error; padding-left: 18; height: auto; }
     FieldRow .field-warning { color: $warning; padding-left: 18; height: auto; }
     FieldRow .field-help { color: $text-muted; padding-left: 18; height: auto; }
@@ -43,6 +59,8 @@ class EditorScreen(Screen):
     EditorScreen #sections:focus-within { border: round $primary; }
     EditorScreen #editor-tabs { width: 1fr; }
     EditorScreen #form { padding: 0 1; }
+    EditorScreen #form Collapsible { padding: 0; border-top: none; }
+    EditorScreen #form Collapsible > Contents { padding: 0 0 0 1; }
     EditorScreen #problems { height: 6; border: round $error 60%; padding: 0 1; }
     EditorScreen #problems.clean { border: round $success 60%; }
     EditorScreen .preview { padding: 0 1; }
@@ -116,7 +134,7 @@ class EditorScreen(Screen):
         key, index = self.selection
         if key == DEPLOYMENT:
             return "", DEPLOYMENT_FIELDS
-        return f"{key}[{index}].", DECODER_FIELDS if key == "decoders" else INSTANCE_FIELDS
+        return f"{key}[{index}].", DECODER_FIELDS if key == "decoders" else PREFILLER_FIELDS
 
     def _rebuild_form(self) -> None:
         form = self.query_one("#form", VerticalScroll)
@@ -126,27 +144,55 @@ class EditorScreen(Screen):
         if doc is None:
             form.mount(Static("No profile loaded. ctrl+o opens one (a path or a preset such as 1p1d)."))
             return
+        doc.clear_field_problems()  # the fields are rebuilt from the data, typed text is gone
         prefix, fields = self._fields()
-        rows = []
+        rows: list[Widget] = []
+        groups: dict[str, list[Widget]] = {}
+        group_paths: dict[str, list[str]] = {}
         for n, spec in enumerate(fields):
             path = prefix + spec.key
             widget_id = f"field-{n}"
             self._field_paths[widget_id] = (path, spec)
-            value = doc.get(path)
-            if spec.kind == "choice":
-                options = [(c, c) for c in spec.choices]
-                current = value if value in spec.choices else Select.BLANK
-                control = Select(options, value=current, id=widget_id, allow_blank=value not in spec.choices, compact=True)
+            row = self._field_row(doc, spec, path, widget_id, inherited=bool(prefix))
+            if spec.group:
+                groups.setdefault(spec.group, []).append(row)
+                group_paths.setdefault(spec.group, []).append(path)
             else:
-                control = Input(format_field(spec.kind, value), id=widget_id, compact=True, placeholder=spec.placeholder)
-            parts = [
-                Horizontal(Label(spec.label), control),
-                Static("", classes="field-error", id=f"{widget_id}-error", markup=False),
-            ]
-            if spec.help:
-                parts.insert(1, Static(spec.help, classes="field-help", markup=False))
-            rows.append(FieldRow(*parts))
+                rows.append(row)
+        for group, members in groups.items():
+            # Closed so the form fits 80x24; open where something in it needs fixing.
+            has_problems = any(doc.problems_at(path) for path in group_paths[group])
+            rows.append(Collapsible(*members, title=group, collapsed=not has_problems, classes=f"group-{_slug(group)}"))
         form.mount_all(rows)
+
+    def _field_row(self, doc: ProfileDocument, spec: FieldSpec, path: str, widget_id: str, inherited: bool) -> FieldRow:
+        value = doc.get(path)
+        placeholder = spec.placeholder
+        if inherited and spec.inherit and doc.get(spec.inherit) is not None:
+            placeholder = f"inherits {format_field(spec.kind, doc.get(spec.inherit))}"
+        control: Widget
+        if spec.kind in ("choice", "tristate"):
+            choices = spec.choices if spec.kind == "choice" else ("true", "false")
+            current_text = format_field(spec.kind, value)
+            options = [(c, c) for c in choices]
+            current = current_text if current_text in choices else Select.NULL
+            allow_blank = spec.optional or spec.kind == "tristate" or current_text not in choices
+            control = Select(options, value=current, id=widget_id, allow_blank=allow_blank, compact=True,
+                             prompt=placeholder or "Select")
+        elif spec.kind == "bool":
+            control = Switch(value is True, id=widget_id, animate=False)
+        elif spec.kind == "env":
+            control = TextArea(format_field(spec.kind, value), id=widget_id, compact=True, placeholder=placeholder,
+                               soft_wrap=False, show_cursor=True, highlight_cursor_line=False)
+        else:
+            control = Input(format_field(spec.kind, value), id=widget_id, compact=True, placeholder=placeholder)
+        parts: list[Widget] = [
+            Horizontal(Label(spec.label), control),
+            Static("", classes="field-error", id=f"{widget_id}-error", markup=False),
+        ]
+        if spec.help:
+            parts.insert(1, Static(spec.help, classes="field-help", markup=False))
+        return FieldRow(*parts)
 
     # -- feedback ------------------------------------------------------------------------
 
@@ -226,17 +272,21 @@ class EditorScreen(Screen):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         value = event.value
-        self._field_changed(event.select.id, "" if value is Select.BLANK else str(value))
+        self._field_changed(event.select.id, "" if value is Select.NULL else str(value))
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        self._field_changed(event.switch.id, "true" if event.value else "")
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        self._field_changed(event.text_area.id, event.text_area.text)
 
     def _field_changed(self, widget_id: str | None, text: str) -> None:
         doc = self.document
         if doc is None or widget_id not in self._field_paths:
             return
         path, spec = self._field_paths[widget_id]
-        value = parse_field(spec.kind, text)
-        if doc.get(path) == value:
+        if not doc.set_text(path, spec.kind, text):
             return
-        doc.set(path, value)
         if spec.key == "name" and self.selection[0] != DEPLOYMENT:
             label = self.query_one("#sections", ListView).highlighted_child
             if label is not None:
@@ -392,6 +442,10 @@ class EditorScreen(Screen):
         yield SystemCommand("Editor: duplicate instance", "Copy the selected instance", self.action_duplicate_instance)
         yield SystemCommand("Editor: remove instance", "Remove the selected instance", self.action_remove_instance)
         yield SystemCommand("Editor: pick GPUs", "Choose the selected instance's GPUs", self.action_pick_gpus)
+
+
+def _slug(text: str) -> str:
+    return "-".join(text.lower().split())
 
 
 def _inline(problem) -> str:
