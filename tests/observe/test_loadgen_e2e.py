@@ -12,18 +12,9 @@ from pdtui.loadgen.timeline import fetch_timeline, stage_durations
 from pdtui.telemetry.metrics import parse_metrics
 from pdtui.telemetry.series import SeriesStore
 from tests.conftest import free_port
-from tests.proxy.test_e2e_sim import _start, _stop, _wait_ready
+from tests.proxy.test_e2e_sim import _wait_ready
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def deployment(tmp_path):
-    dep = _start(tmp_path, 1, 1)
-    try:
-        yield dep
-    finally:
-        _stop(dep)
 
 
 async def test_one_request_timeline_load_run_and_stage_quantiles(deployment):

@@ -12,18 +12,9 @@ from textual.widgets import Button, DataTable, Input, Static
 from pdtui.ui.observe import LogPane, ObservedInstance, ObserveScreen
 from pdtui.ui.observe.playground import Playground
 from tests.observe.test_logpane import wait_for
-from tests.proxy.test_e2e_sim import _start, _stop, _wait_ready
+from tests.proxy.test_e2e_sim import _wait_ready
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def deployment(tmp_path):
-    dep = _start(tmp_path, 1, 1)
-    try:
-        yield dep
-    finally:
-        _stop(dep)
 
 
 async def test_observe_screen_on_a_live_deployment(deployment, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import copy
 from pathlib import Path
 
@@ -92,3 +94,13 @@ def processes_in_run(run_dir: Path) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
+
+
+def wait_for(predicate, timeout=30.0, interval=0.05):
+    """Poll until predicate() is true or the timeout passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

@@ -13,18 +13,10 @@ import pytest
 
 from pdtui.runtime import InstanceState, LogLines, Supervisor
 from pdtui.runtime.supervisor import IDLE_TICK_S, QUIET_AFTER_S
-from tests.runtime.helpers import demo_profile_dict, load_profile, write_profile
+from tests.runtime.helpers import wait_for, demo_profile_dict, load_profile, write_profile
 
 pytestmark = pytest.mark.timeout(120)
 
-
-def wait_for(predicate, timeout=30.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def log_sizes(sup: Supervisor) -> dict[str, int]:

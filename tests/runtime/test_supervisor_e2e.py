@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.request
 
 import psutil
 import pytest
 
 from pdtui.runtime import DeploymentEvent, InstanceState, LogLines, PreflightError, ReadinessProgress, StateChanged, Supervisor
-from tests.runtime.helpers import demo_profile_dict, listening_ports, load_profile, processes_in_run, profile_ports, write_profile
+from tests.runtime.helpers import wait_for, demo_profile_dict, listening_ports, load_profile, processes_in_run, profile_ports, write_profile
 
 pytestmark = pytest.mark.timeout(120)
 
-
-def wait_for(predicate, timeout=30.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def assert_nothing_left(run_dir, ports):
