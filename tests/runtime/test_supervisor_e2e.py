@@ -41,7 +41,7 @@ def test_up_ready_completion_restart_down(tmp_path, supervisors):
     sup.subscribe(collect)
     assert sup.start().result(timeout=90) is True
     status = sup.status()
-    assert status.phase == "ready"
+    assert status.phase == "ready", [(i.name, i.health, i.health_detail) for i in status.instances]
     assert [i.name for i in status.instances][0] == "proxy"
     assert all(i.state == InstanceState.READY and i.pid for i in status.instances)
     assert all(i.uptime_s is not None for i in status.instances)
