@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pdtui.constants import RUN_MARKER_ENV
-from pdtui.runtime.marker import marker_value
+from pdtui.gpus.markers import marker_value
 from pdtui.runtime.members import LaunchSpec
 from pdtui.runtime.processes import DEFAULT_STOP_SEQUENCE, ProcessHandle, spawn
 from pdtui.runtime.tree import TreeProcess, TreeStop, leftovers, stop_tree

@@ -346,7 +346,7 @@ def _act(run, action: str, timeout_s: float, **kwargs) -> tuple[bool, str]:
 
 def _sweep(run_name: str) -> str:
     """Stop what still carries the run's marker (a tree whose state was lost); lines saying so."""
-    from pdtui.runtime.marker import find_marked
+    from pdtui.gpus.markers import find_marked
     from pdtui.runtime.tree import stop_tree
 
     lines = []
@@ -386,7 +386,7 @@ def _down_all() -> int:
             done, message = False, str(exc)
         ok = ok and done
         _err(f"{run.name}: {message}")
-    from pdtui.runtime.marker import marked_runs
+    from pdtui.gpus.markers import marked_runs
 
     for run_name in sorted(marked_runs()):
         swept = _sweep(run_name)

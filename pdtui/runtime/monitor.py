@@ -69,10 +69,12 @@ class MonitorMixin:
                     member.done.clear()
                     threading.Thread(target=self._await_ready, args=(member, member.generation), daemon=True).start()
                 else:
-                    st, reason = S.READY, None  # running; the health checker says how it answers
+                    st, reason = S.READY, None  # running, but its /health does not answer now
+                health, detail = (rec.health, rec.health_detail) if st == S.READY and ready else (None, None)
+                if st == S.READY and not ready:
+                    health, detail = "unresponsive", "its /health did not answer within 1 s"
                 member.status = member.status.evolve(state=st, pid=rec.pid, pgid=member.handle.pgid, reason=reason,
-                                                     health=rec.health if st == S.READY else None,
-                                                     health_detail=rec.health_detail if st == S.READY else None, **common)
+                                                     health=health, health_detail=detail, **common)
                 continue
             if rec.state in ("starting", "ready", "stopping"):
                 # It died while nobody watched: say why (the log), and stop what it left.

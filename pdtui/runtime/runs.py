@@ -34,7 +34,7 @@ def find_runs(root: Path | None = None, live_only: bool = False, with_markers: b
     root = runs_root() if root is None else Path(root)
     marked: dict[str, list[int]] = {}
     if with_markers:
-        from pdtui.runtime.marker import marked_runs
+        from pdtui.gpus.markers import marked_runs
 
         marked = {run: [p.pid for p in procs] for run, procs in marked_runs().items()}
     runs: list[RunInfo] = []

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pdtui.runtime.marker import MarkedProcess, find_marked
+from pdtui.gpus.markers import MarkedProcess, find_marked
 from pdtui.runtime.processes import DEFAULT_STOP_SEQUENCE, ProcessHandle
 
 

@@ -90,7 +90,7 @@ def stop_run(run_dir: str, reason: str) -> list[str]:
         for name, rec in state.instances.items():
             if rec.pid and verify_process(rec.pid, rec.create_time, rec.cmdline) is None:
                 handles[name] = ProcessHandle(rec.pid, rec.pgid or rec.pid, rec.create_time or 0.0, rec.cmdline or [], rec.log)
-    from pdtui.runtime.marker import find_marked
+    from pdtui.gpus.markers import find_marked
 
     for proc in find_marked(run_name):
         handles.setdefault(proc.instance, None)

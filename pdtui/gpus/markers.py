@@ -1,5 +1,9 @@
 """The run marker: find the processes of a run (or of one instance) from /proc alone.
 
+Here, in the GPU layer (the lowest that needs it), because "which run and instance does
+this GPU process belong to, and is it an orphan" is a question of process ownership,
+which this layer answers for the GPU view; the runtime imports it from here.
+
 Every process pdtui starts gets `PDTUI_RUN=<run name>/<instance>` in its environment;
 children (vLLM's EngineCore, TP workers) inherit it, even when they move to a session of
 their own or are re-parented to init after their parent died. So pdtui can find, and stop,
@@ -80,6 +84,25 @@ def find_marked(run_name: str | None = None, instance: str | None = None) -> lis
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
+
+
+def orphan_of(pid: int, marker: tuple[str, str] | None = None) -> str | None:
+    """"RUN/INSTANCE" when pid carries a run marker but lives outside its instance's tree:
+    it is not the main process (the leader of its process group) and no ancestor carries
+    the same marker, i.e. its API server died and it was re-parented (vLLM's EngineCore
+    after a kill -9 of `vllm serve`). None for a process of a live instance, or unmarked."""
+    import psutil
+
+    marker = marker or read_marker(pid)
+    if marker is None or _pgid(pid) == pid:
+        return None
+    try:
+        parents = psutil.Process(pid).parents()
+    except psutil.Error:
+        return None
+    if any(read_marker(parent.pid) == marker for parent in parents):
+        return None
+    return marker_value(*marker)
 
 
 def marked_runs() -> dict[str, list[MarkedProcess]]:
