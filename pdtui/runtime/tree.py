@@ -48,8 +48,10 @@ class TreeStop:
 
 
 def _short_name(name: str) -> str:
-    # "VLLM::EngineCore" -> "EngineCore", "VLLM::Worker_TP1" -> "Worker_TP1"
-    return name.split("::", 1)[1] if "::" in name else name
+    # "VLLM::EngineCore" -> "EngineCore", "VLLM::Worker_TP1" -> "Worker_TP1"; the kernel
+    # keeps 15 bytes of a process name, so vLLM's EngineCore shows as "VLLM::EngineCor".
+    short = name.split("::", 1)[1] if "::" in name else name
+    return "EngineCore" if short == "EngineCor" else short
 
 
 def leftovers(run_name: str, instance: str, leader_pid: int | None = None, gpu_dirs: tuple[str, ...] = ()) -> list[TreeProcess]:
