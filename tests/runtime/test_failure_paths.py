@@ -55,6 +55,16 @@ def ready_in_state(run_dir) -> bool:
     return all(rec.state == "ready" for rec in state.instances.values())
 
 
+def front_door_open(run_dir) -> bool:
+    """The proxy answers 200: a foreground `up` has finished its start."""
+    try:
+        url = read_state(run_dir).instances["proxy"].health_url
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except Exception:
+        return False
+
+
 def only_run(tmp_path):
     assert wait_for(lambda: len(list(runs_dir(tmp_path).glob("*/state.json"))) == 1, 30)
     return next(runs_dir(tmp_path).glob("*/state.json")).parent
@@ -176,7 +186,8 @@ def test_4_foreground_up_returns_after_down_when_an_instance_had_crashed(tmp_pat
     run_dir = None
     try:
         run_dir = only_run(tmp_path)
-        assert wait_for(lambda: ready_in_state(run_dir), 90)
+        assert wait_for(lambda: ready_in_state(run_dir) and front_door_open(run_dir), 90)
+        time.sleep(1.0)  # `up` has seen it too
         os.kill(read_state(run_dir).instances["prefiller1"].pid, signal.SIGKILL)
         assert wait_for(lambda: read_state(run_dir).instances["prefiller1"].state == "failed", 30)
         down = pdtui_cli("down", run_dir.name)
