@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 
+import psutil
 import pytest
 
 from pdtui.runtime import InstanceState, Supervisor, find_runs
@@ -256,8 +257,7 @@ def test_6_detached_status_of_a_crashed_instance_shows_the_root_cause(tmp_path):
     name = up_detached(tmp_path, data)
     try:
         proxy = read_state(runs_dir(tmp_path) / name).instances["proxy"]
-        body = json.dumps({"model": data["model"]["name"] if isinstance(data.get("model"), dict) else "x",
-                           "prompt": "hello", "max_tokens": 4}).encode()
+        body = json.dumps({"model": data["model"], "prompt": "hello", "max_tokens": 4}).encode()
         request = urllib.request.Request(proxy.health_url.rsplit("/health", 1)[0] + "/v1/completions", data=body,
                                          headers={"Content-Type": "application/json"})
         try:
@@ -265,7 +265,7 @@ def test_6_detached_status_of_a_crashed_instance_shows_the_root_cause(tmp_path):
         except Exception:
             pass
         dec_pid = read_state(runs_dir(tmp_path) / name).instances["decoder1"].pid
-        assert wait_for(lambda: not os.path.exists(f"/proc/{dec_pid}") or open(f"/proc/{dec_pid}/stat").read().split(") ")[1][0] == "Z", 30)
+        assert wait_for(lambda: not psutil.pid_exists(dec_pid) or psutil.Process(dec_pid).status() == psutil.STATUS_ZOMBIE, 30)
         text = pdtui_cli("status", name).stdout
         line = next(ln for ln in text.splitlines() if "decoder1" in ln)
         assert "failed" in line and "CUDA error: an illegal memory access" in line, text
