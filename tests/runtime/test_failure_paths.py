@@ -331,3 +331,79 @@ def test_8_interfaces_doc_lists_every_state_field():
     for model in (RunState, InstanceRecord):
         for field in model.model_fields:
             assert f"`{field}`" in section or f'"{field}"' in section, f"{model.__name__}.{field} missing in docs/interfaces.md"
+
+
+def test_7_readiness_never_counts_another_runs_processes(tmp_path, supervisors):
+    """Without the CLI's profile lock (two supervisors, same ports): the second one's
+    probes reach the first one's proxy and engines, and must not call them its own."""
+    data = demo_profile_dict(startup_s=0.2, count=1)
+    first = Supervisor.launch(load_profile(write_profile(tmp_path, data)))
+    supervisors.append(first)
+    assert first.start().result(timeout=120) is True
+    second = Supervisor.launch(load_profile(write_profile(tmp_path, data, "again.yaml")))
+    supervisors.append(second)
+    try:
+        assert second.start(run_preflight=False).result(timeout=120) is False
+        proxy = second.instance("proxy")
+        assert proxy.state != S.READY and proxy.ready_at is None
+        assert not marked_processes(second.run_name)
+        assert first.status().phase == "ready"
+    finally:
+        second.close()
+        first.close()
+        stop_marked(first.run_name)
+        stop_marked(second.run_name)
+
+
+def test_6_the_proxy_report_makes_an_instance_degraded(tmp_path):
+    """The proxy's /health lists each backend with a state; one it does not route to (e.g.
+    a prefiller whose KV notifications time out) is `degraded` while its own /health is fine."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from pdtui.runtime.health import HealthChecker
+    from pdtui.runtime.members import LaunchSpec
+
+    report = {"prefillers": [], "decoders": []}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps(report).encode() if self.server.is_proxy else b"{}"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    servers = []
+    for is_proxy in (True, False):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.is_proxy = is_proxy
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    proxy_url, engine_url = (f"http://127.0.0.1:{s.server_address[1]}" for s in servers)
+    specs = [LaunchSpec("proxy", "proxy", ("x",), {}, health_url=proxy_url + "/health"),
+             LaunchSpec("prefiller1", "prefiller", ("x",), {}, health_url=engine_url + "/health")]
+    sup = Supervisor(None, tmp_path / "run", _specs=specs)
+    try:
+        for name in ("proxy", "prefiller1"):
+            sup._transition(sup._member(name), state=S.READY, ready_at=time.time() - 10)
+        checker = HealthChecker(sup)
+        report["prefillers"] = [{"url": engine_url, "state": "healthy", "last_checked": time.time()}]
+        checker.check_once()
+        assert sup.instance("prefiller1").health is None and sup.status().phase == "ready"
+        report["prefillers"] = [{"url": engine_url, "state": "kv_timeout", "last_checked": time.time(),
+                                 "last_error": "3 KV notifications timed out"}]
+        checker.check_once()
+        st = sup.instance("prefiller1")
+        assert st.state == S.READY and st.health == "degraded"
+        assert st.health_detail == "the proxy reports it kv_timeout: 3 KV notifications timed out"
+        assert sup.status().phase == "degraded"
+        report["prefillers"][0].update(state="healthy", last_error=None, last_checked=time.time())
+        checker.check_once()
+        assert sup.instance("prefiller1").health is None
+    finally:
+        for server in servers:
+            server.shutdown()
