@@ -179,3 +179,30 @@ def test_tp2_workers_are_part_of_the_tree(tmp_path, supervisors):
     finally:
         sup.close()
         stop_marked(sup.run_name)
+
+
+def test_find_and_stop_orphans(tmp_path, supervisors):
+    """The GPU view's stop key calls these: the EngineCore of a detached run whose API server
+    was killed is an orphan with its GPU memory; stopping it releases the memory."""
+    from pdtui.runtime.orphans import find_orphans, stop_orphans
+
+    sup = started(tmp_path, supervisors)
+    run_dir, run_name = sup.run_dir, sup.run_name
+    try:
+        sup.detach()
+        dec = sup.instance("decoder1")
+        core = engine_core(dec.pid)
+        path = gpu_file_of(run_dir, core.pid)
+        assert wait_for(lambda: holds_memory(path), 15)
+        assert not [o for o in find_orphans() if o.owner.startswith(run_name)]  # all alive: none
+        os.kill(dec.pid, signal.SIGKILL)
+        assert wait_for(lambda: any(o.process.pid == core.pid for o in find_orphans()), 10)
+        (orphan,) = [o for o in find_orphans((str(run_dir / "sim-gpus"),)) if o.owner.startswith(run_name)]
+        assert orphan.owner == f"{run_name}/decoder1" and orphan.process.gpu_bytes > 0
+        lines = stop_orphans([orphan])
+        assert lines == [f"EngineCore {core.pid} still held {orphan.process.gpu_bytes / 1024**3:.1f} GiB on GPU "
+                         f"{','.join(map(str, orphan.process.gpus))} (orphan of {run_name}/decoder1): stopped"]
+        assert gone(core) and not path.exists()
+        assert sup.instance("prefiller1").pid in [p.pid for p in marked_processes(run_name)]  # others untouched
+    finally:
+        stop_marked(run_name)
