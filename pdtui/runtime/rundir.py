@@ -11,7 +11,6 @@ import re
 import time
 from pathlib import Path
 
-
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

@@ -299,10 +299,10 @@ def test_7_two_up_of_one_profile_at_once_and_up_of_a_running_profile(tmp_path):
 
 # 8 -------------------------------------------------------------------------------------
 def test_8_defaults_come_from_one_place():
-    import pdtui.constants as C
-    from pdtui.model.schema import InstanceSpec, ProxySpec, ProxyTimeouts
     import argparse
 
+    import pdtui.constants as C
+    from pdtui.model.schema import InstanceSpec, ProxySpec, ProxyTimeouts
     from pdtui.proxy.cli import add_arguments
     from pdtui.proxy.config import Timeouts
     from pdtui.runtime.members import LaunchSpec
