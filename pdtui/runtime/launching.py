@@ -35,9 +35,10 @@ def profile_lock(profile_name: str) -> Iterator[_Lock]:
     root = runs_root()
     root.mkdir(parents=True, exist_ok=True)
     path = root / f".{_UNSAFE.sub('_', profile_name) or 'profile'}.lock"
-    lock = _Lock(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    lock = _Lock(fd)
     try:
-        fcntl.flock(lock._fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield lock
     finally:
         lock.release()

@@ -15,6 +15,7 @@ import threading
 import time
 
 from pdtui.constants import EXIT_CODE_UNKNOWN
+from pdtui.runtime.base import SupervisorBase
 from pdtui.runtime.events import DeploymentEvent, LogLines, ReadinessProgress
 from pdtui.runtime.health import HealthChecker
 from pdtui.runtime.logtail import last_lines
@@ -47,7 +48,7 @@ CONTROL_RESCAN_S = 2.0
 BUSY_STATES = (InstanceState.STARTING, InstanceState.STOPPING)
 
 
-class MonitorMixin:
+class MonitorMixin(SupervisorBase):
     # ------------------------------------------------------------------ attach ----
     def _adopt(self, state: RunState) -> None:
         now = time.time()
@@ -58,8 +59,8 @@ class MonitorMixin:
             member.log_start = rec.log_start
             member.tree = list(rec.tree)
             problem = verify_process(rec.pid, rec.create_time, rec.cmdline) if rec.pid else "no pid recorded"
-            if problem is None:
-                member.handle = ProcessHandle(rec.pid, rec.pgid or rec.pid, float(rec.create_time), list(rec.cmdline or []), member.spec.log_path)
+            if problem is None and rec.pid is not None and rec.create_time is not None:
+                member.handle = ProcessHandle(rec.pid, rec.pgid or rec.pid, rec.create_time, list(rec.cmdline or []), member.spec.log_path)
                 ready = probe_health(member.spec.health_url, 1.0, any_status=member.spec.is_proxy) if member.spec.health_url else True
                 if ready:
                     st, reason = S.READY, None
@@ -78,7 +79,7 @@ class MonitorMixin:
                 continue
             if rec.state in ("starting", "ready", "stopping"):
                 # It died while nobody watched: say why (the log), and stop what it left.
-                reason = self._gone_reason(member, problem)
+                reason = self._gone_reason(member, problem or "no pid recorded")
                 if rec.pgid is not None:
                     member.handle = ProcessHandle(rec.pid or rec.pgid, rec.pgid, 0.0, [], member.spec.log_path, exit_code=EXIT_CODE_UNKNOWN)
                 member.status = member.status.evolve(state=S.FAILED, reason=reason, pid=None, pgid=None, **common)
@@ -95,7 +96,9 @@ class MonitorMixin:
                 member.status = member.status.evolve(state=S(rec.state), reason=rec.reason, **common)
 
     def _gone_reason(self, member: Member, problem: str) -> str:
-        from pdtui.telemetry.logparse import find_root_cause  # (re-exported there; importing rootcause first is a cycle)
+        from pdtui.telemetry.logparse import (
+            find_root_cause,  # (re-exported there; importing rootcause first is a cycle)
+        )
 
         cause = find_root_cause(last_lines(member.spec.log_path, 400, start_offset=member.log_start))
         return f"{problem}: {cause.summary}" if cause is not None else problem
@@ -220,7 +223,9 @@ class MonitorMixin:
         return True
 
     def _exit_reason(self, member: Member, code: int, was: S) -> str:
-        from pdtui.telemetry.logparse import find_root_cause  # (re-exported there; importing rootcause first is a cycle)
+        from pdtui.telemetry.logparse import (
+            find_root_cause,  # (re-exported there; importing rootcause first is a cycle)
+        )
 
         when = "during start-up" if was == S.STARTING else "while running"
         if code == EXIT_CODE_UNKNOWN:

@@ -24,8 +24,11 @@ class Orphan:
 def find_orphans(gpu_dirs: tuple[str, ...] = ()) -> list[Orphan]:
     """Every live marked process outside its instance's tree, with the GPU memory it holds
     (from NVML, or the simulated GPU files in gpu_dirs)."""
-    marked = [(p, orphan_of(p.pid, (p.run_name, p.instance))) for p in find_marked()]
-    marked = [(p, owner) for p, owner in marked if owner is not None]
+    marked = []
+    for proc in find_marked():
+        owner = orphan_of(proc.pid, (proc.run_name, proc.instance))
+        if owner is not None:
+            marked.append((proc, owner))
     procs = with_gpu_memory([p for p, _ in marked], gpu_dirs)
     return [Orphan(proc, owner) for proc, (_, owner) in zip(procs, marked)]
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import threading
 
 from pdtui.runtime import control
+from pdtui.runtime.base import SupervisorBase
 from pdtui.runtime.preflight import PreflightError
 
 
-class ControlMixin:
+class ControlMixin(SupervisorBase):
     def _handle_control_requests(self) -> None:
         for request_id, request in control.pending(self.run_dir):
             action = request.get("action")

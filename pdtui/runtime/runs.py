@@ -60,11 +60,11 @@ def find_runs(root: Path | None = None, live_only: bool = False, with_markers: b
             detached=state.detached, owner_pid=live_owner_pid(state),
             instances={n: rec.state for n, rec in state.instances.items()}, marked_pids=pids,
         ))
-    for name, pids in marked.items():
+    for name, orphan_pids in marked.items():
         if name in seen:
             continue
         runs.append(RunInfo(root / name, name, "?", 0.0, True, False, None, {}, "run directory is gone",
-                            tuple(pids), dir_exists=(root / name).is_dir()))
+                            tuple(orphan_pids), dir_exists=(root / name).is_dir()))
     runs.sort(key=lambda r: (r.created, r.name), reverse=True)
     return runs
 

@@ -12,10 +12,11 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
+_SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL", "SIGQUIT", "SIGHUP")
 
 
 class StateFileError(Exception):
@@ -71,18 +72,26 @@ class OwnerRecord(_Record):
 
 
 class RunState(_Record):
-    version: Literal[1] = STATE_VERSION
+    version: Literal[1] = 1
     run_name: str
     profile: str
     created: float
     detached: bool = False
     auto_restart: bool = False
-    stop_sequence: list[tuple[Literal["SIGINT", "SIGTERM", "SIGKILL", "SIGQUIT", "SIGHUP"], float]] = Field(
+    stop_sequence: list[tuple[str, float]] = Field(
         default_factory=lambda: [("SIGINT", 10.0), ("SIGTERM", 5.0), ("SIGKILL", 5.0)]
     )
     owner: OwnerRecord | None = None
     order: list[str] = Field(default_factory=list)
     instances: dict[str, InstanceRecord]
+
+    @field_validator("stop_sequence")
+    @classmethod
+    def _known_signals(cls, sequence: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        for name, grace in sequence:
+            if name not in _SIGNALS or grace < 0:
+                raise ValueError(f"[{name!r}, {grace}] is not a stop step; valid: [signal, seconds >= 0], signal one of {', '.join(_SIGNALS)}")
+        return sequence
 
     @model_validator(mode="after")
     def _order_names_instances(self) -> RunState:

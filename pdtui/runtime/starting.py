@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from pdtui.model.render import mask_env
+from pdtui.runtime.base import SupervisorBase
 from pdtui.runtime.events import DeploymentEvent
 from pdtui.runtime.futures import in_thread
 from pdtui.runtime.member import Member
@@ -27,7 +28,7 @@ S = InstanceState
 READINESS_POLL_S = 0.2
 
 
-class StartMixin:
+class StartMixin(SupervisorBase):
     # ------------------------------------------------------------------ preflight ----
     def preflight(self) -> list[str]:
         """What would make the start fail (blocking: a few port binds, maybe a subprocess)."""

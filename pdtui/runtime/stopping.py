@@ -7,6 +7,7 @@ import threading
 from concurrent.futures import Future
 
 from pdtui.constants import EXIT_CODE_UNKNOWN
+from pdtui.runtime.base import SupervisorBase
 from pdtui.runtime.events import DeploymentEvent
 from pdtui.runtime.futures import in_thread
 from pdtui.runtime.member import Member
@@ -16,7 +17,7 @@ from pdtui.runtime.status import InstanceState
 S = InstanceState
 
 
-class StopMixin:
+class StopMixin(SupervisorBase):
     def stop(self) -> Future:
         """Stop everything: instances first (prefillers, decoders), the proxy last."""
         return in_thread(self._stop_all, "pdtui-stop")

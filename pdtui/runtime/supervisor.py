@@ -32,9 +32,20 @@ from pdtui.runtime.members import LaunchSpec, specs_from_plan
 from pdtui.runtime.monitor import MonitorMixin
 from pdtui.runtime.processes import DEFAULT_STOP_SEQUENCE
 from pdtui.runtime.requests import ControlMixin
-from pdtui.runtime.runstate import InstanceRecord, OwnerRecord, ProcessRef, RunState, StateFileError
+from pdtui.runtime.runstate import (
+    InstanceRecord,
+    OwnerRecord,
+    ProcessRef,
+    RunState,
+    StateFileError,
+)
 from pdtui.runtime.starting import StartMixin
-from pdtui.runtime.statefile import live_owner_pid, process_identity, read_state, write_state
+from pdtui.runtime.statefile import (
+    live_owner_pid,
+    process_identity,
+    read_state,
+    write_state,
+)
 from pdtui.runtime.status import DeploymentStatus, InstanceState, InstanceStatus
 from pdtui.runtime.stopping import StopMixin
 from pdtui.runtime.watchdog import WatchdogLink
@@ -73,7 +84,9 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
         self.stop_sequence = tuple(stop_sequence)
         self.created = time.time()
         self.backend: InstanceBackend = backend or LocalProcessBackend(self.run_name, self.run_dir)
-        specs = _specs if _specs is not None else specs_from_plan(plan, self.run_dir)
+        if _specs is None and plan is None:
+            raise ValueError("Supervisor needs a plan (or the specs of a recorded run)")
+        specs = _specs if _specs is not None else specs_from_plan(plan, self.run_dir)  # type: ignore[arg-type]
         self._members: dict[str, Member] = {s.name: Member(s) for s in specs}
         self._order = [s.name for s in specs]
         self._lock = threading.RLock()
@@ -218,7 +231,8 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
             for name in self._order:
                 m = self._members[name]
                 st = m.status
-                running = m.handle is not None and st.pid is not None
+                handle = m.handle
+                running = handle if handle is not None and st.pid is not None else None
                 rec = m.spec.to_record()
                 rec.update(
                     state=st.state.value,
@@ -226,12 +240,12 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
                     health_detail=st.health_detail,
                     reason=st.reason,
                     milestone=st.milestone,
-                    pid=m.handle.pid if running else None,
+                    pid=running.pid if running else None,
                     # The group is kept after the leader died: what is left of the tree
                     # (EngineCore) is still found through it and the run marker.
-                    pgid=m.handle.pgid if m.handle is not None else None,
-                    create_time=m.handle.create_time if running else None,
-                    cmdline=m.handle.cmdline if running else None,
+                    pgid=handle.pgid if handle is not None else None,
+                    create_time=running.create_time if running else None,
+                    cmdline=running.cmdline if running else None,
                     tree=list(m.tree),
                     log_start=m.log_start,
                     started_at=st.started_at,

@@ -133,7 +133,7 @@ def signal_processes(procs: list[TreeProcess], handle: ProcessHandle | None, seq
         return None
     for sig_name, grace in sequence:
         sig = getattr(signal, sig_name)
-        if leader_alive():
+        if handle is not None and leader_alive():
             handle.signal_group(sig)
         for p in procs:
             if _alive(p):

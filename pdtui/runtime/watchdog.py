@@ -73,7 +73,12 @@ class WatchdogLink:
 def stop_run(run_dir: str, reason: str) -> list[str]:
     """Stop every process of the run (recorded ones and marked ones); names stopped."""
     from pdtui.runtime.processes import DEFAULT_STOP_SEQUENCE, ProcessHandle
-    from pdtui.runtime.statefile import StateFileError, read_state, verify_process, write_state
+    from pdtui.runtime.statefile import (
+        StateFileError,
+        read_state,
+        verify_process,
+        write_state,
+    )
     from pdtui.runtime.tree import stop_tree
 
     run_name = Path(run_dir).name
