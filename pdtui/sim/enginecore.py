@@ -102,7 +102,7 @@ def _run_core(args: dict[str, str]) -> int:
             workers.append(subprocess.Popen([sys.executable, "-m", "pdtui.sim.enginecore", "worker", "--rank", str(rank)],
                                             stdin=subprocess.DEVNULL, close_fds=True))
     gpu_file = GpuUsageFile(args["gpu-dir"], os.getpid(), args["name"], args["role"], int(args["port"]), gpus) if args.get("gpu-dir") else None
-    usage = [0, 0.0]
+    usage: list[float] = [0, 0.0]  # memory bytes, utilization
     parent_gone = threading.Event()
 
     def read_pipe() -> None:
@@ -132,7 +132,7 @@ def _run_core(args: dict[str, str]) -> int:
         while not stop.wait(0.25):
             if gpu_file is not None:
                 try:
-                    gpu_file.update(usage[0], 0.0 if parent_gone.is_set() else usage[1])
+                    gpu_file.update(int(usage[0]), 0.0 if parent_gone.is_set() else usage[1])
                 except OSError:
                     pass  # the run directory was deleted: keep holding the "GPU" anyway
             if parent_gone.is_set():
