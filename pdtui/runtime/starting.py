@@ -162,7 +162,7 @@ class StartMixin(SupervisorBase):
             log_start = 0
         with self._lock:
             member.log_start = log_start
-        if self._abort_start.is_set() and not member.restarting:
+        if self._start_cancelled(member):
             return None  # the deployment is being stopped: start nothing more
         try:
             handle = self.backend.spawn(spec, env)
@@ -171,7 +171,7 @@ class StartMixin(SupervisorBase):
             return None
         with self._lock:
             member.handle = handle
-            aborted = self._abort_start.is_set() and not member.restarting
+            aborted = self._start_cancelled(member)
         self._transition(
             member, generation, state=S.STARTING, pid=handle.pid, pgid=handle.pgid, exit_code=None, reason=None,
             milestone=None, milestone_detail="", started_at=time.time(), ready_at=None,
@@ -183,6 +183,12 @@ class StartMixin(SupervisorBase):
             self._kill_member(member)
             return None
         return generation
+
+    def _start_cancelled(self, member: Member) -> bool:
+        """A stop of the whole deployment runs (or ran, for a start in progress): spawn
+        nothing more. A restart asked for after a stop is not cancelled by it."""
+        with self._lock:
+            return self._deployment_stopping or (self._abort_start.is_set() and not member.restarting)
 
     def _await_ready(self, member: Member, generation: int) -> bool:
         spec = member.spec
