@@ -25,7 +25,7 @@ from pdtui.ui.bindings import bindings_for
 from pdtui.ui.control import DeploymentControl, SupervisorEvent, detached_runs
 from pdtui.ui.screens.dashboard import DashboardScreen, TitleBar
 from pdtui.ui.settings import UiSettings, load_settings, save_theme
-from pdtui.ui.themes import DEFAULT_THEME, load_themes
+from pdtui.ui.themes import DEFAULT_THEME, ansi_palette, load_themes
 from pdtui.ui.widgets.diff_table import DiffTable
 from pdtui.ui.widgets.status_line import StatusLine
 
@@ -378,6 +378,12 @@ class PdtuiApp(App):
         return sorted(ours) + sorted(user)
 
     def watch_theme(self, theme: str) -> None:
+        # Terminal colour names in table cells (`red` for a full GPU) take the theme's
+        # colours, so they stay readable on its backgrounds and under NO_COLOR.
+        if self.current_theme.dark:
+            self.ansi_theme_dark = ansi_palette(self.current_theme)
+        else:
+            self.ansi_theme_light = ansi_palette(self.current_theme)
         # Remember the operator's pick (T, the palette) for the next start; the selection
         # made in __init__ from the settings file is not a pick and writes nothing.
         if self.is_running and theme != self.settings.theme:
