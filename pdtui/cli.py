@@ -93,16 +93,38 @@ def _version() -> str:
     return f"pdtui {__version__}"
 
 
+# Top-level options that take a value: the word after them is not a command or a profile.
+_OPTIONS_WITH_VALUE = ("-p", "--profile", "--attach")
+
+
+def _first_word(argv: list[str]) -> int | None:
+    """Where the first word that is neither an option nor an option's value stands."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--":
+            return None
+        if word in _OPTIONS_WITH_VALUE:
+            index += 2
+            continue
+        if not word.startswith("-"):
+            return index
+        index += 1
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     commands = _subcommand_names(parser)
-    if argv and not argv[0].startswith("-") and argv[0] not in commands:
-        problem = unknown_command(argv[0], commands)
+    first = _first_word(argv)
+    if first is not None and argv[first] not in commands:
+        problem = unknown_command(argv[first], commands)
         if problem is not None:
             print(problem, file=sys.stderr)
             return 2
-        argv = ["--profile", argv[0], *argv[1:]]  # `pdtui my.yaml` opens it in the TUI
+        # `pdtui my.yaml` (and `pdtui --demo my.yaml`) opens it in the TUI
+        argv = [*argv[:first], "--profile", *argv[first:]]
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

@@ -68,3 +68,19 @@ def test_every_subcommand_has_help_and_a_description() -> None:
     top = parser.format_help()
     for name, text in helps.items():
         assert name in top and text.split()[0] in top
+
+
+def test_profile_after_top_level_options_opens_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    profile = tmp_path / "mine.yaml"
+    profile.write_text("name: x\n", encoding="utf-8")
+    seen: list[argparse.Namespace] = []
+    import pdtui.ui.cli as ui_cli
+
+    monkeypatch.setattr(ui_cli, "run_tui", lambda args: seen.append(args) or 0)
+    assert cli.main(["--demo", str(profile)]) == 0
+    assert cli.main(["--attach", "run-1", str(profile)]) == 0
+    assert [(a.demo, a.profile, a.attach) for a in seen] == [(True, str(profile), None), (False, str(profile), "run-1")]
+    assert cli.main(["--demo", "stauts"]) == 2
+    assert "did you mean 'status'?" in capsys.readouterr().err
+    assert cli.main(["--attach", "stauts"]) == 0  # a run name, not a command
