@@ -22,7 +22,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
 def test_mistyped_subcommand_is_suggested_not_opened_as_a_profile() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-m", "pdtui", "stauts"], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "pdtui", "stauts"], capture_output=True, text=True, env=env, timeout=60, check=False
     )
     assert done.returncode == 2
     assert "unknown command 'stauts'" in done.stderr

@@ -80,8 +80,9 @@ def theme_from_dict(data: object, source: str) -> tuple[Theme | None, list[str]]
     if not isinstance(variables, dict):
         problems.append(f"{source}: variables: must be a mapping of CSS variable to value")
         variables = {}
-    kwargs["variables"] = {str(k): str(v) for k, v in variables.items()}
-    for key, value in kwargs["variables"].items():  # type: ignore[union-attr]
+    theme_variables = {str(k): str(v) for k, v in variables.items()}
+    kwargs["variables"] = theme_variables
+    for key, value in theme_variables.items():
         if key.startswith("ansi-"):
             if key[5:].removeprefix("bright_") not in ANSI_NAMES:
                 problems.append(f"{source}: variables: {key}: not a terminal colour; valid: ansi-<{'|'.join(ANSI_NAMES)}>, ansi-bright_<…>")
@@ -132,7 +133,7 @@ def load_themes(directories: list[Path | None] | None = None) -> ThemeLoad:
 def ansi_palette(theme: Theme) -> TerminalTheme:
     """The RGB that terminal colour names get under this theme (normal and bright alike)."""
     default = MONOKAI if theme.dark else ALABASTER
-    colours = [tuple(c) for c in default.ansi_colors]
+    colours = [(c.red, c.green, c.blue) for c in (default.ansi_colors[i] for i in range(16))]
     for index, name in enumerate(ANSI_NAMES):
         for bright, key in ((0, name), (8, f"bright_{name}")):
             field_name = _ANSI_FROM_THEME.get(name)
@@ -145,6 +146,7 @@ def ansi_palette(theme: Theme) -> TerminalTheme:
                 colours[index + bright] = Color.parse(value).rgb
             except ColorParseError:
                 continue  # reported when the file was loaded
-    background = Color.parse(theme.background).rgb if theme.background else tuple(default.background_color)
-    foreground = Color.parse(theme.foreground).rgb if theme.foreground else tuple(default.foreground_color)
+    back, fore = default.background_color, default.foreground_color
+    background = Color.parse(theme.background).rgb if theme.background else (back.red, back.green, back.blue)
+    foreground = Color.parse(theme.foreground).rgb if theme.foreground else (fore.red, fore.green, fore.blue)
     return TerminalTheme(background, foreground, colours[:8], colours[8:])

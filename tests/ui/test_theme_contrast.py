@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 from rich.color import Color as RichColor
 from rich.color import ColorSystem, ColorTriplet
-from rich.style import Style
 from textual.app import App
 from textual.color import Color
 
