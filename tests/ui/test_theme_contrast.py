@@ -196,3 +196,15 @@ def test_terminal_colours_follow_the_theme_and_bad_ones_are_named() -> None:
     assert tuple(RichColor.parse("bright_red").get_truecolor(palette)) == (0xFF, 0x80, 0x80)
     assert tuple(RichColor.parse("cyan").get_truecolor(palette)) == (0, 0xFF, 0xFF)
     assert tuple(RichColor.parse("blue").get_truecolor(palette)) == (0x33, 0x66, 0x99)  # primary
+
+
+async def test_switching_theme_switches_the_terminal_colours(free_demo_profile):
+    from pdtui.ui.app import PdtuiApp
+
+    app = PdtuiApp(free_demo_profile, demo=True, offer_reattach=False, start_feeds=False, keymap={})
+    async with app.run_test(size=(100, 30)) as pilot:
+        red = lambda: tuple(RichColor.parse("red").get_truecolor(app.ansi_theme))  # noqa: E731
+        assert red() == Color.parse(BUNDLED["pdtui-dark"].error).rgb
+        while app.theme != "pdtui-light":
+            await pilot.press("T")
+        assert red() == Color.parse(BUNDLED["pdtui-light"].error).rgb
