@@ -63,7 +63,8 @@ def _describe_subcommands(subparsers: argparse._SubParsersAction) -> None:
 
 def unknown_command(word: str, commands: set[str]) -> str | None:
     """The message for a first word that is neither a subcommand nor a profile but reads
-    like a mistyped subcommand (`pdtui stauts`); None when it should open as a profile.
+    like a mistyped subcommand (`pdtui stauts`) or preset (`pdtui dmeo`); None when it
+    should open as a profile.
 
     A path that exists, anything that looks like a path or a YAML file, and the name of a
     shipped preset (`pdtui demo`) always open as a profile."""
@@ -75,8 +76,10 @@ def unknown_command(word: str, commands: set[str]) -> str | None:
     if word in presets:
         return None
     match = difflib.get_close_matches(word, sorted(commands | presets), n=1, cutoff=0.6)
-    if not match or match[0] not in commands:
-        return None  # a mistyped preset or a missing file: the profile path reports it
+    if not match:
+        return None  # a missing file: the profile path reports it
+    if match[0] in presets:
+        return f"pdtui: profile {word!r} not found — did you mean the preset {match[0]!r}? (`pdtui info` lists them)"
     return f"pdtui: unknown command {word!r} — did you mean {match[0]!r}? (see `pdtui --help`)"
 
 

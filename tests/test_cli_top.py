@@ -84,3 +84,9 @@ def test_profile_after_top_level_options_opens_too(tmp_path: Path, monkeypatch: 
     assert cli.main(["--demo", "stauts"]) == 2
     assert "did you mean 'status'?" in capsys.readouterr().err
     assert cli.main(["--attach", "stauts"]) == 0  # a run name, not a command
+
+
+def test_a_mistyped_preset_names_the_preset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["dmeo"]) == 2
+    err = capsys.readouterr().err
+    assert "profile 'dmeo' not found" in err and "did you mean the preset 'demo'?" in err
