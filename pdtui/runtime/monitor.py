@@ -242,6 +242,8 @@ class MonitorMixin(SupervisorBase):
         cause = find_root_cause(lines)
         if cause is not None:
             return f"{head}: {cause.summary}"
+        if code < 0 and code != EXIT_CODE_UNKNOWN:
+            return head  # killed from outside: its last line (an access log line, say) says nothing
         tail = [line.strip() for line in lines if line.strip()][-1:]
         return f"{head}; last log line: {tail[0][:300]}" if tail else head
 

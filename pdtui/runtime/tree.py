@@ -28,11 +28,12 @@ class TreeProcess:
     gpu_bytes: int = 0  # total over its GPUs, when NVML / the sim GPU dir tells it
     gpus: tuple[int, ...] = ()
 
-    def describe(self) -> str:
+    def describe(self, still: bool = True) -> str:
+        """still: its main process was already gone (it outlived it, holding the memory)."""
         label = _short_name(self.name)
         if self.gpu_bytes:
             where = ",".join(map(str, self.gpus)) or "?"
-            return f"{label} {self.pid} still held {self.gpu_bytes / 1024**3:.1f} GiB on GPU {where}"
+            return f"{label} {self.pid} {'still held' if still else 'held'} {self.gpu_bytes / 1024**3:.1f} GiB on GPU {where}"
         return f"{label} {self.pid}"
 
 
@@ -40,11 +41,12 @@ class TreeProcess:
 class TreeStop:
     how: str | None  # the signal that ended it, None when nothing was running, "survived"
     stopped: tuple[TreeProcess, ...]  # processes besides the leader that were still there
+    leader_was_running: bool = False
 
     def summary(self) -> str:
         if not self.stopped:
             return ""
-        return "; ".join(p.describe() for p in self.stopped) + (": stopped" if self.how != "survived" else ": NOT stopped (survived SIGKILL)")
+        return "; ".join(p.describe(still=not self.leader_was_running) for p in self.stopped) + (": stopped" if self.how != "survived" else ": NOT stopped (survived SIGKILL)")
 
 
 def _short_name(name: str) -> str:
@@ -158,6 +160,7 @@ def stop_tree(
 ) -> TreeStop:
     """Stop the instance's leader (if any), its group and every marked process of it."""
     leader = handle.pid if handle is not None else None
+    leader_was_running = handle is not None and handle.poll() is None
     rest = leftovers(run_name, instance, leader, gpu_dirs)
     how = signal_processes(rest, handle, sequence)
     # A child forked while we signalled would carry the marker too: one more sweep.
@@ -165,4 +168,4 @@ def stop_tree(
     if late:
         how = signal_processes(late, None, sequence) or how
         rest += [p for p in late if p.pid not in {q.pid for q in rest}]
-    return TreeStop(how, tuple(rest))
+    return TreeStop(how, tuple(rest), leader_was_running)
