@@ -136,7 +136,7 @@ class MonitorMixin(SupervisorBase):
                     lines += self._tail(member)
                     handle = member.handle
                     if handle is not None and (handle.popen is not None or check_attached):
-                        self._check_exit(member)
+                        self._check_exit(member, wait=False)
                 self._health.maybe_check(now)
                 if self._owner and now - last_control_check >= CONTROL_CHECK_S:
                     last_control_check = now
@@ -187,9 +187,11 @@ class MonitorMixin(SupervisorBase):
         return len(lines)
 
     # ------------------------------------------------------------------ exits ----
-    def _check_exit(self, member: Member, generation: int | None = None) -> bool:
+    def _check_exit(self, member: Member, generation: int | None = None, wait: bool = True) -> bool:
         """Notice that a starting/ready process has exited: stop what is left of its tree,
-        then mark it failed with why and what was stopped."""
+        then mark it failed with why and what was stopped. wait=False (the monitor's tick):
+        the clean-up (up to the whole stop sequence) runs on a thread of its own, so the
+        other instances' logs, exits and control requests are not held up by it."""
         with self._lock:
             handle = member.handle
             if handle is None or member.stopping or member.status.state not in (S.STARTING, S.READY):
@@ -205,6 +207,13 @@ class MonitorMixin(SupervisorBase):
             if member.stopping or member.generation != gen:
                 return False
             member.stopping = True  # nobody else acts on it while we clean up
+        if wait:
+            return self._finish_exit(member, gen, was, handle, code)
+        threading.Thread(target=self._finish_exit, args=(member, gen, was, handle, code),
+                         name=f"pdtui-exit-{member.spec.name}", daemon=True).start()
+        return True
+
+    def _finish_exit(self, member: Member, gen: int, was: S, handle: ProcessHandle, code: int) -> bool:
         reason = self._exit_reason(member, code, was)
         try:
             summary = self.backend.stop(member.spec, handle, self.stop_sequence).summary()
