@@ -80,6 +80,11 @@ class MonitorMixin(SupervisorBase):
             if rec.state in ("starting", "ready", "stopping"):
                 # It died while nobody watched: say why (the log), and stop what it left.
                 reason = self._gone_reason(member, problem or "no pid recorded")
+                from pdtui.runtime.watchdog import keeper_notes
+
+                notes = keeper_notes(self.run_dir, name, since=rec.started_at)
+                if notes:
+                    reason = f"{reason}; {'; '.join(notes)}"
                 if rec.pgid is not None:
                     member.handle = ProcessHandle(rec.pid or rec.pgid, rec.pgid, 0.0, [], member.spec.log_path, exit_code=EXIT_CODE_UNKNOWN)
                 member.status = member.status.evolve(state=S.FAILED, reason=reason, pid=None, pgid=None, **common)

@@ -68,8 +68,7 @@ class StartMixin(SupervisorBase):
         self._abort_start.clear()
         self.stopped.clear()
         self._persist()
-        if not self.detached:
-            self._watchdog.start()
+        self._watchdog.start(detached=self.detached)
         self._ensure_monitor()
         names = list(self._order)
         proxy_first = [n for n in names if self._members[n].spec.is_proxy]

@@ -84,33 +84,60 @@ def test_kill9_of_the_api_server_stops_its_engine_core_and_frees_the_gpu(tmp_pat
         stop_marked(sup.run_name)
 
 
-def test_same_after_detach_and_reattach(tmp_path, supervisors):
+def keeper_of(run_dir) -> psutil.Process:
+    """The run's watchdog, which stays on as its keeper after a detach."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "pdtui.runtime.watchdog" in cmd and str(run_dir) in cmd:
+            return proc
+    raise AssertionError(f"no keeper for {run_dir}")
+
+
+def test_detached_run_its_keeper_stops_the_tree_and_a_reattach_stops_what_others_left(tmp_path, supervisors):
     sup = started(tmp_path, supervisors)
     run_dir, run_name = sup.run_dir, sup.run_name
     try:
         sup.detach()
+        keeper = keeper_of(run_dir)
+        # 1. Detached, nobody attached: kill -9 of decoder1's API server. Its EngineCore (which
+        #    would live on, as vLLM's does) is stopped by the run's keeper within seconds.
         dec = sup.instance("decoder1")
         core = engine_core(dec.pid)
         path = gpu_file_of(run_dir, core.pid)
         assert wait_for(lambda: holds_memory(path), 15)
         os.kill(dec.pid, signal.SIGKILL)
-        time.sleep(1.0)
-        assert not gone(core)  # nobody watches a detached run: the EngineCore lingers, as in vLLM
-        # `pdtui gpus` names it an orphan of its run/instance.
+        assert wait_for(lambda: gone(core), 10)
+        assert wait_for(lambda: not path.exists(), 5)
+        assert not marked_processes(run_name, "decoder1")
+        status = pdtui_cli("status", run_name).stdout
+        line = next(ln for ln in status.splitlines() if "decoder1" in ln)
+        assert "failed" in line and f"EngineCore {core.pid} still held" in line and "stopped by the run's keeper" in line, status
+
+        # 2. The keeper is gone too (killed, an older pdtui): kill -9 of prefiller1's API server
+        #    leaves its EngineCore on the GPU. `pdtui gpus` names it; a re-attach stops it.
+        keeper.kill()
+        keeper.wait(10)
+        pre = sup.instance("prefiller1")
+        core = engine_core(pre.pid)
+        path = gpu_file_of(run_dir, core.pid)
+        assert wait_for(lambda: holds_memory(path), 15)
+        os.kill(pre.pid, signal.SIGKILL)
+        time.sleep(2.0)
+        assert not gone(core)  # nobody watches now: it lingers, as vLLM's does
         gpus = pdtui_cli("gpus", "--demo", "8", "--sim-gpu-dir", str(run_dir / "sim-gpus"), "--json")
         procs = [p for g in json.loads(gpus.stdout)["gpus"] for p in (g.get("processes") or [])]
-        assert any(p["pid"] == core.pid and p.get("orphan_of") == f"{run_name}/decoder1" for p in procs), procs
-        # Detached status (read only) says what is still running, and does not act.
-        status = pdtui_cli("status", run_name)
+        assert any(p["pid"] == core.pid and p.get("orphan_of") == f"{run_name}/prefiller1" for p in procs), procs
+        table = pdtui_cli("gpus", "--demo", "8", "--sim-gpu-dir", str(run_dir / "sim-gpus")).stdout
+        assert f"orphan of {run_name}/prefiller1" in table, table
+        status = pdtui_cli("status", run_name)  # read only: says what is left, does not act
         assert f"EngineCore {core.pid}" in status.stdout, status.stdout + status.stderr
         assert not gone(core)
-        # Re-attach: the leftovers are stopped, the GPU memory released.
         again = Supervisor.attach(run_dir)
         supervisors.append(again)
-        st = again.instance("decoder1")
+        st = again.instance("prefiller1")
         assert st.state == S.FAILED and f"EngineCore {core.pid} still held" in st.reason
         assert wait_for(lambda: gone(core), 10)
-        assert not marked_processes(run_name, "decoder1") and not path.exists()
+        assert not marked_processes(run_name, "prefiller1") and not path.exists()
     finally:
         stop_marked(run_name)
 
@@ -132,6 +159,9 @@ def test_down_all_stops_a_tree_whose_run_directory_was_deleted(tmp_path):
         assert down.returncode == 0, down.stderr
         assert wait_for(lambda: not marked_processes(run_name), 15), marked_processes(run_name)
         assert "by its run marker" in down.stderr
+        # The run's keeper (its watchdog after `up --detach`) ends once nothing is left.
+        assert wait_for(lambda: not [p for p in psutil.process_iter(["cmdline"])
+                                     if "pdtui.runtime.watchdog" in (p.info["cmdline"] or []) and any(run_name in a for a in p.info["cmdline"])], 10)
     finally:
         stop_marked(run_name)
 
@@ -190,6 +220,9 @@ def test_find_and_stop_orphans(tmp_path, supervisors):
     run_dir, run_name = sup.run_dir, sup.run_name
     try:
         sup.detach()
+        keeper = keeper_of(run_dir)
+        keeper.kill()  # a run nobody keeps (its keeper was killed, or an older pdtui left it)
+        keeper.wait(10)
         dec = sup.instance("decoder1")
         core = engine_core(dec.pid)
         path = gpu_file_of(run_dir, core.pid)
