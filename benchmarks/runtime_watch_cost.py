@@ -43,6 +43,29 @@ def idle_cpu(seconds: float, health: bool, tmp: Path) -> float:
         sup.close()
 
 
+def keeper_cost(seconds: float, tmp: Path) -> tuple[float, float]:
+    """(CPU % of one core, RSS MiB) of a detached run's keeper over an idle window."""
+    import psutil
+
+    from pdtui.runtime import Supervisor
+
+    sup = Supervisor.launch(load_profile(write_profile(tmp, demo_profile_dict(startup_s=0.3), "keeper.yaml")))
+    assert sup.start().result(timeout=180) is True
+    run_dir = sup.run_dir
+    sup.detach()
+    keeper = next(p for p in psutil.process_iter(["cmdline"])
+                  if "pdtui.runtime.watchdog" in (p.info["cmdline"] or []) and str(run_dir) in p.info["cmdline"])
+    try:
+        time.sleep(2.0)
+        before = keeper.cpu_times()
+        time.sleep(seconds)
+        after = keeper.cpu_times()
+        rss = keeper.memory_info().rss / 2**20
+        return (after.user - before.user + after.system - before.system) / seconds * 100, rss
+    finally:
+        Supervisor.attach(run_dir, take_ownership=False).stop().result(timeout=120)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20.0)
@@ -51,6 +74,7 @@ def main() -> None:
         os.environ["XDG_STATE_HOME"] = tmp
         base = idle_cpu(args.seconds, False, Path(tmp))
         with_health = idle_cpu(args.seconds, True, Path(tmp))
+        keeper_cpu, keeper_rss = keeper_cost(args.seconds, Path(tmp))
     from pdtui.gpus.markers import find_marked
 
     times = []
@@ -62,6 +86,7 @@ def main() -> None:
     print(f"supervisor CPU, idle 2P2D deployment, {args.seconds:g} s window:")
     print(f"  without health checks (baseline): {base:5.2f} % of one core")
     print(f"  with health checks (every 2 s):   {with_health:5.2f} % of one core")
+    print(f"a detached run's keeper (1 scan every 2 s): {keeper_cpu:5.2f} % of one core, {keeper_rss:.0f} MiB RSS")
     print(f"run-marker scan of /proc ({nprocs} entries): median {statistics.median(times) * 1000:.1f} ms over 20")
 
 

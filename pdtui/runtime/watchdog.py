@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 DETACH = b"D"
-KEEPER_TICK_S = 1.0
+KEEPER_TICK_S = 2.0
 KEEPER_FILE = "keeper.json"
 
 
@@ -149,7 +149,11 @@ def keep(run_dir: str) -> bool:
     marked = find_marked(run_name)
     if not marked:
         return False
-    left = [p for p in marked if orphan_of(p.pid, (p.run_name, p.instance)) is not None]
+    # Cheap first: a process whose parent carries the same marker is inside its tree, and a
+    # group leader is an instance's main process; only the rest need the full ancestry check.
+    by_pid = {p.pid: p.marker for p in marked}
+    suspects = [p for p in marked if by_pid.get(p.ppid) != p.marker and p.pgid != p.pid]
+    left = [p for p in suspects if orphan_of(p.pid, (p.run_name, p.instance)) is not None]
     if not left:
         return True
     gpu_dir = str(Path(run_dir) / "sim-gpus")
