@@ -3,6 +3,7 @@ tree (INT -> TERM -> KILL), saying what was stopped. A mixin of Supervisor."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import Future
 
@@ -15,6 +16,7 @@ from pdtui.runtime.preflight import PreflightError
 from pdtui.runtime.status import InstanceState
 
 S = InstanceState
+log = logging.getLogger(__name__)
 
 
 class StopMixin(SupervisorBase):
@@ -126,6 +128,13 @@ class StopMixin(SupervisorBase):
                     ok = self._start_member_and_wait(member) and ok
                 finally:
                     member.restarting = False
+            if ok:
+                # "Restarted" means requests through the proxy reach it again.
+                from pdtui.runtime.health import wait_until_proxy_routes_to
+
+                for member in members:
+                    if not wait_until_proxy_routes_to(self, member):
+                        log.warning("%s: ready, but the proxy does not route to it yet", member.spec.name)
             return ok
 
         return in_thread(run, "pdtui-restart")

@@ -152,7 +152,7 @@ def keep(run_dir: str) -> bool:
     # Cheap first: a process whose parent carries the same marker is inside its tree, and a
     # group leader is an instance's main process; only the rest need the full ancestry check.
     by_pid = {p.pid: p.marker for p in marked}
-    suspects = [p for p in marked if by_pid.get(p.ppid) != p.marker and p.pgid != p.pid]
+    suspects = [p for p in marked if by_pid.get(p.ppid or 0) != p.marker and p.pgid != p.pid]
     left = [p for p in suspects if orphan_of(p.pid, (p.run_name, p.instance)) is not None]
     if not left:
         return True

@@ -222,6 +222,13 @@ def test_5_restart_runs_its_preflight_before_it_stops_anything(tmp_path, monkeyp
         out = pdtui_cli("restart", "decoder1", "--run", name, env={"HF_TOKEN": "hf_secret_value"})
         assert out.returncode == 0, out.stderr
         assert read_state(runs_dir(tmp_path) / name).instances["decoder1"].pid != before
+        # ... and "restarted" means requests through the proxy reach it again at once.
+        proxy = read_state(runs_dir(tmp_path) / name).instances["proxy"]
+        body = json.dumps({"model": data["model"], "prompt": "after restart", "max_tokens": 4}).encode()
+        request = urllib.request.Request(proxy.health_url.rsplit("/health", 1)[0] + "/v1/completions", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
     finally:
         pdtui_cli("down", name)
         assert wait_for(lambda: not marked_processes(name), 15)
