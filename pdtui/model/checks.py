@@ -79,6 +79,9 @@ def check_profile(profile: Profile, profile_dir: Path | None = None) -> list[Pro
     ):
         problems.extend(rule(profile))
     problems.extend(_buffer_alignment(profile, profile_dir))
+    from pdtui.model.checks_cluster import check_cluster  # multi-node rules (it imports this module)
+
+    problems.extend(check_cluster(profile))
     return problems
 
 
@@ -123,6 +126,8 @@ def port_claims(profile: Profile) -> list[tuple[int, str, str]]:
 
 
 def _unique_ports(profile: Profile) -> Iterable[Problem]:
+    if profile.nodes:
+        return  # checks_cluster checks ports per node
     first: dict[int, tuple[str, str]] = {}
     for port, path, what in port_claims(profile):
         if port in first and first[port][0] != path:
@@ -135,6 +140,8 @@ def _unique_ports(profile: Profile) -> Iterable[Problem]:
 
 
 def _gpu_assignment(profile: Profile) -> Iterable[Problem]:
+    if profile.nodes:
+        return  # checks_cluster checks GPUs per node
     owners: dict[int, list[InstanceSpec]] = defaultdict(list)
     for inst in profile.instances():
         seen = set()
