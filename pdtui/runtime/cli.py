@@ -23,6 +23,8 @@ def register(subparsers) -> None:
         help="overall readiness deadline: when not everything is ready S seconds after the start, "
         "stop it all and exit 1 (each instance's own startup_timeout_s still applies when smaller)",
     )
+    up.add_argument("--backend", choices=("local", "slurm"), default=None,
+                    help="where to run: local processes, or one Slurm job (default: slurm when the profile has cluster:)")
     up.set_defaults(func=cmd_up)
 
     down = subparsers.add_parser("down", help="stop a run (default: the newest live one)")
@@ -112,6 +114,10 @@ def cmd_up(args) -> int:
     if not validation.ok or validation.profile is None:
         _err(f"pdtui up: {path} is not valid; nothing started")
         return 2
+    if getattr(args, "backend", None) == "slurm" or (validation.profile.cluster is not None and getattr(args, "backend", None) != "local"):
+        from pdtui.cluster.cli import cmd_up as slurm_up  # the Slurm backend (docs/cluster.md)
+
+        return slurm_up(validation.profile, args)
     sup = Supervisor.launch(validation.profile, detach=args.detach, auto_restart=args.auto_restart)
     start = time.monotonic()
     sup.subscribe(_progress_printer(start))
@@ -192,6 +198,12 @@ def _resolve(name: str | None):
 def cmd_status(args) -> int:
     from pdtui.runtime import AttachError, Supervisor, find_runs
 
+    from pdtui.cluster.cli import print_status, resolve_slurm_run, status_reports  # Slurm runs
+
+    slurm = status_reports(args.name, args.all) if not args.name or resolve_slurm_run(args.name) else []
+    if args.name and slurm:
+        print_status(slurm, args.json)
+        return 0
     if args.name:
         run = _resolve(args.name)
         if run is None:
@@ -208,9 +220,10 @@ def cmd_status(args) -> int:
             continue
         reports.append(sup.status())
     if args.json:
-        print(json.dumps([r.to_dict() for r in reports], indent=2))
+        print(json.dumps([r.to_dict() for r in reports] + [r.to_dict() for r in slurm], indent=2))
         return 0
-    if not reports:
+    print_status(slurm, False)
+    if not reports and not slurm:
         print("no live runs" + ("" if args.all else " (--all shows the others)"))
         return 0
     for report in reports:
@@ -276,8 +289,12 @@ def _act(run, action: str, timeout_s: float, **kwargs) -> tuple[bool, str]:
 
 
 def cmd_down(args) -> int:
-    from pdtui.runtime import AttachError
+    from pdtui.cluster.cli import cmd_down as slurm_down, resolve_slurm_run
+    from pdtui.runtime import AttachError, find_runs
 
+    slurm_run = resolve_slurm_run(args.name) if args.name or not find_runs(live_only=True) else None
+    if slurm_run is not None:
+        return slurm_down(slurm_run)
     run = _resolve(args.name)
     if run is None:
         return 1

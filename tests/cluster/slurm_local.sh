@@ -92,7 +92,8 @@ SwitchType=switch/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 GresTypes=gpu
-ReturnToService=2
+# 1: a node an admin (or a test) set DOWN stays down until resumed, as on a real cluster.
+ReturnToService=1
 SlurmdParameters=config_overrides
 SlurmdTimeout=30
 InactiveLimit=0

@@ -1,0 +1,192 @@
+"""`pdtui up / down / status` for Slurm runs: called from pdtui.runtime.cli.
+
+`up` takes this path when the profile has `cluster: {type: slurm}` or `--backend slurm`
+is given; `down` and `status` when the run directory holds a `slurm.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+DEFAULT_ALLOCATION_TIMEOUT_S = 600.0
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def is_slurm_run(run_dir: Path | str | None) -> bool:
+    from pdtui.cluster.slurm_backend import STATE_FILE
+
+    return run_dir is not None and (Path(run_dir) / STATE_FILE).is_file()
+
+
+def find_slurm_runs(root: Path | None = None) -> list[Path]:
+    """Slurm run directories, newest first."""
+    from pdtui.cluster.slurm_backend import STATE_FILE
+    from pdtui.runtime.rundir import runs_root
+
+    root = runs_root() if root is None else root
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if (p / STATE_FILE).is_file()]
+    return sorted(runs, key=lambda p: (p / STATE_FILE).stat().st_mtime, reverse=True)
+
+
+def resolve_slurm_run(name: str | None) -> Path | None:
+    """A named Slurm run, or (no name) the newest one not stopped; None when there is none."""
+    from pdtui.cluster.slurm_backend import SlurmRun
+    from pdtui.runtime.rundir import runs_root
+
+    if name:
+        for candidate in (Path(name), runs_root() / name):
+            if is_slurm_run(candidate):
+                return candidate
+        return None
+    for run in find_slurm_runs():
+        try:
+            if not SlurmRun.load(run).state.get("stopped"):
+                return run
+        except Exception:  # noqa: BLE001 (a broken file is not a live run)
+            continue
+    return None
+
+
+def _with_slurm_defaults(profile):
+    """`--backend slurm` on a profile without a cluster section: an empty one."""
+    if profile.cluster is not None:
+        return profile
+    from pdtui.model.schema import Profile
+
+    data = profile.model_dump(exclude_unset=True)
+    data["cluster"] = {"type": "slurm"}
+    return Profile.model_validate(data)
+
+
+def cmd_up(profile, args) -> int:
+    from pdtui.cluster.slurm_backend import SlurmRun
+    from pdtui.cluster.slurm_cmd import SlurmError
+    from pdtui.runtime.rundir import new_run_dir
+
+    profile = _with_slurm_defaults(profile)
+    start = time.monotonic()
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    signal.signal(signal.SIGINT, lambda *_: stop_requested.set())
+
+    def say(message: str) -> None:
+        _err(f"[{time.monotonic() - start:6.1f}s] {message}")
+
+    run_dir = new_run_dir(profile.name)
+    try:
+        run = SlurmRun.submit(profile, run_dir)
+    except SlurmError as exc:
+        _err(f"pdtui up: Slurm refused the job: {exc}")
+        return 1
+    _err(f"run {run.name}: {run_dir}  (Slurm job {run.job_id})")
+    try:
+        hosts = run.wait_allocation(DEFAULT_ALLOCATION_TIMEOUT_S, say, stop_requested.is_set)
+        if stop_requested.is_set():
+            raise KeyboardInterrupt
+        say(f"allocation: {', '.join(hosts)}")
+        run.start_steps(profile, hosts)
+        timeout = args.timeout or max(i.startup_timeout_s for i in profile.instances())
+
+        def on_change(status) -> None:
+            for inst in status.instances:
+                say(f"{inst.name}: {inst.state}" + (f" on {inst.node} (step {inst.step_id})" if inst.step_id else "")
+                    + (f": {inst.reason}" if inst.reason else ""))
+
+        status = run.wait_ready(timeout, on_change, stop_requested.is_set)
+        if stop_requested.is_set():
+            raise KeyboardInterrupt
+        if status.phase != "ready":
+            _err(f"pdtui up: the deployment did not come up ({status.phase}); cancelling job {run.job_id}:")
+            for inst in status.instances:
+                if inst.state != "ready":
+                    _err(f"  - {inst.name}: {inst.state}" + (f" ({inst.reason})" if inst.reason else "") + f"  (log: {inst.log_path})")
+            run.stop()
+            return 1
+        proxy = status.instance("proxy")
+        say(f"all ready: {proxy.health_url.rsplit('/health', 1)[0]}  (run {run.name}, Slurm job {run.job_id})")
+        if args.detach:
+            _err(f"detached; stop it with `pdtui down {run.name}` (scancel {run.job_id})")
+            print(run.name)
+            return 0
+        _err("Ctrl-C cancels the job")
+        while not stop_requested.wait(1.0):
+            if run.status(probe=False).phase in ("stopped", "failed"):
+                _err(f"job {run.job_id} ended: {run.status(probe=False).job_state}")
+                return 0
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        _err(f"cancelling Slurm job {run.job_id} ...")
+        _stopped(run.abort() if not (run_dir / "steps.sh").exists() else run.stop())
+        return 130
+    except SlurmError as exc:
+        _err(f"pdtui up: {exc}")
+        _stopped(run.abort())
+        return 1
+
+
+def _stopped(left: list[str] | None) -> None:
+    if left:
+        _err(f"still there after scancel: {', '.join(left)}")
+    else:
+        _err("job cancelled; no step left")
+
+
+def cmd_down(run_dir: Path) -> int:
+    from pdtui.cluster.slurm_backend import SlurmRun
+    from pdtui.cluster.slurm_cmd import SlurmError
+
+    try:
+        run = SlurmRun.load(run_dir)
+        left = run.stop()
+    except SlurmError as exc:
+        _err(f"pdtui down: {exc}")
+        return 1
+    if left:
+        _err(f"pdtui down: still running after scancel: {', '.join(left)}")
+        return 1
+    _err(f"stopped {run.name} (Slurm job {run.job_id} cancelled)")
+    return 0
+
+
+def status_reports(name: str | None, include_stopped: bool) -> list:
+    from pdtui.cluster.slurm_backend import SlurmRun
+    from pdtui.cluster.slurm_cmd import SlurmError
+
+    runs = [resolve_slurm_run(name)] if name else find_slurm_runs()
+    reports = []
+    for run_dir in runs:
+        if run_dir is None:
+            continue
+        try:
+            run = SlurmRun.load(run_dir)
+            if run.state.get("stopped") and not (include_stopped or name):
+                continue
+            reports.append(run.status())
+        except SlurmError as exc:
+            _err(f"pdtui status: {exc}")
+    return reports
+
+
+def print_status(reports: list, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2))
+        return
+    for report in reports:
+        print(f"{report.run_name}  {report.phase}  slurm job {report.job_id} {report.job_state}  {report.run_dir}")
+        for inst in report.instances:
+            gpus = ",".join(map(str, inst.gpus)) or "-"
+            line = (f"  {inst.name:<14} {inst.kind:<9} {inst.state:<9} node {str(inst.node or '-'):<12} "
+                    f"step {str(inst.step_id or '-'):<10} port {inst.port:<6} gpus {gpus}")
+            if inst.reason:
+                line += f"  {inst.reason}"
+            print(line)

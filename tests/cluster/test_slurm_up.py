@@ -1,0 +1,174 @@
+"""`pdtui up` on a real Slurm: simulated engines as job steps, completions through the
+proxy, steps visible in squeue, a node failure reported with Slurm's reason, and
+`pdtui down` leaving no job and no process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT, free_port
+
+EXAMPLE = REPO_ROOT / "examples" / "cluster" / "slurm-sim.yaml"
+NODE = "pdtui-node1"
+# Real daemons and real processes on a busy 2-core machine: generous, never a timing check.
+pytestmark = pytest.mark.timeout(600)
+
+
+def _profile(tmp_path: Path, **cluster) -> Path:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["proxy"].update(port=free_port(), zmq_port=free_port())
+    data["prefillers"][0]["port"] = free_port()
+    dec = data["decoders"][0]
+    dec.update(port=free_port(), nixl_init_ports=[free_port()], nixl_alloc_ports=[free_port()])
+    data["cluster"].update(cluster)
+    path = tmp_path / "slurm-sim.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def env(slurm_cluster, tmp_path):
+    e = dict(os.environ)
+    e.update(PYTHONPATH=str(REPO_ROOT), XDG_STATE_HOME=str(tmp_path / "state"), SLURM_CONF=slurm_cluster)
+    return e
+
+
+def _pdtui(env, *args, timeout=240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pdtui", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _squeue(env, *args) -> str:
+    return subprocess.run(["squeue", "-h", *args], env=env, capture_output=True, text=True, timeout=30).stdout
+
+
+def _processes_of(run_dir: Path) -> list[psutil.Process]:
+    """Every process of the run: srun clients and step wrappers name the run directory on
+    their command line, the engines and the proxy in their environment (LMCache config,
+    Prometheus directory)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(str(run_dir) in part for part in proc.info["cmdline"] or ()) or any(
+                str(run_dir) in value for value in proc.environ().values()
+            ):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _wait_for(predicate, timeout_s=60.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    return predicate()
+
+
+def _completion(url: str) -> dict:
+    body = json.dumps({"model": "demo/Llama-3.1-8B-Instruct-sim", "prompt": "hello from slurm", "max_tokens": 5}).encode()
+    request = urllib.request.Request(url + "/v1/completions", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.parametrize("proxy_on", ["first-node", "submit-host"])
+def test_up_completions_squeue_down(env, tmp_path, proxy_on):
+    profile = _profile(tmp_path, proxy_on=proxy_on)
+    up = _pdtui(env, "up", str(profile), "--detach", "--timeout", "180")
+    assert up.returncode == 0, up.stderr
+    run_name = up.stdout.strip().splitlines()[-1]
+    run_dir = tmp_path / "state" / "pdtui" / "runs" / run_name
+    state = json.loads((run_dir / "slurm.json").read_text())
+    job_id = state["job_id"]
+    try:
+        # Every instance is a job step of the one job (the proxy too when it runs on the node).
+        steps = _squeue(env, "-s", "-j", job_id, "-o", "%j")
+        names = set(steps.split())
+        assert {"prefiller1", "decoder1"} <= names, steps
+        assert ("proxy" in names) == (proxy_on == "first-node")
+        # Completions through the proxy, prefill and KV notification included.
+        proxy_url = state["proxy"]["health_url"].rsplit("/health", 1)[0]
+        answer = _completion(proxy_url)
+        assert answer["choices"][0]["text"]
+        # Status from squeue + /health over the network.
+        status = _pdtui(env, "status", "--json", run_name)
+        assert status.returncode == 0, status.stderr
+        report = json.loads(status.stdout)[0]
+        assert report["backend"] == "slurm" and report["job_state"] == "RUNNING" and report["phase"] == "ready"
+        by_name = {i["name"]: i for i in report["instances"]}
+        assert by_name["prefiller1"]["node"] == NODE and by_name["prefiller1"]["step_id"].startswith(job_id + ".")
+        # Logs on the (shared) run directory, GPUs from Slurm's allocation.
+        log = (run_dir / "decoder1.log").read_text()
+        assert "from Slurm's allocation" in log
+        # While it runs, the engines and the proxy are processes of this run.
+        kinds = " ".join(" ".join(p.cmdline()) for p in _processes_of(run_dir))
+        assert "pdtui.sim" in kinds and "pdtui.proxy" in kinds
+        # The secrets rule: no step file carries a secret value.
+        for spec in (run_dir / "steps").glob("*.json"):
+            assert "hf_test_secret" not in spec.read_text()
+    finally:
+        down = _pdtui(env, "down", run_name)
+    assert down.returncode == 0, down.stderr
+    assert job_id not in _squeue(env, "-o", "%i %T").split() or "CANCELLED" in _squeue(env, "-j", job_id, "-o", "%T")
+    assert not _squeue(env, "-s", "-j", job_id)
+    assert _wait_for(lambda: not _processes_of(run_dir), 60), [p.cmdline() for p in _processes_of(run_dir)]
+    status = json.loads(_pdtui(env, "status", "--json", run_name).stdout)[0]
+    assert {i["state"] for i in status["instances"]} == {"stopped"}
+
+
+def test_secrets_travel_in_the_job_environment_not_in_files(env, tmp_path):
+    profile = _profile(tmp_path)
+    env = dict(env, HF_TOKEN="hf_test_secret")
+    up = _pdtui(env, "up", str(profile), "--detach", "--timeout", "180")
+    assert up.returncode == 0, up.stderr
+    run_name = up.stdout.strip().splitlines()[-1]
+    run_dir = tmp_path / "state" / "pdtui" / "runs" / run_name
+    try:
+        for path in run_dir.rglob("*"):
+            if path.is_file() and not path.name.endswith(".log"):
+                assert "hf_test_secret" not in path.read_text(errors="replace"), path
+        engine = next(p for p in _processes_of(run_dir) if "pdtui.sim" in " ".join(p.cmdline()))
+        assert engine.environ().get("HF_TOKEN") == "hf_test_secret"
+    finally:
+        assert _pdtui(env, "down", run_name).returncode == 0
+
+
+def test_node_failure_is_a_failed_instance_with_slurms_reason(env, tmp_path):
+    profile = _profile(tmp_path)
+    up = _pdtui(env, "up", str(profile), "--detach", "--timeout", "180")
+    assert up.returncode == 0, up.stderr
+    run_name = up.stdout.strip().splitlines()[-1]
+    run_dir = tmp_path / "state" / "pdtui" / "runs" / run_name
+    scontrol = ["scontrol", "update", f"nodename={NODE}"]
+    try:
+        subprocess.run([*scontrol, "state=down", "reason=pdtui-test: power supply"], env=env, check=True, timeout=30)
+
+        def failed():
+            report = json.loads(_pdtui(env, "status", "--json", run_name).stdout)[0]
+            return report if report["phase"] == "failed" else None
+
+        report = _wait_for(failed, 90)
+        assert report, _pdtui(env, "status", run_name).stdout
+        decoder = next(i for i in report["instances"] if i["name"] == "decoder1")
+        assert decoder["state"] == "failed"
+        assert "NODE_FAIL" in decoder["reason"] and "power supply" in decoder["reason"], decoder["reason"]
+    finally:
+        subprocess.run([*scontrol, "state=resume"], env=env, timeout=30)
+        _pdtui(env, "down", run_name)
+        assert _wait_for(lambda: not _processes_of(run_dir), 60)
+        # The node is back for the next test.
+        assert _wait_for(lambda: "idle" in subprocess.run(["sinfo", "-h", "-n", NODE, "-o", "%T"], env=env,
+                                                            capture_output=True, text=True).stdout, 60)
