@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from pdtui.cluster import slurm_cmd
+from pdtui.cluster.gpus import sim_gpu_dir
 from pdtui.cluster.slurm_cmd import SlurmError
 from pdtui.cluster.slurm_job import (
     ABORT_FILE, EXIT_DIR, JOB_SCRIPT, STEPS_SCRIPT, instance_spec, job_script, step_spec, steps_script,
@@ -117,14 +118,18 @@ class SlurmRun:
         write_rendered(plan, self.run_dir)
         # Secrets stay out of the step files: they came from the profile or this shell and
         # travel in the job's environment (sbatch exports it to every step).
-        for inst in plan.instances:
-            atomic_write(step_spec_path(self.run_dir, inst.name), json.dumps(instance_spec(inst)[0], indent=2))
-        atomic_write(step_spec_path(self.run_dir, "proxy"), json.dumps(step_spec(plan.proxy.argv, plan.proxy.env)[0], indent=2))
         spec_of = {i.name: i for i in concrete.instances()}
-        self.state.update(hosts=list(hosts), addresses=addresses, instances={
+        host_of = {name: hosts[names.index(spec_of[name].node or names[0])] for name in spec_of}
+        for inst in plan.instances:
+            spec = instance_spec(inst)[0]
+            if plan.engine == "sim":  # the node's GPU view follows the simulated engines on it
+                spec["env"]["PDTUI_SIM_GPU_DIR"] = str(sim_gpu_dir(self.run_dir, host_of[inst.name]))
+            atomic_write(step_spec_path(self.run_dir, inst.name), json.dumps(spec, indent=2))
+        atomic_write(step_spec_path(self.run_dir, "proxy"), json.dumps(step_spec(plan.proxy.argv, plan.proxy.env)[0], indent=2))
+        self.state.update(hosts=list(hosts), addresses=addresses, python=python, instances={
             inst.name: {
                 "kind": inst.role, "node": spec_of[inst.name].node or names[0],
-                "host": hosts[names.index(spec_of[inst.name].node or names[0])],
+                "host": host_of[inst.name],
                 "port": inst.port, "gpus": list(inst.gpus), "health_url": inst.health_url,
                 "log": str(self.run_dir / f"{inst.name}.log"),
             } for inst in plan.start_order()

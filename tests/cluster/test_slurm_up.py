@@ -16,6 +16,8 @@ import psutil
 import pytest
 import yaml
 
+from pdtui.cluster.gpus import node_gpus
+from pdtui.cluster.slurm_backend import SlurmRun
 from tests.conftest import REPO_ROOT, free_port
 
 EXAMPLE = REPO_ROOT / "examples" / "cluster" / "slurm-sim.yaml"
@@ -116,6 +118,18 @@ def test_up_completions_squeue_down(env, tmp_path, proxy_on):
         # While it runs, the engines and the proxy are processes of this run.
         kinds = " ".join(" ".join(p.cmdline()) for p in _processes_of(run_dir))
         assert "pdtui.sim" in kinds and "pdtui.proxy" in kinds
+        # The GPU view per node: `pdtui gpus --json` as a step on the node, with the
+        # simulated engines on the GPUs Slurm gave them.
+        engine_pids = {p.pid for p in _processes_of(run_dir) if "pdtui.sim" in " ".join(p.cmdline())}
+
+        def busy_gpus():
+            views = node_gpus(SlurmRun.load(run_dir))
+            assert [v.host for v in views] == [NODE] and views[0].error is None, views
+            busy = {g["index"]: {p["pid"] for p in g["processes"]} for g in views[0].inventory["gpus"] if g["processes"]}
+            return busy if set().union(*busy.values()) == engine_pids else None
+
+        busy = _wait_for(busy_gpus, 60)
+        assert busy and set(busy) == set(by_name["prefiller1"]["gpus"]) | set(by_name["decoder1"]["gpus"])
         # The secrets rule: no step file carries a secret value.
         for spec in (run_dir / "steps").glob("*.json"):
             assert "hf_test_secret" not in spec.read_text()
