@@ -15,6 +15,12 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).with_name("slurm_local.sh")
+_SKIPPED: list[str] = []  # why the Slurm tests were skipped, said at the end of every run
+
+
+def pytest_terminal_summary(terminalreporter):
+    for reason in _SKIPPED:
+        terminalreporter.write_line(f"NOTE: {reason}", yellow=True)
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +34,9 @@ def slurm_cluster(tmp_path_factory):
     if done is None or done.returncode != 0:
         subprocess.run(["bash", str(SCRIPT), "stop", str(directory)], capture_output=True, timeout=120)
         why = "timed out" if done is None else (done.stderr.strip().splitlines() or ["exit code %d" % done.returncode])[-1]
-        pytest.skip(f"Slurm could not start here, Slurm tests skipped: {why}")
+        reason = f"Slurm could not start here, Slurm tests skipped: {why}"
+        _SKIPPED.append(reason)
+        pytest.skip(reason)
     conf = str(directory / "slurm.conf")
     previous = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = conf
