@@ -95,7 +95,8 @@ class SlurmRun:
             if info.state == "RUNNING":
                 return slurm_cmd.hostnames(info.nodelist)
             if on_pending and info.reason != last_reason:
-                on_pending(f"job {self.job_id} {info.state.lower()}: {info.reason}")
+                why = "" if info.reason in ("", "None", "(None)") else f": {info.reason}"
+                on_pending(f"job {self.job_id} {info.state.lower()}{why}")
                 last_reason = info.reason
             time.sleep(0.5)
         raise SlurmError(f"job {self.job_id} not running after {timeout_s:g} s (still {last_reason or 'pending'})")
