@@ -41,6 +41,7 @@ def find_slurm_runs(root: Path | None = None) -> list[Path]:
 def resolve_slurm_run(name: str | None) -> Path | None:
     """A named Slurm run, or (no name) the newest one not stopped; None when there is none."""
     from pdtui.cluster.slurm_backend import SlurmRun
+    from pdtui.cluster.slurm_cmd import SlurmError
     from pdtui.runtime.rundir import runs_root
 
     if name:
@@ -52,9 +53,27 @@ def resolve_slurm_run(name: str | None) -> Path | None:
         try:
             if not SlurmRun.load(run).state.get("stopped"):
                 return run
-        except Exception:  # noqa: BLE001 (a broken file is not a live run)
-            continue
+        except SlurmError as exc:  # a broken file is not a live run; say why once
+            _err(f"pdtui: skipping {run.name}: {exc}")
     return None
+
+
+def slurm_log_path(run_name: str | None, instance: str) -> str | None:
+    """The log of an instance of a Slurm run (None when the run is not a Slurm run)."""
+    if run_name is None:
+        from pdtui.runtime import find_runs
+
+        if find_runs(live_only=True):
+            return None  # a live local run is the default, as before
+    run = resolve_slurm_run(run_name)
+    if run is None:
+        return None
+    path = run / f"{instance}.log"
+    if not path.is_file():
+        names = sorted(p.stem for p in run.glob("*.log") if p.stem != "slurm-job")
+        _err(f"pdtui logs: no instance {instance!r} in {run.name} (instances: {', '.join(names) or 'none started yet'})")
+        return str(path)
+    return str(path)
 
 
 def _with_slurm_defaults(profile):
@@ -185,8 +204,8 @@ def print_status(reports: list, as_json: bool) -> None:
         print(f"{report.run_name}  {report.phase}  slurm job {report.job_id} {report.job_state}  {report.run_dir}")
         for inst in report.instances:
             gpus = ",".join(map(str, inst.gpus)) or "-"
-            line = (f"  {inst.name:<14} {inst.kind:<9} {inst.state:<9} node {str(inst.node or '-'):<12} "
-                    f"step {str(inst.step_id or '-'):<10} port {inst.port:<6} gpus {gpus}")
+            line = (f"  {inst.name:<14} {inst.kind:<9} {inst.state:<9} node {inst.node or '-'!s:<12} "
+                    f"step {inst.step_id or '-'!s:<10} port {inst.port:<6} gpus {gpus}")
             if inst.reason:
                 line += f"  {inst.reason}"
             print(line)

@@ -40,7 +40,7 @@ def gpus_argv(job_id: str, host: str, python: str, demo_dir: Path | None) -> lis
 
 def _one(job_id: str, host: str, python: str, demo_dir: Path | None) -> NodeGpus:
     try:
-        done = subprocess.run(gpus_argv(job_id, host, python, demo_dir), capture_output=True, text=True,
+        done = subprocess.run(gpus_argv(job_id, host, python, demo_dir), check=False, capture_output=True, text=True,
                               timeout=STEP_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return NodeGpus(host, None, f"srun: {exc}")

@@ -14,17 +14,29 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 from pdtui.cluster import slurm_cmd
 from pdtui.cluster.gpus import sim_gpu_dir
 from pdtui.cluster.slurm_cmd import SlurmError
 from pdtui.cluster.slurm_job import (
-    ABORT_FILE, EXIT_DIR, JOB_SCRIPT, STEPS_SCRIPT, instance_spec, job_script, step_spec, steps_script,
+    ABORT_FILE,
+    EXIT_DIR,
+    JOB_SCRIPT,
+    STEPS_SCRIPT,
+    instance_spec,
+    job_script,
+    step_spec,
+    steps_script,
 )
-from pdtui.cluster.status import ClusterInstance, ClusterStatus, gpus_from_log, instance_state
+from pdtui.cluster.status import (
+    ClusterInstance,
+    ClusterStatus,
+    gpus_from_log,
+    instance_state,
+)
 from pdtui.cluster.step import step_spec_path
 from pdtui.model.checks import is_secret_name
 from pdtui.model.files import atomic_write
@@ -60,7 +72,7 @@ class SlurmRun:
 
     # --- launch ----------------------------------------------------------------------
     @classmethod
-    def submit(cls, profile: Profile, run_dir: Path) -> "SlurmRun":
+    def submit(cls, profile: Profile, run_dir: Path) -> SlurmRun:
         """Write the job script and submit it; the steps come in start_steps()."""
         if profile.cluster is None:
             raise ValueError("the profile has no cluster section")
@@ -145,18 +157,15 @@ class SlurmRun:
     def _start_local_proxy(self, argv: tuple[str, ...], env: dict[str, str]) -> None:
         import psutil
 
-        log = open(self.run_dir / "proxy.log", "ab")
-        try:
+        with open(self.run_dir / "proxy.log", "ab") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     env=env, start_new_session=True)
-        finally:
-            log.close()
         self.state["proxy"].update(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time())
 
-    def abort(self) -> None:
-        """Before steps.sh exists: let the batch script end by itself, then cancel."""
+    def abort(self) -> list[str]:
+        """Before steps.sh exists: let the batch script end by itself, then cancel; what is left."""
         atomic_write(self.run_dir / ABORT_FILE, "pdtui up gave up\n")
-        self.stop()
+        return self.stop()
 
     # --- state -----------------------------------------------------------------------
     @property
@@ -171,7 +180,7 @@ class SlurmRun:
         atomic_write(self.run_dir / STATE_FILE, json.dumps(self.state, indent=2) + "\n")
 
     @classmethod
-    def load(cls, run_dir: Path) -> "SlurmRun":
+    def load(cls, run_dir: Path) -> SlurmRun:
         path = Path(run_dir) / STATE_FILE
         try:
             state = json.loads(path.read_text())

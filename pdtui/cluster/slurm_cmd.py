@@ -45,7 +45,7 @@ def available() -> str | None:
 
 def _run(argv: list[str], timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except FileNotFoundError as exc:
         raise SlurmError(f"{argv[0]} not found: install the Slurm client (slurm-client)") from exc
     except subprocess.TimeoutExpired as exc:
@@ -60,7 +60,7 @@ def sbatch(script: Path, args: list[str], env: dict[str, str] | None = None) -> 
     """Submit the batch script; returns the job id. The environment goes with the job."""
     argv = ["sbatch", "--parsable", *args, str(script)]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+        done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
     except FileNotFoundError as exc:
         raise SlurmError("sbatch not found: install the Slurm client (slurm-client)") from exc
     except subprocess.TimeoutExpired as exc:

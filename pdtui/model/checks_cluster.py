@@ -9,7 +9,7 @@ Single-box profiles get no problem from here.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 from pdtui.model.checks import port_claims
 from pdtui.model.placement import (

@@ -25,7 +25,12 @@ from typing import Any
 import yaml
 
 from pdtui.model.checks import is_secret_name
-from pdtui.model.render import DeploymentPlan, InstancePlan, lmcache_yaml_text, render_plan
+from pdtui.model.render import (
+    DeploymentPlan,
+    InstancePlan,
+    lmcache_yaml_text,
+    render_plan,
+)
 from pdtui.model.schema import Profile
 
 LWS_API = "leaderworkerset.x-k8s.io/v1"
@@ -160,7 +165,7 @@ def lws_manifest(inst: InstancePlan, profile: Profile, options: K8sOptions) -> d
     if "HF_TOKEN" not in env:
         env_list.append(_optional_secret("HF_TOKEN", secret))  # gated models; absent = not needed
     ports = _container_ports(inst)
-    mounts = [{"name": "prometheus", "mountPath": PROMETHEUS_DIR}, {"name": "dshm", "mountPath": "/dev/shm"}]
+    mounts: list[dict[str, Any]] = [{"name": "prometheus", "mountPath": PROMETHEUS_DIR}, {"name": "dshm", "mountPath": "/dev/shm"}]
     volumes: list[dict[str, Any]] = [
         {"name": "prometheus", "emptyDir": {}},
         # vLLM's workers exchange tensors through /dev/shm; a pod's default is 64 MiB.

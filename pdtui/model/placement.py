@@ -20,7 +20,7 @@ RDMA_TRANSPORTS = ("rc", "dc", "ud", "ib", "rc_x", "dc_x", "ud_x", "rc_v", "ud_v
 
 def is_multi_node(profile: Profile) -> bool:
     """More than one machine: two or more nodes (a single node is still one box)."""
-    return bool(profile.nodes) and len(profile.nodes) > 1
+    return profile.nodes is not None and len(profile.nodes) > 1
 
 
 def node_named(profile: Profile, name: str | None) -> NodeSpec | None:

@@ -242,12 +242,16 @@ def cmd_logs(args) -> int:
     from pdtui.runtime import AttachError, Supervisor
     from pdtui.runtime.logtail import LogTailer, last_lines
 
-    run = _resolve(args.run)
-    if run is None:
+    from pdtui.cluster.cli import slurm_log_path  # a Slurm run's logs are files in its run directory
+
+    path = slurm_log_path(args.run, args.instance)
+    run = None if path else _resolve(args.run)
+    if run is None and path is None:
         return 1
     try:
-        sup = Supervisor.attach(run, read_only=True)
-        path = sup.instance(args.instance).log_path
+        if path is None:
+            sup = Supervisor.attach(run, read_only=True)
+            path = sup.instance(args.instance).log_path
     except (AttachError, KeyError) as exc:
         _err(f"pdtui logs: {exc.args[0] if exc.args else exc}")
         return 1

@@ -28,12 +28,12 @@ def slurm_cluster(tmp_path_factory):
     """SLURM_CONF of a running one-node cluster (8 GPUs declared, none real)."""
     directory = tmp_path_factory.mktemp("slurm")
     try:
-        done = subprocess.run(["bash", str(SCRIPT), "start", str(directory)], capture_output=True, text=True, timeout=300)
+        done = subprocess.run(["bash", str(SCRIPT), "start", str(directory)], check=False, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
         done = None
     if done is None or done.returncode != 0:
-        subprocess.run(["bash", str(SCRIPT), "stop", str(directory)], capture_output=True, timeout=120)
-        why = "timed out" if done is None else (done.stderr.strip().splitlines() or ["exit code %d" % done.returncode])[-1]
+        subprocess.run(["bash", str(SCRIPT), "stop", str(directory)], check=False, capture_output=True, timeout=120)
+        why = "timed out" if done is None else (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
         reason = f"Slurm could not start here, Slurm tests skipped: {why}"
         _SKIPPED.append(reason)
         pytest.skip(reason)
@@ -43,7 +43,7 @@ def slurm_cluster(tmp_path_factory):
     try:
         yield conf
     finally:
-        subprocess.run(["bash", str(SCRIPT), "stop", str(directory)], capture_output=True, timeout=120)
+        subprocess.run(["bash", str(SCRIPT), "stop", str(directory)], check=False, capture_output=True, timeout=120)
         if previous is None:
             os.environ.pop("SLURM_CONF", None)
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,11 +47,11 @@ def env(slurm_cluster, tmp_path):
 
 
 def _pdtui(env, *args, timeout=240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pdtui", *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "pdtui", *args], env=env, check=False, capture_output=True, text=True, timeout=timeout)
 
 
 def _squeue(env, *args) -> str:
-    return subprocess.run(["squeue", "-h", *args], env=env, capture_output=True, text=True, timeout=30).stdout
+    return subprocess.run(["squeue", "-h", *args], env=env, check=False, capture_output=True, text=True, timeout=30).stdout
 
 
 def _processes_of(run_dir: Path) -> list[psutil.Process]:
@@ -130,6 +131,8 @@ def test_up_completions_squeue_down(env, tmp_path, proxy_on):
 
         busy = _wait_for(busy_gpus, 60)
         assert busy and set(busy) == set(by_name["prefiller1"]["gpus"]) | set(by_name["decoder1"]["gpus"])
+        logs = _pdtui(env, "logs", "decoder1", "--run", run_name)
+        assert logs.returncode == 0 and "pdtui step decoder1: Slurm step" in logs.stdout, logs.stderr
         # The secrets rule: no step file carries a secret value.
         for spec in (run_dir / "steps").glob("*.json"):
             assert "hf_test_secret" not in spec.read_text()
@@ -180,9 +183,35 @@ def test_node_failure_is_a_failed_instance_with_slurms_reason(env, tmp_path):
         assert decoder["state"] == "failed"
         assert "NODE_FAIL" in decoder["reason"] and "power supply" in decoder["reason"], decoder["reason"]
     finally:
-        subprocess.run([*scontrol, "state=resume"], env=env, timeout=30)
+        subprocess.run([*scontrol, "state=resume"], check=False, env=env, timeout=30)
         _pdtui(env, "down", run_name)
         assert _wait_for(lambda: not _processes_of(run_dir), 60)
         # The node is back for the next test.
-        assert _wait_for(lambda: "idle" in subprocess.run(["sinfo", "-h", "-n", NODE, "-o", "%T"], env=env,
+        assert _wait_for(lambda: "idle" in subprocess.run(["sinfo", "-h", "-n", NODE, "-o", "%T"], check=False, env=env,
                                                             capture_output=True, text=True).stdout, 60)
+
+
+def test_foreground_up_ctrl_c_cancels_the_job(env, tmp_path):
+    profile = _profile(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "pdtui", "up", str(profile)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        for line in proc.stderr:  # wait for the event, not for a time
+            lines.append(line)
+            if "Ctrl-C cancels the job" in line:
+                break
+        assert any("all ready" in line for line in lines), "".join(lines)
+        run_name = next(line.split()[1].rstrip(":") for line in lines if line.startswith("run "))
+        run_dir = tmp_path / "state" / "pdtui" / "runs" / run_name
+        job_id = json.loads((run_dir / "slurm.json").read_text())["job_id"]
+        assert _squeue(env, "-s", "-j", job_id)
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, rest
+    assert "job cancelled; no step left" in rest
+    assert not _squeue(env, "-s", "-j", job_id)
+    assert _wait_for(lambda: not _processes_of(run_dir), 60)
