@@ -46,13 +46,15 @@ def sbatch_directives(profile: Profile, run_dir: Path, run_name: str) -> list[st
         i = node_index(profile, inst.node)
         per_node_tasks[i] += 1
         per_node_gpus[i] += inst.tensor_parallel_size
-    # +1 for the batch script itself, +1 for the proxy on the first node.
+    # +1 for the batch script itself, +1 for the proxy on the first node; each task has the
+    # CPUs of one engine (the batch script and the proxy need far less, but a job's tasks are alike).
     tasks = max(per_node_tasks.values()) + 2
     gpus = max(per_node_gpus.values())
     options = [
         f"--job-name=pdtui-{run_name}",
         f"--nodes={node_count(profile)}",
         f"--ntasks-per-node={tasks}",
+        f"--cpus-per-task={cluster.cpus_per_instance}",
         f"--output={run_dir / JOB_LOG}",
         f"--chdir={run_dir}",
         "--no-requeue",  # a node failure is a failed instance to report, not a silent restart
@@ -87,11 +89,12 @@ def job_script(profile: Profile, run_dir: Path, run_name: str) -> str:
     return "\n".join(lines)
 
 
-def srun_argv(name: str, host: str, gpus: int, run_dir: Path, python: str) -> list[str]:
+def srun_argv(name: str, host: str, gpus: int, run_dir: Path, python: str, cpus: int = 1,
+              extra: list[str] | None = None) -> list[str]:
     argv = [
-        "srun", f"--job-name={name}", "--nodes=1", "--ntasks=1", "--exact", f"--nodelist={host}",
-        f"--gres=gpu:{gpus}" if gpus else "--gres=none",
-        f"--output={run_dir / (name + '.log')}", "--open-mode=append", "--export=ALL",
+        "srun", f"--job-name={name}", "--nodes=1", "--ntasks=1", "--exact", f"--cpus-per-task={cpus}",
+        f"--nodelist={host}", f"--gres=gpu:{gpus}" if gpus else "--gres=none",
+        f"--output={run_dir / (name + '.log')}", "--open-mode=append", "--export=ALL", *(extra or []),
         python, "-m", "pdtui.cluster.step", str(run_dir), name,
     ]
     return argv
@@ -119,7 +122,10 @@ def steps_script(
     spec_by_name = {i.name: i for i in profile.instances()}
     for inst in plan.start_order():
         host = hosts[node_index(profile, spec_by_name[inst.name].node)]
-        lines.append(f"step {inst.name} " + shlex.join(srun_argv(inst.name, host, inst.tensor_parallel_size, run_dir, python)) + " &")
+        cluster = profile.cluster
+        argv = srun_argv(inst.name, host, inst.tensor_parallel_size, run_dir, python,
+                         cluster.cpus_per_instance if cluster else 1, list(cluster.srun_args) if cluster else [])
+        lines.append(f"step {inst.name} " + shlex.join(argv) + " &")
     lines += ["wait", ""]
     return "\n".join(lines)
 

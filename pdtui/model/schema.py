@@ -142,7 +142,9 @@ class SlurmCluster(StrictModel):
     time: str | None = Field(None, pattern=r"^(\d+-)?\d+(:\d{1,2}){0,2}$")  # sbatch --time
     proxy_on: Literal["first-node", "submit-host"] = "first-node"
     python: str | None = None  # interpreter on the nodes (default: this one, on the shared filesystem)
+    cpus_per_instance: int = Field(8, ge=1)  # srun --cpus-per-task of each engine step (vLLM needs several)
     sbatch_args: list[str] = Field(default_factory=list)  # e.g. [--qos=high, --exclusive]
+    srun_args: list[str] = Field(default_factory=list)  # added to every instance's step, e.g. [--mem=0]
 
 
 class InstanceSpec(StrictModel):

@@ -61,7 +61,6 @@ munged --force --socket="$socket" --key-file="$dir/munge/munge.key" \
 
 ctld_port=$(free_port)
 slurmd_port=$(free_port)
-cpus=$(nproc)
 node=pdtui-node1
 cat > "$dir/slurm.conf" <<CONF
 ClusterName=pdtui-local
@@ -99,7 +98,7 @@ SlurmdTimeout=30
 InactiveLimit=0
 KillWait=5
 MinJobAge=30
-NodeName=$node NodeHostname=$(hostname) NodeAddr=127.0.0.1 CPUs=$((cpus > 4 ? cpus : 4)) RealMemory=1000 Gres=gpu:8 State=UNKNOWN
+NodeName=$node NodeHostname=$(hostname) NodeAddr=127.0.0.1 CPUs=64 RealMemory=1000 Gres=gpu:8 State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 CONF
 # GPUs without hardware. A count-only line (Name=gpu Count=8, no File=) is what we want, but

@@ -37,9 +37,10 @@ def _two_node_slurm_profile(**cluster):
 
 
 def test_job_asks_for_both_nodes_and_the_busiest_nodes_gpus(tmp_path):
-    profile = _two_node_slurm_profile(sbatch_args=["--qos=high"])
+    profile = _two_node_slurm_profile(sbatch_args=["--qos=high"], cpus_per_instance=16)
     options = sbatch_directives(profile, tmp_path, "run1")
     assert "--nodes=2" in options and "--gres=gpu:2" in options and "--ntasks-per-node=3" in options
+    assert "--cpus-per-task=16" in options
     assert {"--partition=gpu", "--account=proj", "--time=02:00:00", "--no-requeue", "--qos=high"} <= set(options)
     script = job_script(profile, tmp_path, "run1")
     assert script.startswith("#!/bin/bash\n") and all(f"#SBATCH {o}" in script for o in options)
@@ -47,7 +48,7 @@ def test_job_asks_for_both_nodes_and_the_busiest_nodes_gpus(tmp_path):
 
 
 def test_steps_on_their_nodes_with_addresses_from_the_allocation(tmp_path):
-    profile = _two_node_slurm_profile()
+    profile = _two_node_slurm_profile(srun_args=["--mem=0"])
     concrete = with_node_addresses(profile, {"gpu-a": "10.1.0.1", "gpu-b": "10.1.0.2"}, proxy_address="10.1.0.1")
     plan = render_plan(concrete, tmp_path, python="/shared/venv/bin/python")
     text = steps_script(plan, concrete, ["node-a17", "node-b03"], tmp_path, "/shared/venv/bin/python", proxy_on_node=True)
@@ -60,6 +61,8 @@ def test_steps_on_their_nodes_with_addresses_from_the_allocation(tmp_path):
     assert "--nodelist=node-a17" in steps["proxy"] and "--gres=none" in steps["proxy"]
     assert "--nodelist=node-b03" in steps["decoder1"] and "--gres=gpu:2" in steps["decoder1"]
     assert "--nodelist=node-a17" in steps["prefiller1"] and "--exact" in steps["prefiller1"]
+    assert "--cpus-per-task=8" in steps["prefiller1"] and "--mem=0" in steps["prefiller1"]
+    assert "--cpus-per-task=1" in steps["proxy"] and "--mem=0" not in steps["proxy"]
     assert steps["prefiller1"][-4:] == ["-m", "pdtui.cluster.step", str(tmp_path), "prefiller1"]
     # The plan was rendered for the allocated addresses.
     assert plan.instance("decoder1").lmcache_config["pd_peer_host"] == "10.1.0.2"
