@@ -87,6 +87,21 @@ def _with_slurm_defaults(profile):
     return Profile.model_validate(data)
 
 
+def dispatch_up(profile, args) -> int | None:
+    """`pdtui up` of a profile that does not run as local processes; None: run it locally."""
+    from pdtui.model.placement import is_multi_node
+
+    backend = getattr(args, "backend", None)
+    if backend == "slurm" or (profile.cluster is not None and backend != "local"):
+        return cmd_up(profile, args)
+    if is_multi_node(profile):
+        _err(f"pdtui up: {profile.name} spans {len(profile.nodes)} machines; this machine cannot start it alone. "
+             "Add `cluster: {type: slurm}` (or pass --backend slurm), or run `pdtui render --target k8s`; "
+             "see docs/cluster.md")
+        return 2
+    return None
+
+
 def cmd_up(profile, args) -> int:
     from pdtui.cluster.slurm_backend import SlurmRun
     from pdtui.cluster.slurm_cmd import SlurmError

@@ -114,10 +114,11 @@ def cmd_up(args) -> int:
     if not validation.ok or validation.profile is None:
         _err(f"pdtui up: {path} is not valid; nothing started")
         return 2
-    if getattr(args, "backend", None) == "slurm" or (validation.profile.cluster is not None and getattr(args, "backend", None) != "local"):
-        from pdtui.cluster.cli import cmd_up as slurm_up  # the Slurm backend (docs/cluster.md)
+    from pdtui.cluster.cli import dispatch_up  # Slurm and multi-node profiles (docs/cluster.md)
 
-        return slurm_up(validation.profile, args)
+    handled = dispatch_up(validation.profile, args)
+    if handled is not None:
+        return handled
     sup = Supervisor.launch(validation.profile, detach=args.detach, auto_restart=args.auto_restart)
     start = time.monotonic()
     sup.subscribe(_progress_printer(start))

@@ -95,3 +95,17 @@ def test_instance_state_rules(tmp_path):
     state, reason = instance_state("NODE_FAIL", "NodeDown", False, None, None, log, "node n1 DOWN: psu", False)
     assert state == "failed" and reason.startswith("node n1 DOWN: psu") and "NODE_FAIL" in reason
     assert instance_state("CANCELLED", "None", False, None, None, log, None, True) == ("stopped", None)
+
+
+def test_up_refuses_a_multi_node_profile_without_a_cluster(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    done = subprocess.run([sys.executable, "-m", "pdtui", "up", str(EXAMPLES / "2node-nixl.yaml")], check=False,
+                          capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin", "XDG_STATE_HOME": str(tmp_path)})
+    assert done.returncode == 2
+    assert "spans 2 machines" in done.stderr and "--backend slurm" in done.stderr
+    assert not (tmp_path / "pdtui" / "runs").exists() or not any((tmp_path / "pdtui" / "runs").iterdir())
