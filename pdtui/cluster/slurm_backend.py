@@ -69,6 +69,7 @@ class SlurmRun:
     def __init__(self, run_dir: Path, state: dict) -> None:
         self.run_dir = Path(run_dir)
         self.state = state
+        self._node_reasons: dict[str, str | None] = {}  # per status() call: one scontrol per host
 
     # --- launch ----------------------------------------------------------------------
     @classmethod
@@ -192,6 +193,7 @@ class SlurmRun:
     # --- status ----------------------------------------------------------------------
     def status(self, probe: bool = True) -> ClusterStatus:
         """Slurm's view (job, steps, node state) with /health over the network."""
+        self._node_reasons.clear()
         job = slurm_cmd.job(self.job_id)
         job_state, job_reason = (job.state, job.reason) if job else ("GONE", "")
         if job is None or job_state in slurm_cmd.TERMINAL_JOB_STATES:
@@ -258,6 +260,11 @@ class SlurmRun:
         """Slurm's reason when the node is down or drained (a node failure)."""
         if not host or host not in self.state.get("hosts", []):
             return None
+        if host not in self._node_reasons:
+            self._node_reasons[host] = self._ask_node_reason(host)
+        return self._node_reasons[host]
+
+    def _ask_node_reason(self, host: str) -> str | None:
         try:
             node = slurm_cmd.show_node(host)
         except SlurmError:

@@ -29,10 +29,13 @@ pytestmark = pytest.mark.timeout(600)
 
 def _profile(tmp_path: Path, **cluster) -> Path:
     data = yaml.safe_load(EXAMPLE.read_text())
-    data["proxy"].update(port=free_port(), zmq_port=free_port())
-    data["prefillers"][0]["port"] = free_port()
-    dec = data["decoders"][0]
-    dec.update(port=free_port(), nixl_init_ports=[free_port()], nixl_alloc_ports=[free_port()])
+    ports: set[int] = set()
+    while len(ports) < 6:  # a port just closed can come back: six different ones
+        ports.add(free_port())
+    proxy, zmq, prefill, decode, init, alloc = sorted(ports)
+    data["proxy"].update(port=proxy, zmq_port=zmq)
+    data["prefillers"][0]["port"] = prefill
+    data["decoders"][0].update(port=decode, nixl_init_ports=[init], nixl_alloc_ports=[alloc])
     data["cluster"].update(cluster)
     path = tmp_path / "slurm-sim.yaml"
     path.write_text(yaml.safe_dump(data))
