@@ -124,12 +124,13 @@ def cmd_up(profile, args) -> int:
         return 1
     _err(f"run {run.name}: {run_dir}  (Slurm job {run.job_id})")
     try:
-        hosts = run.wait_allocation(DEFAULT_ALLOCATION_TIMEOUT_S, say, stop_requested.is_set)
+        # --timeout bounds everything from the submission: waiting in the queue counts too.
+        hosts = run.wait_allocation(args.timeout or DEFAULT_ALLOCATION_TIMEOUT_S, say, stop_requested.is_set)
         if stop_requested.is_set():
             raise KeyboardInterrupt
         say(f"allocation: {', '.join(hosts)}")
         run.start_steps(profile, hosts)
-        timeout = args.timeout or max(i.startup_timeout_s for i in profile.instances())
+        timeout = (args.timeout - (time.monotonic() - start)) if args.timeout else max(i.startup_timeout_s for i in profile.instances())
 
         def on_change(status) -> None:
             for inst in status.instances:

@@ -108,7 +108,7 @@ class SlurmRun:
             if info.state == "RUNNING":
                 return slurm_cmd.hostnames(info.nodelist)
             if on_pending and info.reason != last_reason:
-                why = "" if info.reason in ("", "None", "(None)") else f": {info.reason}"
+                why = "" if info.reason in ("", "None") else f": {info.reason}"
                 on_pending(f"job {self.job_id} {info.state.lower()}{why}")
                 last_reason = info.reason
             time.sleep(0.5)

@@ -80,7 +80,10 @@ def job(job_id: str) -> JobInfo | None:
     for line in done.stdout.splitlines():
         parts = line.split("|")
         if len(parts) == 4 and parts[0].strip() == job_id:
-            return JobInfo(job_id, parts[1].strip(), parts[2].strip(), parts[3].strip())
+            reason = parts[2].strip()
+            if reason.startswith("(") and reason.endswith(")"):
+                reason = reason[1:-1]  # squeue writes a pending reason as "(Resources)"
+            return JobInfo(job_id, parts[1].strip(), reason, parts[3].strip())
     return None
 
 

@@ -218,3 +218,20 @@ def test_foreground_up_ctrl_c_cancels_the_job(env, tmp_path):
     assert "job cancelled; no step left" in rest
     assert not _squeue(env, "-s", "-j", job_id)
     assert _wait_for(lambda: not _processes_of(run_dir), 60)
+
+
+def test_a_job_slurm_refuses_is_a_clear_error(env, tmp_path):
+    profile = _profile(tmp_path, partition="no-such-partition")
+    up = _pdtui(env, "up", str(profile), "--detach")
+    assert up.returncode == 1
+    assert "Slurm refused the job" in up.stderr and "partition" in up.stderr.lower(), up.stderr
+
+
+def test_timeout_covers_the_wait_in_the_queue(env, tmp_path):
+    profile = _profile(tmp_path, sbatch_args=["--begin=now+1hour"])  # pending for an hour
+    up = _pdtui(env, "up", str(profile), "--detach", "--timeout", "5")
+    assert up.returncode == 1, up.stderr
+    assert "pending: BeginTime" in up.stderr and "not running after 5 s" in up.stderr, up.stderr
+    run_name = next(line.split()[1].rstrip(":") for line in up.stderr.splitlines() if line.startswith("run "))
+    job_id = json.loads((tmp_path / "state" / "pdtui" / "runs" / run_name / "slurm.json").read_text())["job_id"]
+    assert "PENDING" not in _squeue(env, "-j", job_id, "-o", "%T")
