@@ -222,6 +222,12 @@ def print_status(reports: list, as_json: bool) -> None:
             gpus = ",".join(map(str, inst.gpus)) or "-"
             line = (f"  {inst.name:<14} {inst.kind:<9} {inst.state:<9} node {inst.node or '-'!s:<12} "
                     f"step {inst.step_id or '-'!s:<10} port {inst.port:<6} gpus {gpus}")
+            if inst.load:
+                line += "  " + "  ".join(f"{k} {_num(v)}" for k, v in inst.load.items())
             if inst.reason:
                 line += f"  {inst.reason}"
             print(line)
+
+
+def _num(value: float | None) -> str:
+    return "N/A" if value is None else f"{value:g}"

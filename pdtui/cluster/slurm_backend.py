@@ -34,6 +34,7 @@ from pdtui.cluster.slurm_job import (
 from pdtui.cluster.status import (
     ClusterInstance,
     ClusterStatus,
+    engine_load,
     gpus_from_log,
     instance_state,
 )
@@ -217,6 +218,7 @@ class SlurmRun:
                 step_id=step.step_id if step else None, port=info["port"],
                 gpus=gpus_from_log(Path(info["log"])) or tuple(info.get("gpus") or ()),
                 health_url=info["health_url"], log_path=info["log"],
+                load=engine_load(info["health_url"]) if probe and state == "ready" else None,
             ))
         return ClusterStatus(self.name, str(self.run_dir), self.job_id, job_state, job_reason, tuple(self._remember(instances)))
 

@@ -28,6 +28,7 @@ class ClusterInstance:
     gpus: tuple[int, ...]
     health_url: str
     log_path: str
+    load: dict | None = None  # from the engine's /metrics when ready: running, waiting, kv_cache_usage
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,19 @@ def health_ok(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def engine_load(health_url: str) -> dict | None:
+    """Requests running/waiting and KV-cache use from the engine's /metrics (None: unreachable)."""
+    from pdtui.telemetry.metrics import MetricsParseError, parse_metrics
+
+    url = health_url.rsplit("/health", 1)[0] + "/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:  # our own URL
+            snapshot = parse_metrics(response.read().decode("utf-8", "replace"), keep_prefixes=("vllm:",))
+    except (urllib.error.URLError, OSError, ValueError, MetricsParseError):
+        return None
+    return {key: snapshot.value(key) for key in ("running", "waiting", "kv_cache_usage")}
 
 
 def last_error_line(log_path: Path) -> str | None:

@@ -116,6 +116,8 @@ def test_up_completions_squeue_down(env, tmp_path, proxy_on):
         assert report["backend"] == "slurm" and report["job_state"] == "RUNNING" and report["phase"] == "ready"
         by_name = {i["name"]: i for i in report["instances"]}
         assert by_name["prefiller1"]["node"] == NODE and by_name["prefiller1"]["step_id"].startswith(job_id + ".")
+        # /metrics over the network: the engines' load (an idle engine runs 0 requests).
+        assert by_name["decoder1"]["load"]["running"] == 0 and by_name["decoder1"]["load"]["waiting"] == 0
         # Logs on the (shared) run directory, GPUs from Slurm's allocation.
         log = (run_dir / "decoder1.log").read_text()
         fake_gpu = Path(env["SLURM_CONF"]).parent / "fake-gpus" / "gpu0"
