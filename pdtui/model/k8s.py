@@ -211,6 +211,9 @@ def _container_ports(inst: InstancePlan) -> list[dict[str, Any]]:
         seen[what] = rank + 1
         name = "http" if what == "http" else f"{what}-{rank}"[:15]
         ports.append({"containerPort": port, "name": name})
+    side = inst.env.get("VLLM_NIXL_SIDE_CHANNEL_PORT")
+    if side and side.isdigit():  # nixl mode: one side-channel port per TP rank
+        ports += [{"containerPort": int(side) + r, "name": f"nixl-side-{r}"} for r in range(inst.tensor_parallel_size)]
     return ports
 
 

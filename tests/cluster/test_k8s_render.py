@@ -129,6 +129,8 @@ def test_nixl_side_channel_is_the_pod_ip():
     for lws in _by_kind(files, "LeaderWorkerSet"):
         env = _env(_container(lws))
         assert env["VLLM_NIXL_SIDE_CHANNEL_HOST"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+        side = int(env["VLLM_NIXL_SIDE_CHANNEL_PORT"]["value"])
+        assert {"containerPort": side, "name": "nixl-side-0"} in _container(lws)["ports"]
     assert not _by_kind(files, "ConfigMap")  # no LMCache in nixl mode
 
 
