@@ -212,9 +212,14 @@ def status_reports(name: str | None, include_stopped: bool) -> list:
     return reports
 
 
-def print_status(reports: list, as_json: bool) -> None:
+def print_status(reports: list, as_json: bool, gpus: bool = False) -> None:
+    views = {r.run_dir: _node_views(r) for r in reports} if gpus else {}
     if as_json:
-        print(json.dumps([r.to_dict() for r in reports], indent=2))
+        data = [r.to_dict() for r in reports]
+        for item in data:
+            if gpus:
+                item["nodes"] = [{"host": v.host, "gpus": v.inventory, "error": v.error} for v in views[item["run_dir"]]]
+        print(json.dumps(data, indent=2))
         return
     for report in reports:
         print(f"{report.run_name}  {report.phase}  slurm job {report.job_id} {report.job_state}  {report.run_dir}")
@@ -227,6 +232,22 @@ def print_status(reports: list, as_json: bool) -> None:
             if inst.reason:
                 line += f"  {inst.reason}"
             print(line)
+        for view in views.get(report.run_dir, []):
+            print(f"  node {view.host}: " + (view.error or f"{len((view.inventory or {}).get('gpus', []))} GPU(s)"))
+            for gpu in (view.inventory or {}).get("gpus", []):
+                pids = ",".join(str(p.get("pid")) for p in gpu.get("processes") or []) or "-"
+                used, total = gpu.get("memory_used"), gpu.get("memory_total")
+                mem = f"{used / 2**30:.1f}/{total / 2**30:.0f} GiB" if used is not None and total else "N/A"
+                print(f"    gpu {gpu.get('index')}  {gpu.get('name', '?'):<14} mem {mem:<16} util {gpu.get('utilization_gpu', 'N/A')}%  pids {pids}")
+
+
+def _node_views(report) -> list:
+    from pdtui.cluster.gpus import node_gpus
+    from pdtui.cluster.slurm_backend import SlurmRun
+
+    if report.job_state != "RUNNING":
+        return []
+    return node_gpus(SlurmRun.load(Path(report.run_dir)))
 
 
 def _num(value: float | None) -> str:

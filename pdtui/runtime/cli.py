@@ -35,6 +35,7 @@ def register(subparsers) -> None:
     status.add_argument("name", nargs="?", help="one run (name or directory)")
     status.add_argument("--json", action="store_true")
     status.add_argument("--all", action="store_true", help="also runs that are no longer live")
+    status.add_argument("--gpus", action="store_true", help="Slurm runs: also each node's GPUs (`pdtui gpus` as a job step)")
     status.set_defaults(func=cmd_status)
 
     logs = subparsers.add_parser("logs", help="an instance's log (proxy, prefiller1, ...)")
@@ -203,7 +204,7 @@ def cmd_status(args) -> int:
 
     slurm = status_reports(args.name, args.all) if not args.name or resolve_slurm_run(args.name) else []
     if args.name and slurm:
-        print_status(slurm, args.json)
+        print_status(slurm, args.json, getattr(args, "gpus", False))
         return 0
     if args.name:
         run = _resolve(args.name)
@@ -223,7 +224,7 @@ def cmd_status(args) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in reports] + [r.to_dict() for r in slurm], indent=2))
         return 0
-    print_status(slurm, False)
+    print_status(slurm, False, getattr(args, "gpus", False))
     if not reports and not slurm:
         print("no live runs" + ("" if args.all else " (--all shows the others)"))
         return 0

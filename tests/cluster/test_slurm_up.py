@@ -139,6 +139,10 @@ def test_up_completions_squeue_down(env, tmp_path, proxy_on):
 
         busy = _wait_for(busy_gpus, 60)
         assert busy and set(busy) == set(by_name["prefiller1"]["gpus"]) | set(by_name["decoder1"]["gpus"])
+        table = _pdtui(env, "status", run_name, "--gpus")
+        assert table.returncode == 0 and f"node {NODE}: 8 GPU(s)" in table.stdout, table.stdout + table.stderr
+        gpu_lines = [line for line in table.stdout.splitlines() if line.strip().startswith("gpu ")]
+        assert len(gpu_lines) == 8 and sum("pids -" not in line for line in gpu_lines) == len(busy)
         logs = _pdtui(env, "logs", "decoder1", "--run", run_name)
         assert logs.returncode == 0 and "pdtui step decoder1: Slurm step" in logs.stdout, logs.stderr
         # The secrets rule: no step file carries a secret value.
