@@ -1,0 +1,247 @@
+"""Dotted paths into a profile (`decoders[1].vllm.max_model_len`): read plain data, and edit
+ruamel's round-trip tree in place so that everything around the edit keeps its form.
+
+In-place means: a flow list `[0, 1]` stays a flow list, a quoted string stays quoted, an
+env mapping keeps its order and comments, and a key added at the end of a block takes the
+blank line / comment that followed the block along, so the new key sits inside it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import ScalarString
+from ruamel.yaml.tokens import CommentToken
+
+_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def split_path(path: str) -> list[str | int]:
+    return [int(index) if index else name for name, index in _PART.findall(path)]
+
+
+def join_path(parts: tuple | list) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else ("." if text else "") + str(part)
+    return text
+
+
+def get_path(data: Any, path: str, default: Any = None) -> Any:
+    node = data
+    for part in split_path(path):
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return default
+    return node
+
+
+def has_path(data: Any, path: str) -> bool:
+    missing = object()
+    return get_path(data, path, missing) is not missing
+
+
+def set_in_tree(tree: CommentedMap, path: str, value: Any) -> None:
+    """Set the value at `path` in the round-trip tree, creating mappings on the way; None
+    removes the key (and the mappings that removing it leaves empty: `kv: {}` means nothing)."""
+    parts = split_path(path)
+    if value is None:
+        _remove(tree, parts)
+        return
+    node: Any = tree
+    for part, following in zip(parts, parts[1:]):
+        if isinstance(part, int):
+            node = node[part]
+            continue
+        if not isinstance(node.get(part), (CommentedMap, CommentedSeq)):
+            _put(node, part, CommentedSeq() if isinstance(following, int) else CommentedMap())
+        node = node[part]
+    _put(node, parts[-1], value)
+
+
+def _put(node: Any, key: str | int, value: Any) -> None:
+    if isinstance(node, CommentedSeq):
+        node[key] = _fresh(value)
+        return
+    old = node.get(key) if key in node else None
+    if key in node and _same(old, value):
+        return
+    anchored = getattr(getattr(old, "anchor", None), "value", None) is not None
+    if isinstance(old, CommentedSeq) and isinstance(value, list) and not anchored:
+        old[:] = [_fresh(v) for v in value]  # keeps flow/block style and the comments around it
+        return
+    if isinstance(old, CommentedMap) and isinstance(value, dict) and not anchored:
+        for gone in [k for k in old if k not in value]:
+            _remove_key(old, gone)
+        for k, v in value.items():
+            _put(old, k, v)
+        return
+    if isinstance(old, ScalarString) and isinstance(value, str):
+        value = type(old)(value)  # keep the operator's quoting
+    if key in node:
+        node[key] = _fresh(value)
+    else:
+        _append_key(node, key, _fresh(value))
+
+
+def _same(old: Any, new: Any) -> bool:
+    if isinstance(new, bool) or isinstance(old, bool):
+        return type(bool(old) if _is_bool(old) else old) is type(new) and old == new
+    if isinstance(new, (dict, list)) or isinstance(old, (dict, list)):
+        return _plain(old) == _plain(new)
+    return type(_plain(old)) is type(_plain(new)) and old == new
+
+
+def _is_bool(value: Any) -> bool:
+    return type(value).__name__ == "ScalarBoolean" or isinstance(value, bool)
+
+
+def _plain(value: Any) -> Any:
+    from pdtui.model.yamldoc import scalar
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return scalar(value)
+
+
+def _fresh(value: Any) -> Any:
+    """Plain containers as ruamel ones (block style, like the rest of a preset)."""
+    if isinstance(value, dict) and not isinstance(value, CommentedMap):
+        out = CommentedMap()
+        for k, v in value.items():
+            out[k] = _fresh(v)
+        return out
+    if isinstance(value, list) and not isinstance(value, CommentedSeq):
+        seq = CommentedSeq(_fresh(v) for v in value)
+        if all(not isinstance(v, (dict, list)) for v in value):
+            seq.fa.set_flow_style()  # `gpus: [0, 1]`, as the presets write short lists
+        return seq
+    return value
+
+
+def _append_key(node: CommentedMap, key: Any, value: Any) -> None:
+    """A new key at the end of a mapping takes over what followed the old last entry (a
+    blank line, the next section's comment), so it lands inside the block, not after it."""
+    moved = _take_trailing(node) if len(node) else None
+    node[key] = value
+    if moved:
+        _give_trailing(node, key, moved)
+
+
+def _take_trailing(node: Any) -> str | None:
+    last_node, last_key = _last_entry(node)
+    if last_node is None:
+        return None
+    entry = last_node.ca.items.get(last_key)
+    slot = 2 if isinstance(last_node, CommentedMap) else 0
+    if not entry or len(entry) <= slot or entry[slot] is None:
+        return None
+    token = entry[slot]
+    text = token.value
+    if text.startswith("#"):  # an end-of-line comment stays with its line
+        first, _, rest = text.partition("\n")
+        if not rest:
+            return None
+        token.value = first + "\n"
+        return "\n" + rest
+    entry[slot] = None
+    return text
+
+
+def _give_trailing(node: CommentedMap, key: Any, text: str) -> None:
+    target, target_key = _last_entry(node)
+    if target is None:
+        return
+    slot = 2 if isinstance(target, CommentedMap) else 0
+    entry = target.ca.items.setdefault(target_key, [None, None, None, None] if slot == 2 else [None, None])
+    old = entry[slot]
+    if old is not None and old.value.startswith("#"):
+        old.value = old.value.rstrip("\n") + text
+    else:
+        entry[slot] = CommentToken(text, _Mark(), None)
+
+
+class _Mark:
+    """The least a CommentToken needs to be dumped (its source column is unknown)."""
+
+    line = 0
+    column = 0
+
+
+def _last_entry(node: Any) -> tuple[Any, Any]:
+    """The innermost last key (mapping) or index (sequence): where ruamel keeps the
+    comments that follow a block."""
+    found: tuple[Any, Any] = (None, None)
+    while isinstance(node, (CommentedMap, CommentedSeq)) and len(node):
+        if isinstance(node, CommentedMap):
+            key = list(node.keys())[-1]
+            found = (node, key)
+            node = node[key]
+        else:
+            found = (node, len(node) - 1)
+            node = node[len(node) - 1]
+    return found
+
+
+def _remove_key(node: CommentedMap, key: Any) -> None:
+    """Remove a key; a comment block that followed its entry moves to the entry before."""
+    keys = list(node.keys())
+    entry = node.ca.items.get(key)
+    trailing = None
+    if entry and len(entry) > 2 and entry[2] is not None and keys and keys[-1] != key:
+        text = entry[2].value
+        trailing = ("\n" + text.partition("\n")[2]) if text.startswith("#") else text
+        if trailing.strip() == "":
+            trailing = None if trailing.count("\n") <= 1 else trailing
+    try:
+        del node[key]
+    except KeyError:
+        return  # only there through a merge (<<): nothing of its own to remove
+    if trailing and node:
+        index = keys.index(key)
+        if index > 0:
+            _give_trailing_to(node, keys[index - 1], trailing)
+
+
+def _give_trailing_to(node: CommentedMap, key: Any, text: str) -> None:
+    value = node[key]
+    if isinstance(value, (CommentedMap, CommentedSeq)) and len(value):
+        target, target_key = _last_entry(value)
+    else:
+        target, target_key = node, key
+    slot = 2 if isinstance(target, CommentedMap) else 0
+    entry = target.ca.items.setdefault(target_key, [None, None, None, None] if slot == 2 else [None, None])
+    old = entry[slot]
+    if old is not None:
+        body = old.value if old.value.startswith("#") else ""
+        old.value = (body.rstrip("\n") + text) if body else text
+    else:
+        entry[slot] = CommentToken(text, _Mark(), None)
+
+
+def _remove(tree: Any, parts: list[str | int]) -> None:
+    chain: list[tuple[Any, str | int]] = []
+    node: Any = tree
+    for part in parts:
+        try:
+            child = node[part]
+        except (KeyError, IndexError, TypeError):
+            return  # not there: nothing to remove
+        chain.append((node, part))
+        node = child
+    parent, last = chain.pop()
+    if isinstance(parent, CommentedMap):
+        _remove_key(parent, last)
+    else:
+        parent[last] = None
+    while chain and isinstance(parent, CommentedMap) and not parent:
+        grand, key = chain.pop()
+        if not isinstance(key, str) or not isinstance(grand, CommentedMap):
+            break
+        _remove_key(grand, key)
+        parent = grand
