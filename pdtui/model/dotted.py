@@ -52,19 +52,29 @@ def set_in_tree(tree: CommentedMap, path: str, value: Any) -> None:
         _remove(tree, parts)
         return
     node: Any = tree
-    for part, following in zip(parts, parts[1:]):
+    for depth, part in enumerate(parts[:-1]):
         if isinstance(part, int):
+            if not isinstance(node, CommentedSeq) or not 0 <= part < len(node):
+                raise LookupError(f"{path}: there is no item {part} here")
             node = node[part]
             continue
         if not isinstance(node.get(part), (CommentedMap, CommentedSeq)):
-            _put(node, part, CommentedSeq() if isinstance(following, int) else CommentedMap())
+            # Build the missing mappings whole, then add them in one go, so that what
+            # followed the block (a blank line) ends up after the new lines, not among them.
+            for key in reversed(parts[depth + 1:]):
+                value = {key: value}
+            _put(node, part, value)
+            return
         node = node[part]
     _put(node, parts[-1], value)
 
 
 def _put(node: Any, key: str | int, value: Any) -> None:
     if isinstance(node, CommentedSeq):
-        node[key] = _fresh(value)
+        if key == len(node):
+            node.append(_fresh(value))
+        else:
+            node[key] = _fresh(value)
         return
     old = node.get(key) if key in node else None
     if key in node and _same(old, value):
@@ -127,18 +137,23 @@ def _fresh(value: Any) -> Any:
 def _append_key(node: CommentedMap, key: Any, value: Any) -> None:
     """A new key at the end of a mapping takes over what followed the old last entry (a
     blank line, the next section's comment), so it lands inside the block, not after it."""
-    moved = _take_trailing(node) if len(node) else None
+    moved = _split_trailing(*_last_entry(node)) if len(node) else None
     node[key] = value
     if moved:
-        _give_trailing(node, key, moved)
+        _add_trailing(*_last_entry(node), moved)
 
 
-def _take_trailing(node: Any) -> str | None:
-    last_node, last_key = _last_entry(node)
-    if last_node is None:
+def _slot(container: Any) -> int:
+    return 2 if isinstance(container, CommentedMap) else 0
+
+
+def _split_trailing(container: Any, key: Any) -> str | None:
+    """Take the lines that follow an entry (not its own end-of-line comment) off it, as
+    "\n" + those lines; None when nothing follows."""
+    if container is None:
         return None
-    entry = last_node.ca.items.get(last_key)
-    slot = 2 if isinstance(last_node, CommentedMap) else 0
+    entry = container.ca.items.get(key)
+    slot = _slot(container)
     if not entry or len(entry) <= slot or entry[slot] is None:
         return None
     token = entry[slot]
@@ -153,15 +168,14 @@ def _take_trailing(node: Any) -> str | None:
     return text
 
 
-def _give_trailing(node: CommentedMap, key: Any, text: str) -> None:
-    target, target_key = _last_entry(node)
-    if target is None:
+def _add_trailing(container: Any, key: Any, text: str) -> None:
+    """Put lines ("\n" + lines) after an entry, after what already follows it."""
+    if container is None:
         return
-    slot = 2 if isinstance(target, CommentedMap) else 0
-    entry = target.ca.items.setdefault(target_key, [None, None, None, None] if slot == 2 else [None, None])
-    old = entry[slot]
-    if old is not None and old.value.startswith("#"):
-        old.value = old.value.rstrip("\n") + text
+    slot = _slot(container)
+    entry = container.ca.items.setdefault(key, [None, None, None, None] if slot == 2 else [None, None])
+    if entry[slot] is not None:
+        entry[slot].value = entry[slot].value + text[1:]
     else:
         entry[slot] = CommentToken(text, _Mark(), None)
 
@@ -177,7 +191,7 @@ def _last_entry(node: Any) -> tuple[Any, Any]:
     """The innermost last key (mapping) or index (sequence): where ruamel keeps the
     comments that follow a block."""
     found: tuple[Any, Any] = (None, None)
-    while isinstance(node, (CommentedMap, CommentedSeq)) and len(node):
+    while isinstance(node, (CommentedMap, CommentedSeq)) and len(node) and not (found[0] is not None and _flow(node)):
         if isinstance(node, CommentedMap):
             key = list(node.keys())[-1]
             found = (node, key)
@@ -188,40 +202,34 @@ def _last_entry(node: Any) -> tuple[Any, Any]:
     return found
 
 
-def _remove_key(node: CommentedMap, key: Any) -> None:
-    """Remove a key; a comment block that followed its entry moves to the entry before."""
-    keys = list(node.keys())
-    entry = node.ca.items.get(key)
-    trailing = None
-    if entry and len(entry) > 2 and entry[2] is not None and keys and keys[-1] != key:
-        text = entry[2].value
-        trailing = ("\n" + text.partition("\n")[2]) if text.startswith("#") else text
-        if trailing.strip() == "":
-            trailing = None if trailing.count("\n") <= 1 else trailing
-    try:
-        del node[key]
-    except KeyError:
-        return  # only there through a merge (<<): nothing of its own to remove
-    if trailing and node:
-        index = keys.index(key)
-        if index > 0:
-            _give_trailing_to(node, keys[index - 1], trailing)
+def _flow(node: Any) -> bool:
+    """`[0, 1]` / `{a: 1}`: the comments after it belong to the key that holds it."""
+    return bool(node.fa.flow_style())
 
 
-def _give_trailing_to(node: CommentedMap, key: Any, text: str) -> None:
+def _entry_end(node: Any, key: Any) -> tuple[Any, Any]:
+    """Where the comments that follow the entry `key` of node are kept."""
     value = node[key]
-    if isinstance(value, (CommentedMap, CommentedSeq)) and len(value):
-        target, target_key = _last_entry(value)
-    else:
-        target, target_key = node, key
-    slot = 2 if isinstance(target, CommentedMap) else 0
-    entry = target.ca.items.setdefault(target_key, [None, None, None, None] if slot == 2 else [None, None])
-    old = entry[slot]
-    if old is not None:
-        body = old.value if old.value.startswith("#") else ""
-        old.value = (body.rstrip("\n") + text) if body else text
-    else:
-        entry[slot] = CommentToken(text, _Mark(), None)
+    if isinstance(value, (CommentedMap, CommentedSeq)) and len(value) and not _flow(value):
+        return _last_entry(value)
+    return node, key
+
+
+def _remove_key(node: CommentedMap, key: Any) -> str | None:
+    """Remove a key; what followed its entry (a blank line, the next key's comment) moves
+    to the entry before. Returned when there is none (the mapping is now empty)."""
+    keys = list(node.keys())
+    if key not in keys:
+        return None  # only there through a merge (<<): nothing of its own to remove
+    trailing = _split_trailing(*_entry_end(node, key))
+    del node[key]
+    if not trailing:
+        return None
+    index = keys.index(key)
+    if index == 0:
+        return trailing
+    _add_trailing(*_entry_end(node, keys[index - 1]), trailing)
+    return None
 
 
 def _remove(tree: Any, parts: list[str | int]) -> None:
@@ -235,13 +243,19 @@ def _remove(tree: Any, parts: list[str | int]) -> None:
         chain.append((node, part))
         node = child
     parent, last = chain.pop()
-    if isinstance(parent, CommentedMap):
-        _remove_key(parent, last)
-    else:
+    if not isinstance(parent, CommentedMap):
         parent[last] = None
-    while chain and isinstance(parent, CommentedMap) and not parent:
+        return
+    left = _remove_key(parent, last)
+    while chain and not parent:
         grand, key = chain.pop()
         if not isinstance(key, str) or not isinstance(grand, CommentedMap):
             break
-        _remove_key(grand, key)
+        keys = list(grand.keys())
+        index = keys.index(key) if key in keys else -1
+        gone = _remove_key(grand, key)
+        left = left or gone
+        if left and index > 0:
+            _add_trailing(*_entry_end(grand, keys[index - 1]), left)
+            left = None
         parent = grand

@@ -239,13 +239,7 @@ def merge_lines(before: str, after: str, current: str) -> str | None:
     base = before.splitlines(keepends=True)
     new = after.splitlines(keepends=True)
     cur = current.splitlines(keepends=True)
-    # Where each base line sits in the current text: equal lines, and lines re-spelled one
-    # for one (ruamel moved a comment or an indent).
-    where: dict[int, int] = {}
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, base, cur, autojunk=False).get_opcodes():
-        if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
-            for k in range(i2 - i1):
-                where[i1 + k] = j1 + k
+    where = _placement(base, cur)
     result = list(cur)
     for tag, i1, i2, j1, j2 in reversed(difflib.SequenceMatcher(None, base, new, autojunk=False).get_opcodes()):
         if tag == "equal":
@@ -255,13 +249,67 @@ def merge_lines(before: str, after: str, current: str) -> str | None:
             if None in mapped or mapped != list(range(mapped[0], mapped[0] + len(mapped))):  # type: ignore[operator]
                 return None
             start, end = mapped[0], mapped[-1] + 1  # type: ignore[operator]
-        elif i1 in where:
-            start = end = where[i1]
         elif i1 - 1 in where:
             start = end = where[i1 - 1] + 1
+        elif i1 in where:
+            start = end = where[i1]
         elif i1 == len(base):
             start = end = len(cur)
         else:
             return None
-        result[start:end] = new[j1:j2]
+        if tag == "replace" and i2 - i1 == j2 - j1:
+            # One line for one: the operator's spelling of the line, with the edit in it.
+            lines = [_merge_line(base[i1 + k], new[j1 + k], cur[start + k]) for k in range(i2 - i1)]
+        else:
+            near_base, near_cur = (i1 - 1, start - 1) if i1 - 1 in where else (i1, start)
+            shift = _indent(cur[near_cur]) - _indent(base[near_base]) if 0 <= near_cur < len(cur) and 0 <= near_base < len(base) else 0
+            lines = [_reindent(line, shift) for line in new[j1:j2]]
+        result[start:end] = lines
     return "".join(result)
+
+
+def _placement(base: list, cur: list) -> dict[int, int]:
+    """Where each base item sits in `cur`: equal items, and items re-spelled one for one."""
+    where: dict[int, int] = {}
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, base, cur, autojunk=False).get_opcodes():
+        if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
+            for k in range(i2 - i1):
+                where[i1 + k] = j1 + k
+    return where
+
+
+def _merge_line(base: str, new: str, cur: str) -> str:
+    """The same three-way merge inside one line, character by character (keeps the
+    operator's indent, comment column and anchors around the edited value)."""
+    if base == cur:
+        return new
+    where = _placement(list(base), list(cur))
+    out = list(cur)
+    for tag, i1, i2, j1, j2 in reversed(difflib.SequenceMatcher(None, base, new, autojunk=False).get_opcodes()):
+        if tag == "equal":
+            continue
+        if i1 < i2:
+            mapped = [where.get(i) for i in range(i1, i2)]
+            if None in mapped or mapped != list(range(mapped[0], mapped[0] + len(mapped))):  # type: ignore[operator]
+                return _reindent(new, _indent(cur) - _indent(base))
+            start, end = mapped[0], mapped[-1] + 1  # type: ignore[operator]
+        elif i1 - 1 in where:
+            start = end = where[i1 - 1] + 1
+        elif i1 in where:
+            start = end = where[i1]
+        else:
+            return _reindent(new, _indent(cur) - _indent(base))
+        out[start:end] = new[j1:j2]
+    return "".join(out)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _reindent(line: str, shift: int) -> str:
+    if shift > 0 and line.strip():
+        return " " * shift + line
+    if shift < 0 and line[: -shift].strip() == "":
+        return line[-shift:]
+    return line

@@ -80,7 +80,7 @@ class PdtuiApp(App):
             self._startup_problems += loaded.problems
         self.user_keymap = keymap
         self.profile_path = profile_path
-        self.document: Any = None  # pdtui.ui.document.ProfileDocument, loaded after the first paint
+        self.document: Any = None  # pdtui.model.document.ProfileDocument, loaded after the first paint
         self._gpu_source = gpu_source
         self.gpu_feed: GpuFeed | None = None
         self.gpu_reading: GpuReading | None = None
@@ -146,7 +146,7 @@ class PdtuiApp(App):
     def _open_initial_profile(self) -> None:
         """Runs on a thread: reading and validating the profile must not hold the loop."""
         from pdtui.model.presets import resolve_profile_path
-        from pdtui.ui.document import ProfileDocument
+        from pdtui.model.document import ProfileDocument
 
         if self.profile_path is None:
             self.profile_path = resolve_profile_path("demo") if self.demo else None

@@ -30,7 +30,8 @@ from textual.widgets import (
 
 from pdtui.ui import paths
 from pdtui.ui.bindings import bindings_for
-from pdtui.ui.document import DECODER_FIELDS, DEPLOYMENT_FIELDS, PREFILLER_FIELDS, FieldSpec, ProfileDocument, format_field
+from pdtui.model.document import ProfileDocument
+from pdtui.model.fields import DECODER_FIELDS, DEPLOYMENT_FIELDS, PREFILLER_FIELDS, FieldSpec, format_field
 from pdtui.ui.screens.dialogs import PathScreen, confirm
 
 DEPLOYMENT = "deployment"
