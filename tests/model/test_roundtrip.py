@@ -90,12 +90,14 @@ def test_a_single_field_edit_changes_only_that_fields_lines(path, edit, n):
     assert changed, (field, text)
     for line in changed:
         body = line[1:]
-        # Every changed line is the field's own line, or a mapping it had to create.
-        assert any(body.lstrip().startswith(f"{name}:") or f" {name}: " in body or f"{{{name}: " in body
-                   for name in names), (field, changed)
-    # Only added lines or one replaced line per changed value.
+        # Every changed line is the field's own line (an item of it, for a block list), or a
+        # mapping it had to create.
+        list_item = spec.kind == "ints" and body.lstrip().startswith("- ")
+        assert list_item or any(body.lstrip().startswith(f"{name}:") or f" {name}: " in body or f"{{{name}: " in body
+                                for name in names), (field, changed)
+    # Only added lines, or the value's own line(s) replaced.
     removed = [line for line in changed if line.startswith("-")]
-    assert len(removed) <= 1, changed
+    assert len(removed) <= (len(before) if isinstance(before, list) else 1), changed
     assert doc.undo() and not doc.dirty and doc.text() == path.read_text()
 
 

@@ -1,0 +1,83 @@
+"""Before a profile is written: exactly which lines change, and whether it has errors."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+MAX_SHOWN_PROBLEMS = 5
+
+
+def diff_text(lines: list[str]) -> Text:
+    """A unified diff, removed lines red and added lines green."""
+    text = Text()
+    for line in lines:
+        if line.startswith(("+++", "---")):
+            style = "bold"
+        elif line.startswith("@@"):
+            style = "cyan"
+        elif line.startswith("+"):
+            style = "green"
+        elif line.startswith("-"):
+            style = "red"
+        else:
+            style = "dim"
+        text.append(line + "\n", style=style)
+    return text
+
+
+class SaveDiffScreen(ModalScreen[str]):
+    """Shows the diff; dismisses with "save" or "cancel". With errors the button says
+    "Save with errors" and the errors are listed: nothing is written without that click."""
+
+    BINDINGS = [Binding("escape", "choose('cancel')", "Cancel")]
+    DEFAULT_CSS = """
+    SaveDiffScreen { align: center middle; }
+    SaveDiffScreen > Vertical { width: 100; max-width: 95%; height: auto; max-height: 90%; border: thick $primary; background: $surface; padding: 0 1; }
+    SaveDiffScreen.with-errors > Vertical { border: thick $error; }
+    SaveDiffScreen #save-diff { height: auto; max-height: 20; }
+    SaveDiffScreen #save-errors { color: $error; height: auto; margin-top: 1; }
+    SaveDiffScreen Horizontal { height: auto; align-horizontal: center; margin-top: 1; }
+    SaveDiffScreen Button { margin: 0 1; min-width: 10; }
+    """
+
+    def __init__(self, path_name: str, diff: list[str], errors: list[str]) -> None:
+        super().__init__(classes="with-errors" if errors else "")
+        self._path_name = path_name
+        self._diff = diff
+        self._errors = errors
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = f"Save {self._path_name}?"
+            box.border_subtitle = "esc cancels"
+            with VerticalScroll(id="save-diff"):
+                if self._diff:
+                    yield Static(diff_text(self._diff), id="save-diff-text")
+                else:
+                    yield Static("No change: the file on disk stays as it is.", id="save-diff-text")
+            if self._errors:
+                shown = self._errors[:MAX_SHOWN_PROBLEMS]
+                more = len(self._errors) - len(shown)
+                lines = [f"The profile has {len(self._errors)} error{'s' if len(self._errors) != 1 else ''}:"]
+                lines += [f"• {e}" for e in shown] + ([f"… and {more} more"] if more else [])
+                yield Static("\n".join(lines), id="save-errors", markup=False)
+            with Horizontal():
+                label = "Save with errors" if self._errors else "Save"
+                yield Button(label, id="save", variant="error" if self._errors else "primary")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        # With errors, Cancel is the default: saving a broken profile takes a deliberate move.
+        self.query_one("#cancel" if self._errors else "#save", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id or "cancel")
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice)
