@@ -124,27 +124,40 @@ class ProfileDocument:
     # -- editing -------------------------------------------------------------------
 
     def _edit(self, change, path: str | None = None) -> bool:
-        """Apply change(tree) and rewrite only the lines it changed. False when nothing did."""
+        """Apply change(tree) and rewrite only the lines it changed. False when nothing did.
+
+        Keystrokes in one field (`path` as in the last edit) are one edit: each is applied
+        to the document as it was before the first of them, so emptying a field on the way
+        to a new value ("7201" → "" → "7209") never moves the key or drops its comment."""
         if not self._editable:
             return False
-        before = _State(self._text, tuple(self.field_problems.items()))
+        previous = self._text
+        session = path is not None and path == self._last_edit and bool(self._undo)
+        if session:
+            self._restore(self._undo[-1].text)
+        before = self._undo[-1] if session else _State(self._text, tuple(self.field_problems.items()))
         try:
             change(self.tree)
         except LookupError:
+            if session:
+                self._restore(previous)
             return False  # a path into an instance that is not there (any more): write nothing
         new_dump = self._writer.dump(self.tree)
         new_text = self._writer.rewrite(self._dump, new_dump, self._text)
         self._dump = new_dump
-        if new_text == self._text and before.field_problems == tuple(self.field_problems.items()):
-            return False
-        if path is None or path != self._last_edit:
-            self._undo.append(before)
-            del self._undo[:-UNDO_LIMIT]
-        self._redo.clear()
-        self._last_edit = path
         self._text = new_text
         self.data, self._positions = yamldoc.plain(self.tree)
-        return True
+        if not session:
+            if new_text == before.text:
+                return False
+            self._undo.append(before)
+            del self._undo[:-UNDO_LIMIT]
+        elif new_text == before.text and not before.field_problems:
+            self._undo.pop()  # typed back to what it was: nothing to undo
+            path = None
+        self._redo.clear()
+        self._last_edit = path
+        return new_text != previous
 
     def set(self, path: str, value: Any) -> Validation:
         self.field_problems.pop(path, None)

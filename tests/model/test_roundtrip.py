@@ -147,7 +147,7 @@ def test_host_facts_in_the_editor_validation():
     doc.set_text("decoders[0].gpus", "ints", "2")
     doc.set_text("decoders[0].lmcache.pd_buffer_size", "size", "9GiB")
     [problem] = doc.problems_at("decoders[0].lmcache.pd_buffer_size")
-    assert "9 GiB does not fit on GPU 2 (8 GiB)" in problem.message
+    assert "9GiB does not fit on GPU 2 (8GiB)" in problem.message
 
 
 def bomb(levels: int) -> str:
