@@ -69,6 +69,8 @@ class ProfileForm(Vertical):
         self._controls: dict[str, Widget] = {}
         self._keys: dict[int, str] = {}  # id(control) -> key
         self._groups: dict[str, Collapsible] = {}
+        self._error_lines: dict[str, Static] = {}
+        self._shown_problems: dict[str, tuple[str, bool]] = {}
 
     def control_id(self, key: str) -> str:
         return f"field-{self.form_layout}-{slug(key)}"
@@ -105,7 +107,9 @@ class ProfileForm(Vertical):
         parts: list[Widget] = [Horizontal(Label(spec.label), control)]
         if spec.help:
             parts.append(Static(spec.help, classes="field-help", markup=False))
-        parts.append(Static("", classes="field-error", id=f"{widget_id}-error", markup=False))
+        error_line = Static("", classes="field-error", id=f"{widget_id}-error", markup=False)
+        error_line.display = False
+        parts.append(error_line)
         return FieldRow(*parts)
 
     # -- binding ---------------------------------------------------------------------
@@ -180,22 +184,26 @@ class ProfileForm(Vertical):
         return {self.control_id(key): self.prefix + key for key in self._controls}
 
     def show_problems(self, doc: ProfileDocument) -> None:
-        from pdtui.model.problems import Problem
-
+        """Each field's problems under it. Only lines whose text changed are touched: a
+        class or display change restyles and re-lays out the form."""
         for key in self._controls:
-            try:
-                line = self.query_one(f"#{self.control_id(key)}-error", Static)
-            except Exception:  # noqa: BLE001 - not mounted yet
+            found = doc.problems_at(self.prefix + key)
+            text = "\n".join(inline(p) for p in found)
+            error = any(p.is_error for p in found)
+            if self._shown_problems.get(key) == (text, error):
                 continue
-            found: list[Problem] = doc.problems_at(self.prefix + key)
-            if found:
-                line.set_class(not any(p.is_error for p in found), "field-warning")
-                line.set_class(any(p.is_error for p in found), "field-error")
-                line.update("\n".join(inline(p) for p in found))
-                line.display = True
-            else:
-                line.update("")
-                line.display = False
+            self._shown_problems[key] = (text, error)
+            line = self._error_lines.get(key)
+            if line is None:
+                try:
+                    line = self._error_lines[key] = self.query_one(f"#{self.control_id(key)}-error", Static)
+                except Exception:  # noqa: BLE001 - not mounted yet
+                    self._shown_problems.pop(key, None)
+                    continue
+            line.set_class(bool(found) and not error, "field-warning")
+            line.set_class(error, "field-error")
+            line.update(text)
+            line.display = bool(found)
 
 
 def inline(problem) -> str:
