@@ -15,9 +15,10 @@ import copy
 import difflib
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pdtui.model import yamldoc
 from pdtui.model.dotted import get_path, has_path, set_in_tree
@@ -34,7 +35,7 @@ UNDO_LIMIT = 200
 
 
 def _under(problem_path: str, path: str) -> bool:
-    return problem_path == path or problem_path.startswith(path + ".") or problem_path.startswith(path + "[")
+    return problem_path == path or problem_path.startswith((path + ".", path + "["))
 
 
 @dataclass(frozen=True)
@@ -393,6 +394,17 @@ class ProfileDocument:
             return None
         run_dir = Path(tempfile.gettempdir()) / "pdtui-preview" / (validation.profile.name or "profile")
         return render_plan(validation.profile, run_dir)
+
+    def saved_plan(self, output_dir: str | Path):
+        """The plan of the profile as saved on disk (not the edits since), rendered for
+        `output_dir` (a running deployment's run directory); None when it has errors."""
+        from pdtui.model import render_plan
+        from pdtui.model.validate import validate_text
+
+        validation = validate_text(self._saved_text, str(self.path), self.path.parent)
+        if not validation.ok or validation.profile is None:
+            return None
+        return render_plan(validation.profile, Path(output_dir))
 
     def preview(self, instance_name: str) -> dict[str, str] | None:
         """The exact argv, environment (secrets masked) and LMCache YAML the instance would

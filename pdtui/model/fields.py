@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from pdtui.model.checks import is_secret_name
 from pdtui.model.render import MASK
 
+
 @dataclass(frozen=True)
 class FieldSpec:
     """One form field: where it lives in the profile and how typed text becomes data."""

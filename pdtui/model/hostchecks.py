@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from pdtui.model.checks import port_claims
 from pdtui.model.problems import Problem

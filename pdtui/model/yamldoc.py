@@ -211,7 +211,7 @@ def _best_yaml(text: str) -> YAML:
         _, indent, offset = load_yaml_guess_indent(text)
         if indent is not None and offset is not None:
             candidates.insert(0, (2 if indent - (offset or 0) == 2 else indent, indent, offset))
-    except Exception:  # noqa: BLE001 - a guess only; the candidates below still apply
+    except Exception:  # noqa: BLE001, S110 - a guess only; the candidates below still apply
         pass
     best, best_score = None, -1.0
     for mapping, sequence, offset in candidates:
@@ -222,7 +222,7 @@ def _best_yaml(text: str) -> YAML:
             tree = yaml.load(text)
             stream = io.StringIO()
             yaml.dump(tree, stream)
-        except Exception:  # noqa: BLE001 - this candidate cannot dump it; try the next
+        except Exception:  # noqa: BLE001, S112 - this candidate cannot dump it; try the next
             continue
         dumped = stream.getvalue()
         if dumped == text:

@@ -322,7 +322,9 @@ class PdtuiApp(App):
         title = screen.query_one("#title", TitleBar)
         name = self.document.path.name if self.document is not None else "no profile (ctrl+o in the editor)"
         marker = "[reverse bold $warning] SIMULATION [/] " if self.demo else ""
-        title.show(f"{marker}[b]pdtui[/b]  {name}  [dim]? help · ctrl+p commands[/dim]")
+        from pdtui.ui.drift import dashboard_note
+
+        title.show(f"{marker}[b]pdtui[/b]  {name}  [dim]? help · ctrl+p commands[/dim]{dashboard_note(self)}")
         self._refresh_gpu_table(screen)
         self._refresh_instances(screen)
 
@@ -468,6 +470,10 @@ class PdtuiApp(App):
 
         if not self.control.active or not name:
             self.notify("select a running instance to restart", severity="warning")
+            return
+        from pdtui.ui.drift import offer_restart
+
+        if offer_restart(self, name):  # it runs with other settings than the saved profile's
             return
 
         def chosen(answer: str | None) -> None:

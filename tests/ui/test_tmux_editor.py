@@ -66,11 +66,11 @@ def test_edit_one_port_in_a_commented_profile_changes_only_that_line(tmp_path, u
         keys(session, "Escape", "q")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode != 0:
+            if subprocess.run(["tmux", "has-session", "-t", session], capture_output=True, check=False).returncode != 0:
                 break
             time.sleep(0.3)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=20)
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=20, check=False)
     changed = [line for line in difflib.unified_diff(original.splitlines(), profile.read_text().splitlines(), n=0, lineterm="")
                if line[:1] in "+-" and line[:3] not in ("+++", "---")]
     assert changed == ["-    port: 7200", "+    port: 7299"]
