@@ -114,8 +114,7 @@ class EditorScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self._sync_gpu_facts(getattr(self.app, "gpu_reading", None))
-        self.reload()
+        self._sync_gpu_facts(getattr(self.app, "gpu_reading", None))  # the list and form: on resume
 
     def on_screen_resume(self) -> None:
         self._flush_pending()
@@ -160,7 +159,14 @@ class EditorScreen(Screen):
         self.call_after_refresh(self._end_building)
 
     def _end_building(self) -> None:
+        """The list is rebuilt: a key that moved its highlight meanwhile still counts."""
         self._building = False
+        item = self.query_one("#sections", ListView).highlighted_child
+        if item is not None and item.name:
+            key, _, index = item.name.partition(":")
+            selection = (key, int(index) if index else None)
+            if selection != self.selection:
+                self._switch(selection)
 
     def _layout(self) -> tuple[str, str]:
         key, index = self.selection
