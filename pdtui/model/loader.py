@@ -17,7 +17,7 @@ from pdtui.model import yamldoc
 from pdtui.model.problems import Problem
 from pdtui.model.schema import Profile
 
-MAX_PROFILE_BYTES = 4 * 1024 * 1024  # a profile is a few KB; refuse to parse a disk image
+MAX_PROFILE_BYTES = 1024 * 1024  # a profile is a few KB; refuse to parse a disk image
 
 
 @dataclass
@@ -55,6 +55,8 @@ def load_profile_text(text: str, source: str = "<string>") -> LoadResult:
 
 
 def load_profile_bytes(raw: bytes, source: str = "<string>") -> LoadResult:
+    if len(raw) > MAX_PROFILE_BYTES:
+        return _fail(source, f"{len(raw)} bytes, too large for a profile", hint="a profile is a small YAML file")
     if b"\x00" in raw:
         return _fail(source, "file contains NUL bytes: this is binary data, not a YAML profile")
     try:

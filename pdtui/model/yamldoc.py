@@ -64,6 +64,7 @@ def _yaml(mapping: int = 2, sequence: int = 4, offset: int = 2) -> YAML:
 
 def parse(text: str) -> Parsed:
     """Parse text once into the editable tree, the plain data and the positions."""
+    _check_size(text)
     try:
         tree = _yaml().load(text)
     except MarkedYAMLError as exc:
@@ -84,6 +85,23 @@ def parse(text: str) -> Parsed:
     return Parsed(tree, data, positions)
 
 
+# Every YAML value needs at least one of these characters (a line break, a flow separator,
+# a key's colon, a list dash), so their count bounds what the parser would build, and is
+# taken before parsing: a 1 MB one-line flow list would otherwise keep the pure-Python
+# parser busy for half a minute.
+_STRUCTURE = ("\n", ",", ":", "-", "[", "{")
+MAX_STRUCTURE_MARKS = 20_000
+
+
+def _check_size(text: str) -> None:
+    marks = sum(text.count(mark) for mark in _STRUCTURE)
+    if marks > MAX_STRUCTURE_MARKS:
+        raise YamlProblem(
+            f"too large for a profile: {marks} lines and separators (at most {MAX_STRUCTURE_MARKS}; "
+            "a profile has a few hundred)"
+        )
+
+
 def plain(tree: Any) -> tuple[Any, dict[tuple, Position]]:
     """The tree as plain Python data plus positions, refusing expansions past the bound."""
     positions: dict[tuple, Position] = {(): (1, 1)}
@@ -93,8 +111,8 @@ def plain(tree: Any) -> tuple[Any, dict[tuple, Position]]:
         budget[0] -= 1
         if budget[0] < 0:
             raise YamlProblem(
-                f"the document expands to more than {MAX_EXPANDED_VALUES} values (anchors and aliases "
-                "repeated inside each other: an alias bomb?)",
+                f"the document expands to more than {MAX_EXPANDED_VALUES} values (a profile has a few "
+                "hundred; an anchor's value counts again at each alias, so aliases of aliases multiply)",
                 *where,
             )
 

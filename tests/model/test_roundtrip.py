@@ -173,6 +173,26 @@ def test_alias_bomb_is_refused_quickly_in_little_memory(levels):
     assert cpu_s < 1.0 and peak < 100 * 2**20, (cpu_s, peak)
 
 
+@pytest.mark.parametrize("raw", [
+    b"a: [" + b"1," * 500_000 + b"1]\n",             # a 1 MB one-line flow list
+    b"".join(b"k%d: 1\n" % i for i in range(90_000)),  # 90,000 keys
+    b"a: " + b"[" * 100_000 + b"]" * 100_000 + b"\n",  # nesting 100,000 deep
+    b"a: [" + b"1," * 19_990 + b"1]\n",               # just under the separator bound
+])
+def test_huge_documents_are_refused_quickly_in_little_memory(raw):
+    tracemalloc.start()
+    started = time.process_time()
+    try:
+        result = load_profile_text(raw.decode(), "huge.yaml")
+        cpu_s = time.process_time() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    [problem] = result.problems
+    assert "too large" in problem.message or "more than" in problem.message or "too deep" in problem.message
+    assert cpu_s < 5.0 and peak < 100 * 2**20, (cpu_s, peak)
+
+
 def test_small_anchors_are_fine_and_duplicate_keys_are_refused_with_the_line():
     assert load_profile_text(COMMENTED.read_text()).ok
     text = COMMENTED.read_text().replace("    port: 7201\n", "    port: 7201\n    port: 7202\n")
