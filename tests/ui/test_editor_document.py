@@ -148,3 +148,22 @@ def test_navigation_and_focus_changes_never_change_the_document(tmp_path_factory
 
     asyncio.run(drive())
     assert profile.read_bytes() == original
+
+
+async def test_a_change_event_sent_before_a_switch_writes_nowhere(tmp_path):
+    """The cause of issue 13's silent corruption: a late event of the old form."""
+    profile = copy_of(REPO_ROOT / "configs" / "demo.yaml", tmp_path)
+    app = quiet_app(profile)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("2", "down", "down", "down")  # decoder1
+        await pilot.pause()
+        port = app.screen.query_one(f"#{field_id(app.screen, 'decoders[0].port')}", Input)
+        late = Input.Changed(port, "7100")  # made now, delivered after the switch below
+        await pilot.press("down")  # decoder2: the same widget now shows decoders[1].port
+        await pilot.pause()
+        assert app.screen.selection == ("decoders", 1) and port.value == "7201"
+        port.post_message(late)
+        await pilot.pause()
+        assert not app.document.dirty
+        assert app.document.get("decoders[0].port") == 7200 and app.document.get("decoders[1].port") == 7201
