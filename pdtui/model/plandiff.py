@@ -9,8 +9,8 @@ the LMCache YAML. Environment values are never compared here: they may be secret
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from pdtui.model.render import DeploymentPlan
 

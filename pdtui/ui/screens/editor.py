@@ -327,40 +327,13 @@ class EditorScreen(Screen):
 
     def _save_to(self, path: Path) -> None:
         """Show exactly what changes on disk, then write (errors need "save with errors")."""
-        from pdtui.ui.screens.save_dialog import SaveDiffScreen
+        from pdtui.ui.screens.save_dialog import ask_and_save
 
-        doc = self.document
         self._flush_pending()
-        same_file = path == doc.path
-        if same_file and not doc.dirty:
-            self.notify(f"no change to save: {path.name} is as on disk")
-            return
-        if same_file:
-            diff = doc.diff()
-        else:
-            import difflib
+        ask_and_save(self, self.document, path)
 
-            old = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-            diff = list(difflib.unified_diff(old, doc.text().splitlines(), f"{path.name} (on disk)", f"{path.name} (new)", n=1, lineterm=""))
-        errors = [p.format(doc.path.name) for p in doc.validation.errors]
-
-        def chosen(answer: str | None) -> None:
-            if answer == "save":
-                self._write(path)
-
-        self.app.push_screen(SaveDiffScreen(path.name, diff, errors), chosen)
-
-    def _write(self, path: Path) -> None:
-        doc = self.document
-        try:
-            backup = doc.save(path)
-        except OSError as exc:
-            self.notify(f"cannot save {path}: {exc.strerror or exc}", severity="error", timeout=10)
-            return
-        note = f" (previous version kept as {backup.name})" if backup else ""
-        errors = len(doc.validation.errors)
-        self.notify(f"saved {path}{note}" + (f"; it still has {_plural(errors, 'error')}" if errors else ""),
-                    severity="warning" if errors else "information")
+    def saved(self) -> None:
+        """Called once the file is written."""
         self._refresh_feedback()
         self.app.refresh_dashboard()  # type: ignore[attr-defined]
 

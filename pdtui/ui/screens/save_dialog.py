@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -81,3 +84,37 @@ class SaveDiffScreen(ModalScreen[str]):
 
     def action_choose(self, choice: str) -> None:
         self.dismiss(choice)
+
+
+def ask_and_save(screen: Any, doc: Any, path: Path) -> None:
+    """Show the diff of what saving `doc` to `path` changes, then write it if the operator
+    says so; `screen.saved()` is called after the write."""
+    import difflib
+
+    same_file = path == doc.path
+    if same_file and not doc.dirty:
+        screen.notify(f"no change to save: {path.name} is as on disk")
+        return
+    if same_file:
+        diff = doc.diff()
+    else:
+        old = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        diff = list(difflib.unified_diff(old, doc.text().splitlines(), f"{path.name} (on disk)", f"{path.name} (new)",
+                                         n=1, lineterm=""))
+    errors = [p.format(doc.path.name) for p in doc.validation.errors]
+
+    def chosen(answer: str | None) -> None:
+        if answer != "save":
+            return
+        try:
+            backup = doc.save(path)
+        except OSError as exc:
+            screen.notify(f"cannot save {path}: {exc.strerror or exc}", severity="error", timeout=10)
+            return
+        note = f" (previous version kept as {backup.name})" if backup else ""
+        left = len(doc.validation.errors)
+        screen.notify(f"saved {path}{note}" + (f"; it still has {left} error{'s' if left != 1 else ''}" if left else ""),
+                      severity="warning" if left else "information")
+        screen.saved()
+
+    screen.app.push_screen(SaveDiffScreen(path.name, diff, errors), chosen)
