@@ -50,6 +50,7 @@ class ProfileDocument:
     def __init__(self, path: Path, text: str, gpus: Sequence[GpuFact] | None = None) -> None:
         self.path = Path(path)
         self.gpus: tuple[GpuFact, ...] | None = tuple(gpus) if gpus is not None else None
+        text = self._newlines(text)
         self._saved_text = text
         self.load_error: str | None = None
         self.load_problems: list[Problem] = []
@@ -65,7 +66,7 @@ class ProfileDocument:
     @classmethod
     def open(cls, path: str | Path, gpus: Sequence[GpuFact] | None = None) -> ProfileDocument:
         path = Path(path)
-        return cls(path, path.read_text(encoding="utf-8"), gpus)
+        return cls(path, _read(path), gpus)
 
     def _load(self, text: str) -> None:
         """Parse text into the tree; the text itself is kept as the truth for every line."""
@@ -100,7 +101,12 @@ class ProfileDocument:
 
     def text(self) -> str:
         """What saving would write: the file with exactly the edited lines changed."""
-        return self._text
+        return self._text.replace("\n", "\r\n") if self._crlf else self._text
+
+    def _newlines(self, text: str) -> str:
+        """Work on "\n" lines; a file whose every line ends in CRLF gets CRLF back."""
+        self._crlf = "\n" in text and text.count("\r\n") == text.count("\n")
+        return text.replace("\r\n", "\n") if self._crlf else text
 
     @property
     def saved_text(self) -> str:
@@ -363,17 +369,16 @@ class ProfileDocument:
         """Write atomically, keeping the last KEEP_BACKUPS versions as `<file>.bak.<n>`;
         returns the new backup (None when there was no file to back up)."""
         target = Path(path) if path is not None else self.path
-        text = self._text
-        backup = atomic_write(target, text, keep_backups=KEEP_BACKUPS)
+        backup = atomic_write(target, self.text(), keep_backups=KEEP_BACKUPS)
         self.path = target
-        self._saved_text = text
+        self._saved_text = self._text
         self.revalidate()
         return backup
 
     def revert(self) -> None:
         """Back to the file on disk (or to what was last saved when the file is gone)."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = self._newlines(_read(self.path))
         except OSError:
             text = self._saved_text
         self._load(text)
@@ -426,6 +431,11 @@ class ProfileDocument:
             "env": "\n".join(f"{k}={v}" for k, v in sorted(env.items())),
             "lmcache": inst.lmcache_yaml or "(no LMCache config in this mode)",
         }
+
+
+def _read(path: Path) -> str:
+    """The file's text exactly (no newline translation: a CRLF file stays CRLF)."""
+    return path.read_bytes().decode("utf-8")
 
 
 def _as_tree(value: Any, like: Any = None) -> Any:

@@ -35,6 +35,17 @@ def test_load_and_save_without_edits_is_byte_identical(path, tmp_path):
     assert copy.read_bytes() == path.read_bytes()
 
 
+def test_crlf_file_stays_crlf(tmp_path):
+    path = tmp_path / "crlf.yaml"
+    path.write_bytes(COMMENTED.read_bytes().replace(b"\n", b"\r\n"))
+    original = path.read_bytes()
+    doc = ProfileDocument.open(path)
+    assert not doc.dirty
+    doc.set_text("decoders[0].port", "int", "7299")
+    doc.save()
+    assert path.read_bytes() == original.replace(b"    port: 7200\r\n", b"    port: 7299\r\n")
+
+
 def test_the_hand_written_profile_is_valid_and_its_anchors_are_used():
     doc = ProfileDocument.open(COMMENTED)
     assert doc.validation.ok, [p.format() for p in doc.validation.problems]
