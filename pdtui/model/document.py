@@ -434,8 +434,15 @@ class ProfileDocument:
 
 
 def _read(path: Path) -> str:
-    """The file's text exactly (no newline translation: a CRLF file stays CRLF)."""
-    return path.read_bytes().decode("utf-8")
+    """The file's text exactly (no newline translation: a CRLF file stays CRLF). Raises
+    OSError for what cannot be edited as text, as for a file that cannot be read."""
+    raw = path.read_bytes()
+    if b"\x00" in raw:
+        raise OSError("contains NUL bytes: binary data, not a YAML profile")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise OSError(f"not UTF-8 text (bad byte at offset {exc.start})") from None
 
 
 def _as_tree(value: Any, like: Any = None) -> Any:

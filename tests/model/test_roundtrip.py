@@ -35,6 +35,15 @@ def test_load_and_save_without_edits_is_byte_identical(path, tmp_path):
     assert copy.read_bytes() == path.read_bytes()
 
 
+def test_binary_or_non_utf8_files_are_not_opened_for_editing(tmp_path):
+    for name, raw in (("latin1.yaml", "name: caf\xe9\n".encode("latin-1")), ("nul.yaml", b"name: a\x00\n")):
+        path = tmp_path / name
+        path.write_bytes(raw)
+        with pytest.raises(OSError, match="UTF-8|NUL"):
+            ProfileDocument.open(path)
+        assert path.read_bytes() == raw
+
+
 def test_crlf_file_stays_crlf(tmp_path):
     path = tmp_path / "crlf.yaml"
     path.write_bytes(COMMENTED.read_bytes().replace(b"\n", b"\r\n"))
