@@ -11,11 +11,12 @@ own validation at its dotted path, which is where the form shows it.
 
 from __future__ import annotations
 
+import builtins  # `set` is a method of ProfileDocument
 import copy
 import difflib
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -280,8 +281,8 @@ class ProfileDocument:
                     result.append((role, index, str(name) if name else f"{key}[{index}]"))
         return result
 
-    def _used_ports(self) -> set[int]:
-        used: set[int] = set()
+    def _used_ports(self) -> builtins.set[int]:
+        used: builtins.set[int] = builtins.set()
 
         def walk(node: Any, key: str = "") -> None:
             if isinstance(node, dict):
@@ -296,8 +297,8 @@ class ProfileDocument:
         walk(self.data)
         return used
 
-    def _free_port(self, start: int, also_used: set[int] = frozenset()) -> int:  # type: ignore[assignment]
-        used = self._used_ports() | set(also_used)
+    def _free_port(self, start: int, also_used: Iterable[int] = ()) -> int:
+        used = self._used_ports() | builtins.set(also_used)
         port = max(1024, start)
         while port in used and port < 65535:
             port += 1
@@ -315,7 +316,7 @@ class ProfileDocument:
         key = ROLE_LISTS[role]
         items = self.data.get(key)
         count = len(items) if isinstance(items, list) else 0
-        taken: set[int] = set()
+        taken: builtins.set[int] = builtins.set()
         item: dict[str, Any] = {"name": self._fresh_name(role), "gpus": []}
         item["port"] = self._free_port(7100 if role == "prefiller" else 7200)
         taken.add(item["port"])
@@ -335,7 +336,7 @@ class ProfileDocument:
         clone["name"] = self._fresh_name(str(clone.get("name", key[:-1])))
         clone["gpus"] = []  # two instances on the same GPUs is almost never what is meant
         # Fresh ports, each differing from every port in the profile and from each other.
-        taken: set[int] = set()
+        taken: builtins.set[int] = builtins.set()
         start = original.get("port") if isinstance(original.get("port"), int) else 7100
         clone["port"] = self._free_port(start + 1)
         taken.add(clone["port"])

@@ -263,10 +263,10 @@ def merge_lines(before: str, after: str, current: str) -> str | None:
         if tag == "equal":
             continue
         if i1 < i2:
-            mapped = [where.get(i) for i in range(i1, i2)]
-            if None in mapped or mapped != list(range(mapped[0], mapped[0] + len(mapped))):  # type: ignore[operator]
+            span = _span(where, i1, i2)
+            if span is None:
                 return None
-            start, end = mapped[0], mapped[-1] + 1  # type: ignore[operator]
+            start, end = span
         elif i1 - 1 in where:
             start = end = where[i1 - 1] + 1
         elif i1 in where:
@@ -284,6 +284,14 @@ def merge_lines(before: str, after: str, current: str) -> str | None:
             lines = [_reindent(line, shift) for line in new[j1:j2]]
         result[start:end] = lines
     return "".join(result)
+
+
+def _span(where: dict[int, int], i1: int, i2: int) -> tuple[int, int] | None:
+    """Where base items i1..i2 sit in the current text, when they sit there in one piece."""
+    first = where.get(i1)
+    if first is None or any(where.get(i1 + k) != first + k for k in range(i2 - i1)):
+        return None
+    return first, first + (i2 - i1)
 
 
 def _placement(base: list, cur: list) -> dict[int, int]:
@@ -307,10 +315,10 @@ def _merge_line(base: str, new: str, cur: str) -> str:
         if tag == "equal":
             continue
         if i1 < i2:
-            mapped = [where.get(i) for i in range(i1, i2)]
-            if None in mapped or mapped != list(range(mapped[0], mapped[0] + len(mapped))):  # type: ignore[operator]
+            span = _span(where, i1, i2)
+            if span is None:
                 return _reindent(new, _indent(cur) - _indent(base))
-            start, end = mapped[0], mapped[-1] + 1  # type: ignore[operator]
+            start, end = span
         elif i1 - 1 in where:
             start = end = where[i1 - 1] + 1
         elif i1 in where:
