@@ -167,3 +167,23 @@ async def test_a_change_event_sent_before_a_switch_writes_nowhere(tmp_path):
         await pilot.pause()
         assert not app.document.dirty
         assert app.document.get("decoders[0].port") == 7200 and app.document.get("decoders[1].port") == 7201
+
+
+async def test_gpu_that_this_box_does_not_have_is_an_error_in_the_editor(tmp_path):
+    from pdtui.ui.gpu_feed import GpuUpdate
+    from tests.ui.conftest import fixed_reading
+    from tests.ui.test_editor_fields import inline, type_into
+
+    profile = copy_of(REPO_ROOT / "configs" / "demo.yaml", tmp_path)
+    app = quiet_app(profile)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        app.post_message(GpuUpdate(fixed_reading()))  # the simulated box: 8 GPUs
+        await pilot.press("2", "down", "down", "down")
+        await pilot.pause()
+        await type_into(pilot, "decoders[0].gpus", "9", clear=1)
+        assert "GPU 9 does not exist on this machine — this machine has 8 GPU(s): 0..7" in inline(pilot, "decoders[0].gpus")
+        await type_into(pilot, "decoders[0].gpus", "1", clear=1)
+        assert "GPU 1 is given to several instances (prefiller2, decoder1)" in inline(pilot, "decoders[0].gpus")
+        title = str(app.screen.query_one("#editor-title").render())
+        assert "1 error," in title
