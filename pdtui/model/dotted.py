@@ -48,6 +48,7 @@ def set_in_tree(tree: CommentedMap, path: str, value: Any) -> None:
     """Set the value at `path` in the round-trip tree, creating mappings on the way; None
     removes the key (and the mappings that removing it leaves empty: `kv: {}` means nothing)."""
     parts = split_path(path)
+    _unshare(tree, parts)
     if value is None:
         _remove(tree, parts)
         return
@@ -69,6 +70,70 @@ def set_in_tree(tree: CommentedMap, path: str, value: Any) -> None:
     _put(node, parts[-1], value)
 
 
+def _unshare(tree: Any, parts: list[str | int]) -> None:
+    """A mapping or list reached through an alias (`sim: *fast`, or a key merged in with
+    `<<: *defaults`) is the anchor's own object: editing it there would change every place
+    that uses the anchor. Such a step gets a copy of its own first (the alias line becomes
+    the value), so the edit changes only the path it names. At the anchor itself the edit
+    stays in place: that is the definition the aliases share."""
+    first = _first_paths(tree)
+    node: Any = tree
+    here: tuple = ()
+    for part in parts:
+        try:
+            child = node[part]
+        except (KeyError, IndexError, TypeError):
+            return
+        here += (part,)
+        if isinstance(child, (CommentedMap, CommentedSeq)) and first.get(id(child), here) != here:
+            anchor = getattr(child, "anchor", None)
+            if anchor is not None and anchor.value:
+                anchor.always_dump = True  # keep `&name` on the definition even if now unused
+            child = _shallow_copy(child)
+            if isinstance(node, CommentedMap) and part not in node.keys():
+                _append_key(node, part, child)  # a merged key becomes the instance's own
+            else:
+                node[part] = child
+        node = child
+
+
+def _first_paths(tree: Any) -> dict[int, tuple]:
+    """id -> path of the first place (in file order) of every mapping or list that is also
+    reached from somewhere else. Each object is walked once, so this stays small."""
+    seen: dict[int, tuple] = {}
+    shared: set[int] = set()
+
+    def walk(node: Any, path: tuple) -> None:
+        if not isinstance(node, (CommentedMap, CommentedSeq)):
+            return
+        if id(node) in seen:
+            shared.add(id(node))
+            return
+        seen[id(node)] = path
+        items = node.items() if isinstance(node, CommentedMap) else enumerate(node)
+        for key, value in items:
+            walk(value, path + (key,))
+
+    walk(tree, ())
+    return {key: path for key, path in seen.items() if key in shared}
+
+
+def _shallow_copy(node: Any) -> Any:
+    """The same entries in a new container of the same style (no anchor, no comments: those
+    stay with the definition); nested shared values stay shared."""
+    if isinstance(node, CommentedMap):
+        copy: Any = CommentedMap()
+        for key, value in node.items():
+            copy[key] = value
+    else:
+        copy = CommentedSeq(list(node))
+    if node.fa.flow_style():
+        copy.fa.set_flow_style()
+    else:
+        copy.fa.set_block_style()
+    return copy
+
+
 def _put(node: Any, key: str | int, value: Any) -> None:
     if isinstance(node, CommentedSeq):
         if key == len(node):
@@ -79,11 +144,10 @@ def _put(node: Any, key: str | int, value: Any) -> None:
     old = node.get(key) if key in node else None
     if key in node and _same(old, value):
         return
-    anchored = getattr(getattr(old, "anchor", None), "value", None) is not None
-    if isinstance(old, CommentedSeq) and isinstance(value, list) and not anchored:
+    if isinstance(old, CommentedSeq) and isinstance(value, list):
         old[:] = [_fresh(v) for v in value]  # keeps flow/block style and the comments around it
         return
-    if isinstance(old, CommentedMap) and isinstance(value, dict) and not anchored:
+    if isinstance(old, CommentedMap) and isinstance(value, dict):
         for gone in [k for k in old if k not in value]:
             _remove_key(old, gone)
         for k, v in value.items():

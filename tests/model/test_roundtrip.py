@@ -3,6 +3,7 @@ lines, backups are numbered, and hostile YAML (alias bombs, duplicate keys) is r
 
 from __future__ import annotations
 
+import re
 import time
 import tracemalloc
 from pathlib import Path
@@ -108,6 +109,13 @@ def test_a_single_field_edit_changes_only_that_fields_lines(path, edit, n):
         return
     names = [part for part in spec.key.split(".")]
     assert changed, (field, text)
+    removed = [line for line in changed if line.startswith("-")]
+    if len(removed) == 1 and re.search(r":\s*\*[\w-]+\s*$", removed[0]):
+        # Reached through an alias (`lmcache: *decoder_cache`): that one line becomes this
+        # instance's own copy, with the edit in it; the anchor's other users keep theirs.
+        assert all(line.startswith("+") for line in changed[1:]), changed
+        assert doc.undo() and doc.text() == path.read_text()
+        return
     for line in changed:
         body = line[1:]
         # Every changed line is the field's own line (an item of it, for a block list), or a
@@ -119,6 +127,18 @@ def test_a_single_field_edit_changes_only_that_fields_lines(path, edit, n):
     removed = [line for line in changed if line.startswith("-")]
     assert len(removed) <= (len(before) if isinstance(before, list) else 1), changed
     assert doc.undo() and not doc.dirty and doc.text() == path.read_text()
+
+
+def test_an_edit_through_an_alias_changes_only_that_instance():
+    doc = ProfileDocument.open(COMMENTED)
+    doc.set_text("decoders[1].lmcache.pd_buffer_size", "size", "3GiB")
+    assert doc.get("decoders[0].lmcache.pd_buffer_size") == "2GiB"  # the anchor's own user keeps it
+    assert doc.get("decoders[1].lmcache") == {"max_local_cpu_size": 0, "pd_buffer_size": "3GiB"}
+    changed = _changed_lines(doc)
+    assert changed == ["-    lmcache: *decoder_cache", "+    lmcache:", "+      max_local_cpu_size: 0", "+      pd_buffer_size: 3GiB"]
+    doc.set_text("prefillers[0].sim.startup_s", "float", "7")  # at the anchor: its users follow
+    assert doc.get("prefillers[1].sim.startup_s") == 7
+    assert "+    sim: &fast {startup_s: 7}" in _changed_lines(doc)
 
 
 def test_undo_and_redo_walk_through_edits(tmp_path):
