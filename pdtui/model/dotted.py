@@ -90,7 +90,7 @@ def _unshare(tree: Any, parts: list[str | int]) -> None:
             if anchor is not None and anchor.value:
                 anchor.always_dump = True  # keep `&name` on the definition even if now unused
             child = _shallow_copy(child)
-            if isinstance(node, CommentedMap) and part not in node.keys():
+            if isinstance(node, CommentedMap) and part not in node.keys():  # noqa: SIM118
                 _append_key(node, part, child)  # a merged key becomes the instance's own
             else:
                 node[part] = child
