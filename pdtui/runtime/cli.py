@@ -23,6 +23,8 @@ def register(subparsers) -> None:
         help="overall readiness deadline: when not everything is ready S seconds after the start, "
         "stop it all and exit 1 (each instance's own startup_timeout_s still applies when smaller)",
     )
+    up.add_argument("--backend", choices=("local", "slurm"), default=None,
+                    help="where to run: local processes, or one Slurm job (default: slurm when the profile has cluster:)")
     up.set_defaults(func=cmd_up)
 
     down = subparsers.add_parser("down", help="stop a run (default: the only live one)")
@@ -35,6 +37,7 @@ def register(subparsers) -> None:
     status.add_argument("name", nargs="?", help="one run (name or directory)")
     status.add_argument("--json", action="store_true")
     status.add_argument("--all", action="store_true", help="also runs that are no longer live")
+    status.add_argument("--gpus", action="store_true", help="Slurm runs: also each node's GPUs (`pdtui gpus` as a job step)")
     status.set_defaults(func=cmd_status)
 
     logs = subparsers.add_parser("logs", help="an instance's log (proxy, prefiller1, ...)")
@@ -113,6 +116,11 @@ def cmd_up(args) -> int:
     if not validation.ok or validation.profile is None:
         _err(f"pdtui up: {path} is not valid; nothing started")
         return 2
+    from pdtui.cluster.cli import dispatch_up  # Slurm and multi-node profiles (docs/cluster.md)
+
+    handled = dispatch_up(validation.profile, args)
+    if handled is not None:
+        return handled
     from pdtui.runtime.launching import already_running, profile_lock
 
     with profile_lock(validation.profile.name) as lock:
@@ -224,6 +232,12 @@ def cmd_status(args) -> int:
     from pdtui.runtime import find_runs
     from pdtui.runtime.runs import RunInfo
 
+    from pdtui.cluster.cli import print_status, resolve_slurm_run, status_reports  # Slurm runs
+
+    slurm = status_reports(args.name, args.all) if not args.name or resolve_slurm_run(args.name) else []
+    if args.name and slurm:
+        print_status(slurm, args.json, getattr(args, "gpus", False))
+        return 0
     runs = find_runs()
     if args.name:
         run = _resolve(args.name)
@@ -234,13 +248,14 @@ def cmd_status(args) -> int:
         runs = [r for r in runs if r.live]
     reports, problems = _status_reports(runs)
     if args.json:
-        out = [r.to_dict() for r in reports] + [
+        out = [r.to_dict() for r in reports] + [r.to_dict() for r in slurm] + [
             {"run_name": r.name, "run_dir": str(r.path), "phase": "unreadable", "problem": r.problem,
              "marked_pids": list(r.marked_pids), "instances": []} for r in problems
         ]
         print(json.dumps(out, indent=2))
         return 0
-    if not reports and not problems:
+    print_status(slurm, False, getattr(args, "gpus", False))
+    if not reports and not problems and not slurm:
         print("no live runs" + ("" if args.all else " (--all shows the others)"))
         return 0
     for report in reports:
@@ -282,12 +297,16 @@ def cmd_logs(args) -> int:
     from pdtui.runtime import AttachError, Supervisor
     from pdtui.runtime.logtail import LogTailer, last_lines
 
-    run = _resolve(args.run)
-    if run is None:
+    from pdtui.cluster.cli import slurm_log_path  # a Slurm run's logs are files in its run directory
+
+    path = slurm_log_path(args.run, args.instance)
+    run = None if path else _resolve(args.run)
+    if run is None and path is None:
         return 1
     try:
-        sup = Supervisor.attach(run, read_only=True)
-        path = sup.instance(args.instance).log_path
+        if path is None:
+            sup = Supervisor.attach(run, read_only=True)
+            path = sup.instance(args.instance).log_path
     except (AttachError, KeyError) as exc:
         _err(f"pdtui logs: {exc.args[0] if exc.args else exc}")
         return 1
@@ -307,104 +326,13 @@ def cmd_logs(args) -> int:
         return 0
 
 
-def _act(run, action: str, timeout_s: float, **kwargs) -> tuple[bool, str]:
-    """Ask the live owner of the run, or act directly when there is none. A run whose
-    state cannot be read (or whose directory is gone) is stopped through its run marker."""
-    from pdtui.runtime import AttachError, Supervisor, control, owner_of
-
-    owner = owner_of(run)
-    if owner is not None:
-        request_id = control.submit(run, action, **kwargs)
-        answer = control.wait_done(run, request_id, timeout_s, still_owned=lambda: owner_of(run) == owner)
-        if answer.get("ok") or "exited before answering" not in answer.get("message", ""):
-            message = str(answer.get("message"))
-            if action == "stop":
-                message += _sweep(run.name)
-            return bool(answer.get("ok")), message
-    try:
-        sup = Supervisor.attach(run, take_ownership=False)
-    except AttachError as exc:
-        if action != "stop":
-            raise
-        swept = _sweep(run.name)
-        return True, f"{exc}" + (swept or "; no live process carries its run marker")
-    if action == "stop":
-        stopped = sup._stop_all()
-        left = [i.name for i in sup.status().instances if i.pid]
-        lines = "".join(f"\n  stopped {line}" for line in stopped) + _sweep(run.name)
-        return not left, (f"stopped {sup.run_name}" if not left else f"still running: {', '.join(left)}") + lines
-    from pdtui.runtime import PreflightError
-
-    try:
-        ok = sup.restart(kwargs["name"]).result(timeout=timeout_s)
-    except PreflightError as exc:
-        return False, "refused, nothing was stopped: " + "; ".join(exc.problems)
-    st = sup.instance(kwargs["name"])
-    sup._persist()  # record the new pid for the next re-attach
-    return ok, f"{st.name}: {st.state.value}" + (f" ({st.reason})" if st.reason else "")
-
-
-def _sweep(run_name: str) -> str:
-    """Stop what still carries the run's marker (a tree whose state was lost); lines saying so."""
-    from pdtui.gpus.markers import find_marked
-    from pdtui.runtime.tree import stop_tree
-
-    lines = []
-    for instance in sorted({p.instance for p in find_marked(run_name)}):
-        result = stop_tree(None, run_name, instance)
-        if result.stopped:
-            lines.append(f"\n  stopped {run_name}/{instance} by its run marker: {result.summary()}")
-    return "".join(lines)
-
-
 def cmd_down(args) -> int:
-    from pdtui.runtime import AttachError
+    from pdtui.runtime.cli_actions import cmd_down as down
 
-    if args.all:
-        return _down_all()
-    run = _resolve(args.name)
-    if run is None:
-        return 1
-    try:
-        ok, message = _act(run, "stop", 120)
-    except AttachError as exc:
-        _err(f"pdtui down: {exc}")
-        return 1
-    _err(message)
-    return 0 if ok else 1
-
-
-def _down_all() -> int:
-    """Every live run, then every process left that carries a run marker (orphans)."""
-    from pdtui.runtime import AttachError, find_runs
-
-    ok = True
-    for run in find_runs(live_only=True):
-        try:
-            done, message = _act(run.path, "stop", 120)
-        except AttachError as exc:
-            done, message = False, str(exc)
-        ok = ok and done
-        _err(f"{run.name}: {message}")
-    from pdtui.gpus.markers import marked_runs
-
-    for run_name in sorted(marked_runs()):
-        swept = _sweep(run_name)
-        if swept:
-            _err(f"{run_name}:{swept}")
-    return 0 if ok else 1
+    return down(args)
 
 
 def cmd_restart(args) -> int:
-    from pdtui.runtime import AttachError
+    from pdtui.runtime.cli_actions import cmd_restart as restart
 
-    run = _resolve(args.run)
-    if run is None:
-        return 1
-    try:
-        ok, message = _act(run, "restart", 1800, name=args.instance)
-    except (AttachError, KeyError) as exc:
-        _err(f"pdtui restart: {exc.args[0] if exc.args else exc}")
-        return 1
-    _err(message)
-    return 0 if ok else 1
+    return restart(args)

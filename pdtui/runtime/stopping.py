@@ -12,6 +12,7 @@ from pdtui.runtime.base import SupervisorBase
 from pdtui.runtime.events import DeploymentEvent
 from pdtui.runtime.futures import in_thread
 from pdtui.runtime.member import Member
+from pdtui.runtime.members import LaunchSpec
 from pdtui.runtime.preflight import PreflightError
 from pdtui.runtime.status import InstanceState
 
@@ -93,10 +94,19 @@ class StopMixin(SupervisorBase):
         return what
 
     # ------------------------------------------------------------------ restart ----
-    def restart(self, name: str) -> Future:
+    def restart(self, name: str, spec: LaunchSpec | None = None) -> Future:
         """Stop one instance's tree (if running) and start it again; Future[bool] = ready
-        again; PreflightError (nothing stopped) when the restart could not work."""
-        return self._restart_members([self._member(name)])
+        again; PreflightError (nothing stopped) when the restart could not work. With `spec`
+        (same name) it starts with that argv/env instead: the saved profile's settings
+        rather than the ones it ran with."""
+        member = self._member(name)
+        if spec is not None:
+            if spec.name != name or spec.kind != member.spec.kind:
+                raise ValueError(f"restart {name!r}: the new settings are for {spec.kind} {spec.name!r}")
+            with self._lock:
+                member.spec = spec
+                member.status = member.status.evolve(argv=spec.argv, port=spec.port, gpus=spec.gpus, health_url=spec.health_url)
+        return self._restart_members([member])
 
     def restart_pair(self, prefiller: str, decoder: str) -> Future:
         """Restart a prefiller and a decoder together: a restarted prefiller leaves the
