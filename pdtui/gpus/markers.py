@@ -69,13 +69,17 @@ def find_marked(run_name: str | None = None, instance: str | None = None) -> lis
 
     me = os.getpid()
     found = []
-    for proc in psutil.process_iter():
-        if proc.pid == me:
+    # /proc directly rather than psutil.process_iter (whose shared cache is not safe to use
+    # from several threads at once); psutil only for the few processes that carry a marker.
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
             continue
-        marker = read_marker(proc.pid)
+        pid = int(entry)
+        marker = read_marker(pid)
         if marker is None or (run_name is not None and marker[0] != run_name) or (instance is not None and marker[1] != instance):
             continue
         try:
+            proc = psutil.Process(pid)
             with proc.oneshot():
                 if proc.status() == psutil.STATUS_ZOMBIE:
                     continue
