@@ -188,6 +188,9 @@ class Profile(StrictModel):
     lmcache: LmcacheSettings = Field(default_factory=LmcacheSettings)
     prefillers: list[PrefillerSpec] = Field(min_length=1)
     decoders: list[DecoderSpec] = Field(min_length=1)
+    # Names whose values are secret beyond the ones pdtui recognises by itself: environment
+    # variables, vLLM flags (--my-token) or lmcache.extra / kv.extra_config keys.
+    secrets: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
 
     def instances(self) -> list[InstanceSpec]:
         return [*self.prefillers, *self.decoders]

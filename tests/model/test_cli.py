@@ -63,7 +63,7 @@ def test_render_writes_configs_script_and_masked_plan(tmp_path):
     script = (out / "launch.sh").read_text()
     assert os.stat(out / "launch.sh").st_mode & stat.S_IXUSR
     assert "hf_secret_value" not in script and "hf_secret_value" not in (out / "plan.json").read_text()
-    assert '${HF_TOKEN:?' in script
+    assert 'require_env HF_TOKEN' in script
     assert yaml.safe_load((out / "lmcache-decoder1.yaml").read_text())["pd_peer_init_port"] == 7300
     subprocess.run(["bash", "-n", str(out / "launch.sh")], check=True)
     # Proxy first, then the decoder, then the prefiller.
