@@ -147,7 +147,7 @@ def run_logscan(args: argparse.Namespace) -> int:
                 when = f"[{event.timestamp}] " if event.timestamp else ""
                 out.write(f"{path}: {when}{text}\n")
 
-        scan = scan_file(path, on_event=emit)
+        scan = scan_file(path, on_event=emit, keep_events=False)
         if scan.problem:
             print(f"pdtui logscan: {path}: {scan.problem}", file=sys.stderr)
         scans.append(scan)
