@@ -7,7 +7,8 @@ real-vllm, recorded on an H200 with ANSI codes and process prefixes as written, 
 lmcache-logs/1p1d, LMCache's own example run with 201 KV stores), repeated in order, then runs
 `python -m pdtui logscan --json FILE` of this tree and of the baseline tree (another checkout,
 e.g. the unmodified main) each in a fresh process, output to /dev/null, and reports wall
-time, lines/s and the peak RSS of the process (ru_maxrss of the child). The baseline can
+time, lines/s, CPU time (user + system: the figure other load on the machine does not
+inflate) and the peak RSS of the process (its own ru_maxrss). The baseline can
 be given a smaller file (it holds every event in memory: 1 GB took it 177 s and 1.36 GB);
 both figures are then reported with their own file sizes. The summary totals of both runs
 on the same file are compared when the sizes are equal.
@@ -70,7 +71,8 @@ def run_logscan(tree: Path, log: Path) -> dict:
             "import resource, runpy, sys; sys.argv = ['pdtui', 'logscan', '--json', sys.argv[1]]\n"
             "try:\n    runpy.run_module('pdtui', run_name='__main__')\n"
             "except SystemExit:\n    pass\n"
-            "sys.stderr.write('MAXRSS %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+            "r = resource.getrusage(resource.RUSAGE_SELF)\n"
+            "sys.stderr.write('USAGE %d %f\\n' % (r.ru_maxrss, r.ru_utime + r.ru_stime))\n"
         )
         proc = subprocess.run([sys.executable, "-c", wrapper, str(log)], cwd=tree, env=env, stdout=out,
                               stderr=subprocess.PIPE, text=True, check=False)
@@ -79,9 +81,10 @@ def run_logscan(tree: Path, log: Path) -> dict:
         last = b""
         for line in out:
             last = line
-    rss_kib = next(int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("MAXRSS"))
+    usage = next(line.split() for line in proc.stderr.splitlines() if line.startswith("USAGE"))
+    rss_kib, cpu_s = int(usage[1]), float(usage[2])
     summary = json.loads(last) if last.startswith(b"{") else None
-    return {"wall_s": wall, "peak_rss_mb": rss_kib / 1024, "summary": summary}
+    return {"wall_s": wall, "cpu_s": cpu_s, "peak_rss_mb": rss_kib / 1024, "summary": summary}
 
 
 def main() -> int:
@@ -108,7 +111,8 @@ def main() -> int:
             rows.append((label, size, lines, result))
             print(
                 f"{label:<28} {size:>6} MiB {lines:>10,} lines  {result['wall_s']:8.1f} s  "
-                f"{lines / result['wall_s']:>10,.0f} lines/s  peak RSS {result['peak_rss_mb']:8.1f} MB",
+                f"{lines / result['wall_s']:>10,.0f} lines/s  (CPU {result['cpu_s']:.1f} s: "
+                f"{lines / result['cpu_s']:,.0f} lines/CPU-s)  peak RSS {result['peak_rss_mb']:8.1f} MB",
                 flush=True,
             )
         if len(rows) == 2 and rows[0][1] == rows[1][1]:
