@@ -142,6 +142,7 @@ def run_logscan(args: argparse.Namespace) -> int:
     if bad:
         return EXIT_PATH_ERROR
     out = sys.stdout
+    encode = json.JSONEncoder(check_circular=False).encode  # json.dumps's output, less work per event
     quiet_types = (StoreBeginEvent, EngineStatsEvent, MilestoneEvent)
     scans = []
     for path in args.files:
@@ -151,7 +152,7 @@ def run_logscan(args: argparse.Namespace) -> int:
                 return
             if args.json:
                 record = {"file": path} | event_to_dict(event)
-                out.write(json.dumps(record) + "\n")
+                out.write(encode(record) + "\n")
             else:
                 text = _describe(event)
                 when = f"[{event.timestamp}] " if event.timestamp else ""

@@ -186,13 +186,17 @@ def scan_file(
                 raw.decode("utf-8")
             except UnicodeDecodeError:
                 scan.undecodable_lines += 1
-        if _TRIGGER.search(raw) is None:
-            return
-        text = raw.decode("utf-8", errors="replace") + ("\n" if newline else "")
+        if search(raw) is not None:
+            feed(raw.decode("utf-8", errors="replace") + ("\n" if newline else ""))
+
+    def feed(text: str) -> None:
         for event in scanner.feed(text):
             _count(scan, event, keep_events)
             if on_event is not None:
                 on_event(event)
+
+    search = _TRIGGER.search
+    scanner_feed = scanner.feed
 
     try:
         with p.open("rb") as handle:
@@ -217,8 +221,17 @@ def scan_file(
                         check = False  # all of it decodes: no need to look line by line
                     except UnicodeDecodeError:
                         pass
-                for raw in lines:
-                    line(raw, check, True)
+                if check or len(block) > MAX_LINE_BYTES and max(map(len, lines)) > MAX_LINE_BYTES:
+                    for raw in lines:  # the rare block with bad UTF-8 or an over-long line
+                        line(raw, check, True)
+                else:
+                    scan.lines += len(lines)
+                    for raw in lines:  # the hot loop: most lines stop at the search
+                        if search(raw) is not None:
+                            for event in scanner_feed(raw.decode("utf-8", errors="replace") + "\n"):
+                                _count(scan, event, keep_events)
+                                if on_event is not None:
+                                    on_event(event)
                 if len(carry) > MAX_LINE_BYTES:
                     line(carry, True, False)  # counted and cut; the rest of it is skipped
                     carry, skipping = b"", True
