@@ -78,6 +78,7 @@ def check_profile(profile: Profile, profile_dir: Path | None = None) -> list[Pro
         envchecks.env_names,
         envchecks.nul_bytes,
         envchecks.secrets,
+        envchecks.stray_secrets,
     ):
         problems.extend(rule(profile))
     problems.extend(_buffer_alignment(profile, profile_dir))

@@ -18,6 +18,7 @@ from pdtui.model.secret import (
     SECRET_FLAG_ENV,
     is_secret,
     is_secret_name,
+    looks_like_token,
     split_secret_args,
 )
 
@@ -51,6 +52,30 @@ def nul_bytes(profile: Profile) -> Iterable[Problem]:
         elif isinstance(value, dict):
             for k, v in value.items():
                 yield from walk(str(k), f"{path}.{k}" if path else str(k))
+                yield from walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                yield from walk(v, f"{path}[{i}]")
+
+    yield from walk(profile.model_dump(), "")
+
+
+# Where a secret has a way around the command line and the files (or is checked above).
+_ROUTED = re.compile(r"(^|\.)(env|lmcache\.extra|vllm\.extra_args|kv\.extra_config|secrets)(\.|\[|$)|^description$")
+
+
+def stray_secrets(profile: Profile) -> Iterable[Problem]:
+    """A credential-shaped value in any other field would be on a command line or in a file."""
+
+    def walk(value: Any, path: str) -> Iterable[Problem]:
+        if _ROUTED.search(path):
+            return
+        if isinstance(value, str):
+            if looks_like_token(value):
+                yield Problem(path, "looks like a credential, and this field is written to a command line or a file",
+                              MASK, "keep secrets in env: (or lmcache.extra) where pdtui passes them through the environment")
+        elif isinstance(value, dict):
+            for k, v in value.items():
                 yield from walk(v, f"{path}.{k}" if path else str(k))
         elif isinstance(value, (list, tuple)):
             for i, v in enumerate(value):
