@@ -1,12 +1,13 @@
 """`pdtui logscan` on a big log: wall time, lines/s and peak RSS, this tree beside a baseline.
 
     python benchmarks/logscan_big.py [--size-mb 1024] [--baseline /work/main] [--baseline-size-mb 200]
+                                     [--mix real-vllm|all]
 
 Generates a log of the requested size from real vLLM + LMCache log lines (shared/fixtures:
-real-vllm, recorded on an H200 with ANSI codes and process prefixes as written, and
-lmcache-logs/1p1d, LMCache's own example run with 201 KV stores), repeated in order, then runs
-`python -m pdtui logscan --json FILE` of this tree and of the baseline tree (another checkout,
-e.g. the unmodified main) each in a fresh process, output to /dev/null, and reports wall
+`--mix real-vllm`, recorded on an H200 with ANSI codes and process prefixes as written; `--mix
+all` adds lmcache-logs/1p1d, LMCache's own example run with 201 KV stores), repeated in order,
+then runs `python -m pdtui logscan --json FILE` of this tree and of the baseline tree (another checkout,
+e.g. the unmodified main) each in a fresh process, output to a temp file, and reports wall
 time, lines/s, CPU time (user + system: the figure other load on the machine does not
 inflate) and the peak RSS of the process (its own ru_maxrss). The baseline can
 be given a smaller file (it holds every event in memory: 1 GB took it 177 s and 1.36 GB);
@@ -28,20 +29,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = Path(os.environ.get("PDTUI_SHARED_DIR") or REPO.parent / "shared") / "fixtures"
-# Real logs only: vLLM 0.26 + LMCache 0.5.3 on an H200 (few requests, mostly start-up lines)
-# and LMCache's own 1p1d example run (201 stores and lookups: event-dense, as a busy server).
-SOURCES = (
-    "real-vllm/lmcache-pd/prefiller.log",
-    "real-vllm/lmcache-pd/decoder.log",
-    "real-vllm/failed-start/decoder-flashinfer-missing.log",
-    "lmcache-logs/1p1d/prefiller.log",
-    "lmcache-logs/1p1d/decoder.log",
-)
+# Real logs only. "real-vllm": vLLM 0.26 + LMCache 0.5.3 on an H200 (4 requests: mostly
+# start-up and access lines). "all" adds LMCache's own 1p1d example run (201 stores and
+# lookups: event-dense, like a busy server), where a parser that keeps every event grows.
+MIXES = {
+    "real-vllm": (
+        "real-vllm/lmcache-pd/prefiller.log",
+        "real-vllm/lmcache-pd/decoder.log",
+        "real-vllm/failed-start/decoder-flashinfer-missing.log",
+    ),
+}
+MIXES["all"] = (*MIXES["real-vllm"], "lmcache-logs/1p1d/prefiller.log", "lmcache-logs/1p1d/decoder.log")
 
 
-def generate(path: Path, size_bytes: int) -> int:
+def generate(path: Path, size_bytes: int, mix: str = "real-vllm") -> int:
     """Write real log lines, repeated, until size_bytes; returns the number of lines."""
-    block = b"".join((SHARED_FIXTURES / name).read_bytes() for name in SOURCES)
+    block = b"".join((SHARED_FIXTURES / name).read_bytes() for name in MIXES[mix])
     if not block.endswith(b"\n"):
         block += b"\n"
     lines_per_block = block.count(b"\n")
@@ -92,10 +95,12 @@ def main() -> int:
     parser.add_argument("--size-mb", type=int, default=1024, help="size of the generated log (MiB) for this tree")
     parser.add_argument("--baseline", type=Path, default=Path("/work/main"), help="tree to compare with")
     parser.add_argument("--baseline-size-mb", type=int, default=200, help="size of the baseline's log (MiB); 0: skip it")
+    parser.add_argument("--mix", choices=sorted(MIXES), default="real-vllm", help="which real logs to repeat")
     parser.add_argument("--dir", type=Path, default=None, help="where to write the generated logs (default: a temp dir)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        print(f"mix: {args.mix} ({', '.join(MIXES[args.mix])})")
         rows = []
         sizes = {"this tree": args.size_mb}
         if args.baseline_size_mb and args.baseline.is_dir():
@@ -103,7 +108,7 @@ def main() -> int:
         logs: dict[int, tuple[Path, int]] = {}
         for size in sorted(set(sizes.values())):
             path = Path(tmp) / f"real-{size}MiB.log"
-            logs[size] = (path, generate(path, size * 1024 * 1024))
+            logs[size] = (path, generate(path, size * 1024 * 1024, args.mix))
         for label, size in sizes.items():
             tree = REPO if label == "this tree" else args.baseline
             path, lines = logs[size]

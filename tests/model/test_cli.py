@@ -120,3 +120,7 @@ def test_validate_and_render_a_missing_or_directory_profile(tmp_path):
     _one_line_path_error(pdtui("validate", str(tmp_path / "nope.yaml")), tmp_path / "nope.yaml",
                          "no such file (nor the name of a preset in configs/)")
     _one_line_path_error(pdtui("render", str(tmp_path), "-o", str(tmp_path / "o")), tmp_path, "is a directory, not a file")
+
+
+def test_up_a_missing_profile(tmp_path):
+    _one_line_path_error(pdtui("up", str(tmp_path / "nope.yaml")), tmp_path / "nope.yaml", "no such file")
