@@ -151,3 +151,14 @@ def _processes_of(run_dir: Path) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, KeyError, TypeError):
             continue
     return out
+
+
+def test_a_mistyped_secret_is_not_echoed_by_the_schema_error_either():
+    doc = demo_with_free_ports()
+    doc["env"]["MY_AUTH"] = [HF]  # a list where a string belongs: the loader reports the value
+    validation = validate_text(yaml.safe_dump(doc))
+    assert not validation.ok
+    import json
+
+    report = "\n".join(p.format("p.yaml") for p in validation.problems) + json.dumps([p.to_dict() for p in validation.problems])
+    assert "env.MY_AUTH" in report and HF not in report
