@@ -5,6 +5,7 @@ Every rule returns Problems; none of them touches the machine (see hostchecks).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import json
@@ -15,7 +16,11 @@ from pathlib import Path
 from pdtui.model import compat, effective, envchecks
 from pdtui.model.problems import Problem
 from pdtui.model.schema import DecoderSpec, InstanceSpec, ModelShape, Profile
-from pdtui.model.secret import is_secret_name  # noqa: F401  (re-exported: callers import it from here)
+from pdtui.model.secret import (
+    MASK,
+    is_secret,
+    is_secret_name,  # noqa: F401  (re-exported: callers import it from here)
+)
 
 # vLLM flags the renderer owns; giving them in extra_args would start a different deployment
 # from the one validated.
@@ -82,7 +87,16 @@ def check_profile(profile: Profile, profile_dir: Path | None = None) -> list[Pro
     ):
         problems.extend(rule(profile))
     problems.extend(_buffer_alignment(profile, profile_dir))
-    return problems
+    return [_without_secret_value(p, profile.secrets) for p in problems]
+
+
+def _without_secret_value(problem: Problem, declared: list[str]) -> Problem:
+    """Whatever rule found it, a problem never shows a secret (by its key, the profile's
+    `secrets:` list, or its shape)."""
+    key = problem.path.rsplit(".", 1)[-1]
+    if problem.value not in (None, MASK) and is_secret(key, problem.value, declared):
+        return dataclasses.replace(problem, value=MASK)
+    return problem
 
 
 def _path(profile: Profile, instance: InstanceSpec, field: str = "") -> str:

@@ -17,7 +17,7 @@ import yaml
 
 from pdtui.model import compat, effective
 from pdtui.model.schema import DecoderSpec, InstanceSpec, Profile, role_of
-from pdtui.model.secret import MASK, is_secret, mask_env, scrub, split_secret_args
+from pdtui.model.secret import MASK, SIM_SECRET_KEYS, is_secret, mask_env, scrub, split_secret_args
 
 __all__ = ["MASK", "DeploymentPlan", "InstancePlan", "ProxyPlan", "mask_env", "render_plan", "write_rendered"]
 
@@ -195,7 +195,11 @@ def instance_env(profile: Profile, instance: InstanceSpec, output_dir: Path) -> 
     if profile.engine == "sim":
         env.update(_sim_env(instance))
     env.update(profile.effective_env(instance))
-    env.update(effective.lmcache_env(profile, instance))
+    lmcache_secrets = effective.lmcache_env(profile, instance)
+    env.update(lmcache_secrets)
+    if profile.engine == "sim" and lmcache_secrets:
+        # pdtui's simulator echoes its LMCache config as LMCache does: these keys it masks.
+        env[SIM_SECRET_KEYS] = ",".join(sorted(k[len("LMCACHE_"):].lower() for k in lmcache_secrets))
     env.update(split_secret_args(profile.effective_vllm(instance).extra_args or [], profile.secrets)[1])
     return env
 

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 MASK = "***"
+# The LMCache keys pdtui's simulator must mask when it echoes its config (names only).
+SIM_SECRET_KEYS = "PDTUI_SIM_SECRET_KEYS"
 SCRUB_MIN_LEN = 8
 
 _SECRET_NAME = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIALS?)(_|$)")

@@ -6,10 +6,11 @@ file:line tags of the recorded logs, so a simulated log reads like the real one.
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import TYPE_CHECKING
 
-from pdtui.model.secret import MASK, is_secret
+from pdtui.model.secret import MASK, SIM_SECRET_KEYS, is_secret
 from pdtui.sim.kvcache import ModelShape
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ def engine_id() -> str:
 
 
 def _masked(config: dict) -> dict:
-    return {k: (MASK if is_secret(str(k), v) else v) for k, v in config.items()}
+    declared = [k for k in os.environ.get(SIM_SECRET_KEYS, "").split(",") if k]
+    return {k: (MASK if is_secret(str(k), v, declared) else v) for k, v in config.items()}
 
 
 def _kv_transfer_repr(settings: SimSettings, eid: str) -> str:

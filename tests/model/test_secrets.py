@@ -19,7 +19,14 @@ import pytest
 import yaml
 
 from pdtui.model import render_plan, validate_text, write_rendered
-from pdtui.model.secret import is_secret, looks_like_token, mask_argv, mask_env, scrub, split_secret_args
+from pdtui.model.secret import (
+    is_secret,
+    looks_like_token,
+    mask_argv,
+    mask_env,
+    scrub,
+    split_secret_args,
+)
 from tests.conftest import REPO_ROOT
 from tests.model.test_launch_script import demo_with_free_ports
 
@@ -29,15 +36,16 @@ AKIA = "AKIAIOSFODNN7EXAMPLE"
 GHP = "ghp_0123456789abcdefghijABCDEFGHIJ012345"
 DECLARED = "correct-horse-battery-staple"  # nothing about it says secret: the profile lists its name
 LM_SECRET = "sk-ant-LmCacheBackendKey0123456789abc"
-ALL = (HF, SK, AKIA, GHP, DECLARED, LM_SECRET)
+LM_DECLARED = "plain-looking-backend-passphrase"  # an lmcache.extra key the profile lists
+ALL = (HF, SK, AKIA, GHP, DECLARED, LM_SECRET, LM_DECLARED)
 
 
 def secret_profile() -> dict:
     doc = demo_with_free_ports()
-    doc["secrets"] = ["MY_PASSPHRASE"]
+    doc["secrets"] = ["MY_PASSPHRASE", "backend_passphrase"]
     doc["env"].update({"MY_AUTH": HF, "AWS_KEY_ID": AKIA, "GH": GHP, "MY_PASSPHRASE": DECLARED})
     doc["decoders"][0]["vllm"] = {"extra_args": ["--api-key", SK]}
-    doc["prefillers"][0]["lmcache"]["extra"] = {"extra_config": {"backend_auth": LM_SECRET}}
+    doc["prefillers"][0]["lmcache"]["extra"] = {"extra_config": {"backend_auth": LM_SECRET}, "backend_passphrase": LM_DECLARED}
     return doc
 
 
@@ -97,7 +105,7 @@ def test_rendered_files_hold_no_secret_and_the_processes_still_get_them(tmp_path
 
 
 def _pdtui(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pdtui", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(check=False, args=[sys.executable, "-m", "pdtui", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.mark.timeout(240)

@@ -66,7 +66,7 @@ def test_up_refuses_a_key_with_an_equals_sign_without_a_traceback(tmp_path):
     profile = tmp_path / "p.yaml"
     profile.write_text(yaml.safe_dump(doc))
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run([sys.executable, "-m", "pdtui", "up", str(profile)], capture_output=True, text=True,
+    done = subprocess.run(check=False, args=[sys.executable, "-m", "pdtui", "up", str(profile)], capture_output=True, text=True,
                           timeout=120, env=env, cwd=REPO_ROOT)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr and "ValueError" not in done.stderr
@@ -102,7 +102,7 @@ def test_every_preset_renders_a_script_shellcheck_accepts(tmp_path, preset):
     validation = validate_file(REPO_ROOT / "configs" / f"{preset}.yaml")
     assert validation.ok
     write_rendered(render_plan(validation.profile, tmp_path), tmp_path)
-    check = subprocess.run([SHELLCHECK, "--severity=info", str(tmp_path / "launch.sh")], capture_output=True, text=True)
+    check = subprocess.run(check=False, args=[SHELLCHECK, "--severity=info", str(tmp_path / "launch.sh")], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
 
 
@@ -111,7 +111,7 @@ def test_hostile_values_render_a_script_shellcheck_accepts(tmp_path):
     validation = validate_text(yaml.safe_dump(_hostile_values_profile(tmp_path / "canary")))
     assert validation.ok, [p.format() for p in validation.errors]
     write_rendered(render_plan(validation.profile, tmp_path / "out"), tmp_path / "out")
-    check = subprocess.run([SHELLCHECK, "--severity=info", str(tmp_path / "out" / "launch.sh")], capture_output=True, text=True)
+    check = subprocess.run(check=False, args=[SHELLCHECK, "--severity=info", str(tmp_path / "out" / "launch.sh")], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
 
 
@@ -163,6 +163,6 @@ def test_the_script_refuses_to_start_without_its_secrets(tmp_path):
     validation = validate_text(yaml.safe_dump(doc))
     write_rendered(render_plan(validation.profile, tmp_path / "out"), tmp_path / "out")
     env = {k: v for k, v in os.environ.items() if k != "EVIL_TOKEN"}
-    done = subprocess.run(["bash", str(tmp_path / "out" / "launch.sh")], capture_output=True, text=True, timeout=30, env=env)
+    done = subprocess.run(check=False, args=["bash", str(tmp_path / "out" / "launch.sh")], capture_output=True, text=True, timeout=30, env=env)
     assert done.returncode == 1 and "export EVIL_TOKEN before running this script" in done.stderr
     assert not (tmp_path / "canary").exists()
