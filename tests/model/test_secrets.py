@@ -11,7 +11,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -130,8 +129,9 @@ def test_up_keeps_every_secret_form_out_of_the_run_dir_and_the_process_list(tmp_
         environs = "\n".join("\0".join(f"{k}={v}" for k, v in p.environ().items()) for p in procs)
         for secret in ALL:
             assert secret in environs, secret
-        # let the engines log their start-up (config echo included) before reading the logs
-        time.sleep(1.0)
+        # Ready means started up: the engine has echoed its LMCache config (masked) already.
+        prefiller_log = (run_dir / "prefiller1.log").read_text()
+        assert "Creating LMCacheEngine with config" in prefiller_log and "'backend_passphrase': '***'" in prefiller_log
         assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
         files = [p for p in run_dir.rglob("*") if p.is_file()]
         assert any(p.name == "state.json" for p in files) and any(p.name.endswith(".argv.json") for p in files)
