@@ -40,7 +40,7 @@ from pdtui.telemetry.logparse import LogScanner
 __all__ = ["MAX_LINE_BYTES", "FileScan", "Spread", "role_from_filename", "scan_file", "summarize"]
 
 MAX_LINE_BYTES = 1 << 20  # a longer "line" is cut here; real log lines are far shorter
-_BLOCK_BYTES = 4 << 20
+_BLOCK_BYTES = 1 << 20
 _SNIFF_BYTES = 8192
 # Every word LogScanner.feed / logparse.parse_line tests before it parses a line: a line
 # with none of them yields no event. tests/telemetry/test_logscan_stream.py holds this to
@@ -221,7 +221,7 @@ def scan_file(
                         check = False  # all of it decodes: no need to look line by line
                     except UnicodeDecodeError:
                         pass
-                if check or len(block) > MAX_LINE_BYTES and max(map(len, lines)) > MAX_LINE_BYTES:
+                if check or len(block) > MAX_LINE_BYTES and max(map(len, lines), default=0) > MAX_LINE_BYTES:
                     for raw in lines:  # the rare block with bad UTF-8 or an over-long line
                         line(raw, check, True)
                 else:
