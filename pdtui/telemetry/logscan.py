@@ -1,7 +1,7 @@
 """Scan whole log files (streamed, in constant memory) and summarise the KV transfers.
 
 `scan_file(path, on_event=None, keep_events=True) -> FileScan` reads the file in binary
-blocks of a few MiB, splits them into lines with a bounded line length (an over-long line
+blocks of 1 MiB, splits them into lines with a bounded line length (an over-long line
 is cut and the rest skipped), and feeds a LogScanner only the lines that hold one of the
 words the parser looks for (most lines hold none and are only counted). Lines are decoded
 as UTF-8 with replacement. The role comes from the log itself (`kv_role='kv_consumer'`)
