@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pdtui.model.placement import instance_host
 from pdtui.model.secret import lmcache_secret_env
 from pdtui.model.schema import DecoderSpec, InstanceSpec, Profile, role_of
 
@@ -156,7 +157,7 @@ def _lmcache_config_with_secrets(profile: Profile, instance: InstanceSpec) -> di
     config["transfer_channel"] = lm.transfer_channel or "nixl"
     if isinstance(instance, DecoderSpec):
         config["pd_role"] = "receiver"
-        config["pd_peer_host"] = profile.host
+        config["pd_peer_host"] = instance_host(profile, instance)
         config["pd_peer_init_port"] = _port_list(instance.nixl_init_ports)
         config["pd_peer_alloc_port"] = _port_list(instance.nixl_alloc_ports)
     else:

@@ -170,3 +170,16 @@ def test_a_mistyped_secret_is_not_echoed_by_the_schema_error_either():
 
     report = "\n".join(p.format("p.yaml") for p in validation.problems) + json.dumps([p.to_dict() for p in validation.problems])
     assert "env.MY_AUTH" in report and HF not in report
+
+
+def test_the_editor_and_k8s_manifests_mask_secrets_by_value_too():
+    from pdtui.model.fields import format_field
+    from pdtui.model.k8s import K8sOptions, manifests_text, render_k8s
+
+    shown = format_field("env", {"MY_AUTH": HF, "HF_TOKEN": "x", "A": "1"})
+    assert shown == "MY_AUTH=***\nHF_TOKEN=***\nA=1"
+    validation = validate_text(yaml.safe_dump(secret_profile()))
+    for name, manifests in render_k8s(validation.profile, K8sOptions(image="vllm/vllm-openai:latest")).items():
+        text = manifests_text(manifests)
+        for secret in ALL:
+            assert secret not in text, (name, secret)
