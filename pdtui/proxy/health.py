@@ -8,7 +8,13 @@ from typing import Callable
 
 import aiohttp
 
-from pdtui.proxy.backends import HEALTH_DOWN, HEALTH_UP, Backend
+import errno
+import time
+
+from pdtui.proxy.backends import HEALTH_DEGRADED, HEALTH_DOWN, HEALTH_UP, Backend
+
+# Failures that say this process is out of resources, not that the backend is down.
+_LOCAL_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +55,20 @@ class HealthChecker:
         except asyncio.TimeoutError:
             self.mark(backend, HEALTH_DOWN, "GET /health timed out")
         except aiohttp.ClientError as exc:
+            if _local_failure(exc):
+                # Out of file descriptors here says nothing about the backend: keep its
+                # state rather than turn a local overload into "no healthy decoder".
+                log.warning("health check of %s skipped: %s", backend.url, exc)
+                return
             self.mark(backend, HEALTH_DOWN, f"GET /health failed: {exc}")
 
     def mark(self, backend: Backend, state: str, error: str | None = None) -> None:
+        if state == HEALTH_UP and backend.state == HEALTH_DEGRADED:
+            # /health passing says nothing about its KV notifications: degrade.py decides.
+            backend.last_checked = time.time()
+            return
+        if state == HEALTH_UP and backend.state == HEALTH_DOWN:
+            backend.kv_timeouts = 0  # a restarted engine starts with a clean record
         if backend.set_state(state, error):
             log.info("%s %s is now %s%s", backend.role, backend.url, state,
                      f" ({error})" if error else "")
@@ -75,3 +92,13 @@ class HealthChecker:
                 await self._task
             except asyncio.CancelledError:
                 pass
+
+
+def _local_failure(exc: BaseException | None) -> bool:
+    for _ in range(5):  # the exception and what it wraps
+        if exc is None:
+            return False
+        if isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
