@@ -44,15 +44,16 @@ class RateLimitFilter(logging.Filter):
         if entry[1] < self.per_window:
             entry[1] += 1
             return True
-        entry[2] += 1
-        self.suppressed_total += 1
-        if entry[2] == 1:
+        if entry[1] == self.per_window:
             # say once, as it starts, that this kind is being held back
+            entry[1] += 1
             record.msg = f"{record.msg} [repeated; more like this are held back for " \
                          f"{self.window_s:g} s]"
             record.exc_info = None
             record.exc_text = None
             return True
+        entry[2] += 1
+        self.suppressed_total += 1
         return False
 
 

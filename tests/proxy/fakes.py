@@ -35,6 +35,10 @@ class FakeEngine:
     # > 0: keep a stream open this long after its `data: [DONE]` (vLLM's end can lag it)
     linger_after_done_s: float = 0.0
     error_status: int | None = None
+    # Held until the test sets them: a decoder's first streamed event (after its 200
+    # status line), a prefiller's KV-ready notifications (after its answer).
+    first_event_gate: asyncio.Event | None = None
+    notif_gate: asyncio.Event | None = None
     healthy: bool = True
     port: int = field(default_factory=free_port)
     requests: list[dict] = field(default_factory=list)
@@ -135,7 +139,7 @@ class FakeEngine:
         first_tok = 500 + len(body["prompt"])
         count = self.tp_notifs if self.tp_notifs is not None else len(spec["receiver_init_port"])
         if not self.drop_notif:
-            if self.notif_delay_s:
+            if self.notif_delay_s or self.notif_gate is not None:
                 task = asyncio.create_task(self._notify_later(spec["req_id"], count))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -147,6 +151,8 @@ class FakeEngine:
 
     async def _notify_later(self, req_id: str, count: int) -> None:
         await asyncio.sleep(self.notif_delay_s)
+        if self.notif_gate is not None:
+            await self.notif_gate.wait()
         for _ in range(count):
             await self._push.send(encode_proxy_notif(req_id))
 
@@ -160,6 +166,8 @@ class FakeEngine:
             return web.json_response(self._completion_json(body, texts, n, kv=None))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        if self.first_event_gate is not None:
+            await self.first_event_gate.wait()
         for i in range(n):
             chunk = {"id": "cmpl-dec", "object": "text_completion", "created": 1700000001,
                      "model": body.get("model", "fake-model"),
