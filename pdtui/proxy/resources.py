@@ -20,7 +20,10 @@ import logging
 
 log = logging.getLogger(__name__)
 
-FD_RESERVE = 256
+# ZMQ, the log, health checks, and the accept burst: asyncio accepts up to ACCEPT_BACKLOG
+# sockets in one go before the guard sees (and closes) any of them.
+ACCEPT_BACKLOG = 128
+FD_RESERVE = 2 * ACCEPT_BACKLOG + 128
 NOFILE_TARGET = 1 << 20
 
 

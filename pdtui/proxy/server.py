@@ -13,7 +13,7 @@ from pdtui.proxy import proxylog
 from pdtui.proxy.app import build_app
 from pdtui.proxy.config import ProxyConfig
 from pdtui.proxy.guard import ConnectionGuard
-from pdtui.proxy.resources import client_connection_budget, raise_nofile_limit
+from pdtui.proxy.resources import ACCEPT_BACKLOG, client_connection_budget, raise_nofile_limit
 
 log = logging.getLogger("pdtui.proxy")
 
@@ -47,7 +47,7 @@ class RunningProxy:
             assert server is not None
             self._server = await asyncio.get_running_loop().create_server(
                 self.guard.factory(server), self.config.host, self.config.port,
-                backlog=1024, reuse_address=True)
+                backlog=ACCEPT_BACKLOG, reuse_address=True)
         except BaseException:
             await self.runner.cleanup()
             raise
