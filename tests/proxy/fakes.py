@@ -88,11 +88,15 @@ class FakeEngine:
         self.tokenize_calls.append(body)
         if self.hang_tokenize_s:
             await asyncio.sleep(self.hang_tokenize_s)
-        if "messages" in body:
-            text = " ".join(m["content"] for m in body["messages"]) + " <assistant>"
-        else:
-            text = body["prompt"]
-        tokens = fake_tokenize(text)
+        try:
+            if "messages" in body:
+                text = " ".join(m["content"] for m in body["messages"]) + " <assistant>"
+            else:
+                text = body["prompt"]
+            tokens = fake_tokenize(text)
+        except (KeyError, TypeError, AttributeError) as exc:  # as vLLM: 400, not a crash
+            return web.json_response({"object": "error", "message": f"bad input: {exc!r}",
+                                      "type": "BadRequestError"}, status=400)
         return web.json_response({"tokens": tokens, "count": len(tokens), "max_model_len": 4096})
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
@@ -157,7 +161,7 @@ class FakeEngine:
             await self._push.send(encode_proxy_notif(req_id))
 
     async def _decode(self, request: web.Request, body: dict) -> web.StreamResponse:
-        n = body.get("max_tokens") or 4
+        n = min(body.get("max_tokens") or 4, 64)
         prompt = body.get("prompt", [])
         n_prompt = len(prompt) if isinstance(prompt, list) else 3
         if not body.get("stream"):
