@@ -66,7 +66,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def start_deployment(tmp: Path, proxy_root: Path = REPO, decode_ms: float = 0.0,
-                     log_level: str = "INFO"):
+                     log_level: str = "INFO", preexec=None):
     tmp.mkdir(parents=True, exist_ok=True)
     zmq_port, p_port, d_port, init, alloc, x_port = (free_port() for _ in range(6))
     env = {"PDTUI_SIM_STARTUP_S": "0.2", "PDTUI_SIM_PREFILL_US_PER_TOKEN": "0",
@@ -97,7 +97,7 @@ def start_deployment(tmp: Path, proxy_root: Path = REPO, decode_ms: float = 0.0,
                 f"http://127.0.0.1:{d_port}", "--decoder-init-ports", str(init),
                 "--decoder-alloc-ports", str(alloc), "--log-level", log_level],
                 stdout=fh, stderr=subprocess.STDOUT, cwd=proxy_root, start_new_session=True,
-                env={**os.environ, "PYTHONPATH": str(proxy_root)}))
+                env={**os.environ, "PYTHONPATH": str(proxy_root)}, preexec_fn=preexec))
     except BaseException:
         for p in procs:
             stop(p)

@@ -170,8 +170,7 @@ async def _error_answer(ex: Exchange, exc: StageError) -> web.StreamResponse:
     # The stream has started (status 200 is gone): report in-band, as vLLM does.
     out = ex.response
     try:
-        await out.write(b"data: " + json.dumps(body).encode() + b"\n\ndata: [DONE]\n\n")
-        await out.write_eof()
+        await out.write_eof(b"data: " + json.dumps(body).encode() + b"\n\ndata: [DONE]\n\n")
     except (ConnectionResetError, aiohttp.ClientConnectionResetError, RuntimeError):
         pass
     return out

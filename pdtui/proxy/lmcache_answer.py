@@ -131,11 +131,10 @@ async def relay_stream(ex: Exchange, shaper: StreamShaper,
         parts = []
     if first:
         on_first()
-    # The events read with [DONE] and [DONE] itself: one write.
+    # The events read with [DONE], [DONE] itself and the end of the response: one send.
     parts.append(DONE_EVENT)
-    await out.write(b"".join(parts))
+    await out.write_eof(b"".join(parts))
     ex.answered = True
-    await out.write_eof()
     return out
 
 

@@ -266,9 +266,8 @@ class LmcachePdFlow:
             choice["logprobs"] = first_choice.get("logprobs")
         if not ex.wants_usage_chunk:
             whole.pop("usage")
-        await out.write(sse_event(whole) + b"data: [DONE]\n\n")
+        await out.write_eof(sse_event(whole) + b"data: [DONE]\n\n")
         ex.answered = True
-        await out.write_eof()
         return out
 
     async def probe(self, p: Backend) -> str | None:

@@ -81,8 +81,15 @@ def sse_raw(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
 
 
+class CoalescingResponse(web.StreamResponse):
+    """A stream whose header block goes out with its first body bytes: one send, not two
+    (aiohttp's switch for that; without it the headers are just sent on their own)."""
+
+    _send_headers_immediately = False
+
+
 async def start_sse(request: web.Request, req_id: str) -> web.StreamResponse:
-    resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, "X-Request-Id": req_id})
+    resp = CoalescingResponse(status=200, headers={**SSE_HEADERS, "X-Request-Id": req_id})
     await resp.prepare(request)
     return resp
 
