@@ -72,7 +72,7 @@ async def test_a_prefiller_whose_notifications_time_out_is_degraded_then_readmit
     d = FakeEngine("decoder")
     async with engines(good, bad, d), running_proxy(
             [good, bad], [d], zmq_port=zmq_port, kv_timeouts_to_degrade=2,
-            degraded_probe_s=0.3, timeouts=Timeouts(5, 5, 0.3, 5)) as proxy:
+            degraded_probe_s=0.3, timeouts=Timeouts(5, 5, 2, 5)) as proxy:
         async with aiohttp.ClientSession() as s:
             await wait_ready(s, proxy.url)
 
