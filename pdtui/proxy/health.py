@@ -48,11 +48,19 @@ class HealthChecker:
                 backend.url + "/health", timeout=self._timeout, headers=self._headers
             ) as resp:
                 await resp.read()
+                backend.health_timeouts = 0
                 if resp.status == 200:
                     self.mark(backend, HEALTH_UP)
                 else:
                     self.mark(backend, HEALTH_DOWN, f"GET /health answered HTTP {resp.status}")
         except asyncio.TimeoutError:
+            backend.health_timeouts += 1
+            if backend.state == HEALTH_UP and backend.health_timeouts < 2:
+                # A loop busy with client traffic can miss one deadline by itself; a
+                # healthy backend is taken out on the second timeout in a row, not the first.
+                log.warning("health check of %s timed out once; marked unhealthy if the next "
+                            "one does too", backend.url)
+                return
             self.mark(backend, HEALTH_DOWN, "GET /health timed out")
         except aiohttp.ClientError as exc:
             if _local_failure(exc):

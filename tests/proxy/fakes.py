@@ -40,6 +40,7 @@ class FakeEngine:
     first_event_gate: asyncio.Event | None = None
     notif_gate: asyncio.Event | None = None
     healthy: bool = True
+    health_hang_s: float = 0.0
     port: int = field(default_factory=free_port)
     requests: list[dict] = field(default_factory=list)
     headers: list[dict] = field(default_factory=list)
@@ -78,6 +79,8 @@ class FakeEngine:
         self._ctx.term()
 
     async def _health(self, request: web.Request) -> web.Response:
+        if self.health_hang_s:
+            await asyncio.sleep(self.health_hang_s)
         return web.json_response({}, status=200 if self.healthy else 503)
 
     async def _models(self, request: web.Request) -> web.Response:

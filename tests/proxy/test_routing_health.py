@@ -169,3 +169,24 @@ async def test_first_token_from_prefiller_comes_before_the_kv_wait():
     texts = [e["choices"][0]["delta"].get("content") for e in rest[:-1] if e.get("choices")]
     assert texts == [" first", " d0", " d1"]
     assert rest[-1] == "[DONE]"
+
+
+async def test_one_health_timeout_alone_does_not_take_a_healthy_backend_out():
+    """The proxy's own loop can miss one deadline under load; the second in a row counts."""
+    d = FakeEngine("decoder")
+    async with engines(d), aiohttp.ClientSession() as s:
+        from pdtui.proxy.backends import Backend
+        from pdtui.proxy.health import HealthChecker
+
+        b = Backend("decoder", d.url)
+        checker = HealthChecker(s, [b], interval_s=3600, timeout_s=0.3)
+        await checker.check(b)
+        assert b.state == "healthy"
+        d.health_hang_s = 2.0
+        await checker.check(b)
+        assert b.state == "healthy" and b.health_timeouts == 1
+        await checker.check(b)
+        assert b.state == "unhealthy" and b.last_error == "GET /health timed out"
+        d.health_hang_s = 0.0
+        await checker.check(b)
+        assert b.state == "healthy" and b.health_timeouts == 0
