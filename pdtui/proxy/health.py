@@ -63,7 +63,7 @@ class HealthChecker:
                 return
             self.mark(backend, HEALTH_DOWN, "GET /health timed out")
         except aiohttp.ClientError as exc:
-            if _local_failure(exc):
+            if local_failure(exc):
                 # Out of file descriptors here says nothing about the backend: keep its
                 # state rather than turn a local overload into "no healthy decoder".
                 log.warning("health check of %s skipped: %s", backend.url, exc)
@@ -102,7 +102,7 @@ class HealthChecker:
                 pass
 
 
-def _local_failure(exc: BaseException | None) -> bool:
+def local_failure(exc: BaseException | None) -> bool:
     for _ in range(5):  # the exception and what it wraps
         if exc is None:
             return False

@@ -16,7 +16,7 @@ from pdtui.proxy.backends import HEALTH_DOWN, Backend, BackendPool
 from pdtui.proxy.config import ProxyConfig
 from pdtui.proxy.degrade import KvDegrade
 from pdtui.proxy.errors import BackendUnreachable, StageError, backend_status, stage_timeout
-from pdtui.proxy.health import HealthChecker
+from pdtui.proxy.health import HealthChecker, local_failure
 from pdtui.proxy.metrics import ProxyMetrics
 from pdtui.proxy.notifications import KvReadyWaiters, ProxyNotifListener
 from pdtui.proxy.timeline import TimelineHub
@@ -141,6 +141,17 @@ class ProxyService:
         finally:
             backend.unwatch(watch)
 
+    def _unreachable(self, backend: Backend, stage: str, path: str,
+                     exc: Exception) -> StageError:
+        if local_failure(exc):
+            # Out of file descriptors (or memory) here: the backend is not to blame, so it
+            # stays routable, and the client hears that this proxy is overloaded.
+            return StageError(503, stage, backend.url,
+                              f"{stage}: this proxy cannot open a connection to {backend.url} "
+                              f"now: {exc}", "backend_unavailable")
+        self.mark_unreachable(backend, f"POST {path}: {exc}")
+        return BackendUnreachable(stage, backend.url, str(exc))
+
     def headers(self, req_id: str) -> dict[str, str]:
         return {**self.auth_headers, "X-Request-Id": req_id}
 
@@ -159,8 +170,7 @@ class ProxyService:
         except asyncio.TimeoutError:
             raise stage_timeout(stage, backend.url, timeout_s, f"the answer to POST {path}") from None
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            self.mark_unreachable(backend, f"POST {path}: {exc}")
-            raise BackendUnreachable(stage, backend.url, str(exc)) from None
+            raise self._unreachable(backend, stage, path, exc) from None
         except aiohttp.ClientError as exc:
             raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
                              "backend_error") from None
@@ -193,8 +203,7 @@ class ProxyService:
         except asyncio.TimeoutError:
             raise stage_timeout(stage, backend.url, timeout_s, f"the answer to POST {path}") from None
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            self.mark_unreachable(backend, f"POST {path}: {exc}")
-            raise BackendUnreachable(stage, backend.url, str(exc)) from None
+            raise self._unreachable(backend, stage, path, exc) from None
         except aiohttp.ClientError as exc:
             raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
                              "backend_error") from None

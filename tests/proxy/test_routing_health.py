@@ -190,3 +190,16 @@ async def test_one_health_timeout_alone_does_not_take_a_healthy_backend_out():
         d.health_hang_s = 0.0
         await checker.check(b)
         assert b.state == "healthy" and b.health_timeouts == 0
+
+
+def test_out_of_descriptors_here_is_not_the_backends_fault():
+    import errno
+
+    from pdtui.proxy.health import local_failure
+
+    emfile = aiohttp.ClientOSError(errno.EMFILE, "Too many open files")
+    wrapped = aiohttp.ClientPayloadError("send failed")
+    wrapped.__cause__ = emfile
+    assert local_failure(emfile) and local_failure(wrapped)
+    assert not local_failure(aiohttp.ClientOSError(errno.ECONNREFUSED, "Connection refused"))
+    assert not local_failure(aiohttp.ServerDisconnectedError())
