@@ -27,7 +27,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proxy_overhead import REPO, pct, round_, start_deployment, stop, wait_ready  # noqa: E402
+from proxy_overhead import REPO, pct, round_, start_deployment, stop, wait_ready
 
 
 def open_idle(port: int, n: int) -> list[socket.socket]:

@@ -212,7 +212,7 @@ async def bench(args) -> None:
                 for name, (url, _, procs) in deployments.items():
                     targets[name] = (url + "/v1/completions", {**body, "prompt": prompt})
                     pids[name] = procs[-1].pid
-                for name, (url, b) in targets.items():  # warm-up: connections, first-use paths
+                for url, b in targets.values():  # warm-up: connections, first-use paths
                     await round_(session, url, b, 50, 8)
                 print(f"prompt {len(direct_tokens)} tokens, max_tokens {args.max_tokens}, stream, "
                       f"simulated decode {args.decode_ms_per_token:g} ms/token, zero prefill "

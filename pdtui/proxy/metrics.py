@@ -73,7 +73,7 @@ class ProxyMetrics:
     def count_notification(self, kind: str) -> None:
         self.kv_children[kind].inc()
 
-    def backend(self, role: str, url: str) -> "BackendMetrics":
+    def backend(self, role: str, url: str) -> BackendMetrics:
         return BackendMetrics(self, role, url)
 
     def render(self) -> bytes:

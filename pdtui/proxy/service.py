@@ -110,7 +110,7 @@ class ProxyService:
         elif backend.set_state(HEALTH_DOWN, error):
             self._on_health_change(backend)
 
-    def outstanding(self, backend: Backend) -> "_Outstanding":
+    def outstanding(self, backend: Backend) -> _Outstanding:
         """`with svc.outstanding(b):` counts a request in flight at b and its outcome."""
         return _Outstanding(backend)
 

@@ -41,12 +41,12 @@ async def test_slow_loris_and_idle_connections_are_closed():
     async with engines(p, d), running_proxy([p], [d], zmq_port=zmq_port, client=FAST) as proxy:
         port = proxy.config.port
         conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(60)]
-        loris, idle = conns[:50], conns[50:]
+        loris = conns[:50]  # the other 10 send nothing at all
 
         async def trickle(writer: asyncio.StreamWriter) -> None:
             writer.write(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
             try:
-                for i in range(200):  # one header byte at a time, never the blank line
+                for _ in range(200):  # one header byte at a time, never the blank line
                     await asyncio.sleep(0.1)
                     writer.write(b"X")
                     await writer.drain()
@@ -164,7 +164,7 @@ def test_rate_limit_filter_holds_back_repeats_and_says_how_many():
     handler.addFilter(limiter)
     logger.addHandler(handler)
     try:
-        for i in range(10_000):
+        for _ in range(10_000):
             logger.error("accept failed: %s", "[Errno 24] Too many open files")
         logger.info("access line %d", 1)  # INFO is never limited
         logger.info("access line %d", 2)
