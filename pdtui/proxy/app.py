@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import uuid
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -101,7 +102,7 @@ async def _proxy(request: web.Request, svc: ProxyService, flow, route: str,
                     raise
                 # Nothing was sent to the client yet: try the request again elsewhere.
                 log.warning("request %s: %s; retrying on another backend", req_id, exc.message)
-                tried.append(exc.backend)
+                tried.append(exc.backend or "?")
                 ex.attempt += 1
     except StageError as exc:
         outcome = exc.outcome
@@ -177,7 +178,7 @@ async def _error_answer(ex: Exchange, exc: StageError) -> web.StreamResponse:
 
 
 def _health_body(svc: ProxyService, request: web.Request) -> dict:
-    body = {
+    body: dict[str, Any] = {
         "status": "ok" if svc.pool.ready() else "unavailable",
         "mode": svc.config.mode,
         "prefillers": [b.as_dict() for b in svc.pool.prefillers],

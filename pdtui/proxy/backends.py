@@ -116,7 +116,7 @@ class _RolePicker:
         self.policy = policy
         self._next = 0
 
-    def pick(self, exclude: set[str] = frozenset()) -> Backend:
+    def pick(self, exclude: set[str] | frozenset[str] = frozenset()) -> Backend:
         candidates = [b for b in self.backends if b.routable and b.url not in exclude]
         if not candidates:
             raise NoBackendError(self.backends[0].role, len(self.backends))
@@ -152,7 +152,7 @@ class BackendPool:
         return self.prefillers + self.decoders
 
     def pick(
-        self, sticky_key: str | None = None, exclude: set[str] = frozenset()
+        self, sticky_key: str | None = None, exclude: set[str] | frozenset[str] = frozenset()
     ) -> tuple[Backend, Backend]:
         """A (prefiller, decoder) pair; the same pair for a sticky key while both are healthy."""
         if sticky_key is not None:

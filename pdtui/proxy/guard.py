@@ -36,7 +36,7 @@ def _busy_answer(limit: int) -> bytes:
             + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
-class _Guarded:
+class _Guarded(asyncio.Protocol):
     """asyncio protocol in front of one aiohttp RequestHandler."""
 
     __slots__ = ("guard", "inner", "transport", "busy", "pending_since", "idle_since",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 from aiohttp import web
 
@@ -129,7 +130,7 @@ class LmcachePdFlow:
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
                 raise bad_request("'messages' must be a non-empty list of chat messages")
-            tok_body = {"messages": messages}
+            tok_body: dict[str, Any] = {"messages": messages}
             tok_body.update({k: body[k] for k in _CHAT_TOKENIZE if k in body})
         else:
             prompt = body.get("prompt")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Any
 
 import aiohttp
 
@@ -29,7 +30,7 @@ class ProxyService:
         self.config = config
         # 0 = no cap; the server sets one from the open-files budget (resources.py)
         self._backend_connections = backend_connections
-        self.flow = None  # set by build_app; the degraded-prefiller probe goes through it
+        self.flow: Any = None  # set by build_app; the degraded-prefiller probe goes through it
         self.pool = BackendPool(config.prefillers, config.decoders, config.routing)
         self.metrics = ProxyMetrics()
         self.hub = TimelineHub(history=config.timeline_history)
@@ -229,7 +230,7 @@ class _Outstanding:
         b.outstanding += 1
         b.metrics.outstanding.inc()
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:
         b = self.backend
         b.outstanding -= 1
         b.served += 1
@@ -243,4 +244,3 @@ class _Outstanding:
         else:
             outcome = "error"
         b.metrics.count(outcome)
-        return False
