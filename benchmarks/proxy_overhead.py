@@ -9,7 +9,7 @@ time to first byte, the added latency at p50, and requests/s, at concurrency 1
 and at 64 concurrent streams.
 
     python benchmarks/proxy_overhead.py [--requests 1000] [--concurrency 64] [--max-tokens 8]
-        [--baseline /work/main] [--decode-ms-per-token 0]
+        [--baseline /work/main] [--decode-ms-per-token 0] [--proxy-arg=--first-token-from-prefiller]
 
 With --baseline DIR a second deployment (its own simulated engines, same settings)
 runs the proxy from that checkout (e.g. the unmodified main), and the rounds
@@ -66,7 +66,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def start_deployment(tmp: Path, proxy_root: Path = REPO, decode_ms: float = 0.0,
-                     log_level: str = "INFO", preexec=None):
+                     log_level: str = "INFO", preexec=None, proxy_args: tuple[str, ...] = ()):
     tmp.mkdir(parents=True, exist_ok=True)
     zmq_port, p_port, d_port, init, alloc, x_port = (free_port() for _ in range(6))
     env = {"PDTUI_SIM_STARTUP_S": "0.2", "PDTUI_SIM_PREFILL_US_PER_TOKEN": "0",
@@ -95,7 +95,7 @@ def start_deployment(tmp: Path, proxy_root: Path = REPO, decode_ms: float = 0.0,
                 sys.executable, "-m", "pdtui.proxy", "--port", str(x_port), "--zmq-port",
                 str(zmq_port), "--prefiller", f"http://127.0.0.1:{p_port}", "--decoder",
                 f"http://127.0.0.1:{d_port}", "--decoder-init-ports", str(init),
-                "--decoder-alloc-ports", str(alloc), "--log-level", log_level],
+                "--decoder-alloc-ports", str(alloc), "--log-level", log_level, *proxy_args],
                 stdout=fh, stderr=subprocess.STDOUT, cwd=proxy_root, start_new_session=True,
                 env={**os.environ, "PYTHONPATH": str(proxy_root)}, preexec_fn=preexec))
     except BaseException:
@@ -190,7 +190,8 @@ def pct(values: list[float], q: float) -> float:
 async def bench(args) -> None:
     with tempfile.TemporaryDirectory(prefix="pdtui-proxy-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        deployments = {"proxy": start_deployment(tmp / "new", REPO, args.decode_ms_per_token)}
+        deployments = {"proxy": start_deployment(tmp / "new", REPO, args.decode_ms_per_token,
+                                                 proxy_args=tuple(args.proxy_arg or ()))}
         if args.baseline:
             deployments["baseline"] = start_deployment(tmp / "base", Path(args.baseline).resolve(),
                                                        args.decode_ms_per_token)
@@ -273,6 +274,9 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="DIR",
                         help="also run the proxy from this checkout (e.g. /work/main), same run")
     parser.add_argument("--decode-ms-per-token", type=float, default=0.0)
+    parser.add_argument("--proxy-arg", action="append", metavar="ARG",
+                        help="extra argument for the proxy under test (not the baseline), e.g. "
+                        "--proxy-arg=--first-token-from-prefiller")
     asyncio.run(bench(parser.parse_args()))
 
 
