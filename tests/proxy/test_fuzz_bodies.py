@@ -20,7 +20,7 @@ from tests.proxy.harness import engines, running_proxy
 
 pytestmark = pytest.mark.timeout(600)
 
-EXAMPLES = 1500
+EXAMPLES = 2500
 
 
 @pytest.fixture(scope="module")
