@@ -119,6 +119,12 @@ async def _proxy(request: web.Request, svc: ProxyService, flow, route: str,
         outcome = "ok" if ex.answered else "cancelled"
         status = ex.response.status if ex.response is not None else 499
         return ex.response or web.Response(status=499)
+    except RecursionError:
+        # nested just shallow enough to parse, too deep to encode again for a backend
+        outcome = "client_error"
+        status = 400 if ex.response is None else ex.response.status
+        return await _error_answer(ex, bad_request("the request body is JSON nested too "
+                                                   "deeply to forward"))
     except Exception as exc:  # a bug must answer the client, not drop it
         log.exception("request %s failed", req_id)
         outcome = "backend_error"
