@@ -27,7 +27,8 @@ pytestmark = pytest.mark.timeout(240)
 
 class ProxyProcess:
     def __init__(self, tmp: Path, p: FakeEngine, d: FakeEngine, zmq_port: int,
-                 nofile: int | None = None, extra: tuple[str, ...] = ()) -> None:
+                 nofile: int | tuple[int, int] | None = None,
+                 extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp / "proxy.log"
@@ -38,7 +39,8 @@ class ProxyProcess:
 
         def limit_files() -> None:  # runs in the child before exec
             if nofile is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+                soft, hard = nofile if isinstance(nofile, tuple) else (nofile, nofile)
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
         with open(self.log, "wb") as fh:
             self.popen = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT,
@@ -210,3 +212,20 @@ async def test_memory_returns_near_baseline_after_a_10mb_prompt(tmp_path):
             proxy.stop()
     assert peak > baseline + 30, (baseline, peak)  # the request really took memory
     assert rss <= baseline + 30, (baseline, peak, rss)
+
+
+async def test_the_proxy_raises_its_open_files_limit_to_the_hard_limit(tmp_path):
+    p, d, zmq_port = _pair()
+    async with engines(p, d):
+        proxy = ProxyProcess(tmp_path, p, d, zmq_port, nofile=(1024, 4096))
+        try:
+            async with aiohttp.ClientSession() as s:
+                health = await _wait_healthy(s, proxy)
+            limits = Path(f"/proc/{proxy.popen.pid}/limits").read_text()
+        finally:
+            proxy.stop()
+    line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+    assert line.split()[3:5] == ["4096", "4096"], line
+    # client connections get what the raised limit leaves after the reserve, halved
+    # for the backend connections busy requests hold (resources.py)
+    assert 1024 < health["clients"]["max"] < 4096 // 2
