@@ -44,10 +44,11 @@ def build_app(config: ProxyConfig, guard: ConnectionGuard | None = None,
     trimmer = MemoryTrimmer()
 
     async def completions(request: web.Request) -> web.StreamResponse:
-        return await _proxy(request, service, flow, "completions", trimmer)
+        return _close_if_large(request, await _proxy(request, service, flow, "completions",
+                                                     trimmer))
 
     async def chat(request: web.Request) -> web.StreamResponse:
-        return await _proxy(request, service, flow, "chat", trimmer)
+        return _close_if_large(request, await _proxy(request, service, flow, "chat", trimmer))
 
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat)
@@ -147,6 +148,18 @@ async def _proxy(request: web.Request, svc: ProxyService, flow, route: str,
         trimmer.after_request(body_bytes)
 
 
+def _close_if_large(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    """After a huge body, end the connection with the response: aiohttp keeps a read
+    buffer the size of the largest request for as long as the connection lives, which
+    would hold ~the body's size in memory until the client goes away."""
+    if request.get(_LARGE_BODY):
+        resp.force_close()
+    return resp
+
+
+_LARGE_BODY = "pdtui_large_body"
+
+
 async def _read_body(request: web.Request, limits: ClientLimits) -> tuple[dict, int]:
     try:
         async with asyncio.timeout(limits.body_timeout_s):
@@ -159,6 +172,8 @@ async def _read_body(request: web.Request, limits: ClientLimits) -> tuple[dict, 
         raise StageError(413, "request", None,
                          f"the request body is larger than {limits.max_body_bytes} bytes "
                          "(--max-body-bytes)", "invalid_request_error") from None
+    if len(raw) >= MemoryTrimmer.LARGE_BYTES:
+        request[_LARGE_BODY] = True
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
