@@ -24,8 +24,8 @@ from pdtui.ui import rows as rowfmt
 from pdtui.ui.bindings import bindings_for
 from pdtui.ui.control import DeploymentControl, SupervisorEvent, detached_runs
 from pdtui.ui.screens.dashboard import DashboardScreen, TitleBar
-from pdtui.ui.settings import UiSettings, load_settings
-from pdtui.ui.themes import DEFAULT_THEME, load_themes
+from pdtui.ui.settings import UiSettings, load_settings, save_theme
+from pdtui.ui.themes import DEFAULT_THEME, ansi_palette, load_themes
 from pdtui.ui.widgets.diff_table import DiffTable
 from pdtui.ui.widgets.status_line import StatusLine
 
@@ -376,6 +376,29 @@ class PdtuiApp(App):
         ours = [n for n in self.available_themes if n.startswith("pdtui-")]
         user = [n for n in self.available_themes if n not in ours and not n.startswith("textual-") and n in load_themes().themes]
         return sorted(ours) + sorted(user)
+
+    def watch_theme(self, theme: str) -> None:
+        # Terminal colour names in table cells (`red` for a full GPU) take the theme's
+        # colours, so they stay readable on its backgrounds and under NO_COLOR.
+        if self.current_theme.dark:
+            self.ansi_theme_dark = ansi_palette(self.current_theme)
+        else:
+            self.ansi_theme_light = ansi_palette(self.current_theme)
+        # Remember the operator's pick (T, the palette) for the next start; the selection
+        # made in __init__ from the settings file is not a pick and writes nothing.
+        if self.is_running and theme != self.settings.theme:
+            self.settings.theme = theme
+            self._remember_theme()
+
+    @work(thread=True, group="settings", exit_on_error=False)
+    def _remember_theme(self) -> None:
+        try:
+            notice = save_theme(self.theme)  # the latest pick, whichever worker gets here last
+        except OSError as exc:
+            self.call_from_thread(self.notify, f"theme not remembered: {exc}", severity="warning")
+            return
+        if notice:
+            self.call_from_thread(self.notify, notice, severity="warning", timeout=10)
 
     def action_next_theme(self) -> None:
         names = self.theme_names() or list(self.available_themes)
