@@ -40,9 +40,13 @@ def open_idle(port: int, n: int) -> list[socket.socket]:
     return socks
 
 
-async def health_probe(session: aiohttp.ClientSession, url: str, n: int):
+async def health_probe(session: aiohttp.ClientSession, url: str, n: int, budget_s: float):
     lat, failed = [], 0
+    deadline = time.monotonic() + budget_s
     for _ in range(n):
+        if time.monotonic() > deadline:
+            failed += n - len(lat)  # not even asked: counted as failed
+            break
         t0 = time.perf_counter()
         try:
             async with session.get(url + "/health", timeout=aiohttp.ClientTimeout(total=5)) as r:
@@ -81,10 +85,10 @@ async def traffic(session, url: str, body: dict, n: int, concurrency: int):
 
 
 async def measure(session, url: str, body: dict, args) -> str:
-    lat, failed = await health_probe(session, url, args.probes)
+    lat, failed = await health_probe(session, url, args.probes, args.phase_budget)
     ok, rps = await traffic(session, url, body, args.requests, args.concurrency)
     return (f"/health p50 {pct(lat, .5):7.2f} ms  p99 {pct(lat, .99):8.2f} ms  failed "
-            f"{failed:3d}/{len(lat)}  |  completions ok {ok:4d}/{args.requests}  {rps:6.0f} req/s")
+            f"{failed:3d}/{args.probes}  |  completions ok {ok:4d}/{args.requests}  {rps:6.0f} req/s")
 
 
 def limit_nofile(n: int | None):
@@ -148,6 +152,8 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--settle", type=float, default=3.0,
                         help="seconds between opening the idle connections and measuring")
+    parser.add_argument("--phase-budget", type=float, default=60.0, metavar="S",
+                        help="stop /health probing after this long (a proxy that hangs)")
     parser.add_argument("--baseline", metavar="DIR")
     parser.add_argument("--proxy-nofile", type=int, metavar="N")
     asyncio.run(bench(parser.parse_args()))
