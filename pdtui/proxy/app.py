@@ -207,6 +207,7 @@ def _health_body(svc: ProxyService, request: web.Request) -> dict:
         "health_rounds": svc.health.rounds if svc.health else 0,
         "kv_waiting": len(svc.waiters),
         "kv_early": svc.waiters.early_count,
+        "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
     }
     if svc.listener is not None:
         body["zmq"] = svc.listener.endpoint

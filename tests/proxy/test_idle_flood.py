@@ -233,3 +233,21 @@ async def test_the_proxy_raises_its_open_files_limit_to_the_hard_limit(tmp_path)
     # client connections get what the raised limit leaves after the reserve, halved
     # for the backend connections busy requests hold (resources.py)
     assert 1024 < health["clients"]["max"] < 4096 // 2
+
+
+@pytest.mark.parametrize("choice", ["default", "asyncio"])
+async def test_the_proxy_process_runs_on_uvloop_unless_told_not_to(tmp_path, choice, monkeypatch):
+    pytest.importorskip("uvloop")
+    if choice == "asyncio":
+        monkeypatch.setenv("PDTUI_PROXY_LOOP", "asyncio")
+    p, d, zmq_port = _pair()
+    async with engines(p, d):
+        proxy = ProxyProcess(tmp_path, p, d, zmq_port)
+        try:
+            async with aiohttp.ClientSession() as s:
+                health = await _wait_healthy(s, proxy)
+                statuses = await _requests_flow(s, proxy.url, 6)
+        finally:
+            proxy.stop()
+    assert health["event_loop"] == ("uvloop" if choice == "default" else "asyncio")
+    assert statuses == [200] * 6
