@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pdtui.model.placement import instance_host
 from pdtui.model.schema import DecoderSpec, InstanceSpec, Profile, role_of
 
 LMCACHE_CONNECTOR = "LMCacheConnectorV1"
@@ -142,7 +143,7 @@ def lmcache_config(profile: Profile, instance: InstanceSpec) -> dict[str, Any] |
     config["transfer_channel"] = lm.transfer_channel or "nixl"
     if isinstance(instance, DecoderSpec):
         config["pd_role"] = "receiver"
-        config["pd_peer_host"] = profile.host
+        config["pd_peer_host"] = instance_host(profile, instance)
         config["pd_peer_init_port"] = _port_list(instance.nixl_init_ports)
         config["pd_peer_alloc_port"] = _port_list(instance.nixl_alloc_ports)
     else:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from pdtui.model import compat, effective
+from pdtui.model import compat, effective, placement
 from pdtui.model.checks import is_secret_name
 from pdtui.model.schema import DecoderSpec, InstanceSpec, Profile, role_of
 
@@ -141,7 +141,8 @@ def engine_command(profile: Profile, python: str) -> list[str]:
 
 def instance_argv(profile: Profile, instance: InstanceSpec, python: str = sys.executable) -> list[str]:
     settings = profile.effective_vllm(instance)
-    argv = engine_command(profile, python) + ["serve", profile.model, "--host", profile.host, "--port", str(instance.port)]
+    host = placement.instance_host(profile, instance)
+    argv = engine_command(profile, python) + ["serve", profile.model, "--host", host, "--port", str(instance.port)]
     if profile.served_model_name:
         argv += ["--served-model-name", profile.served_model_name]
     if instance.tensor_parallel_size != 1:
@@ -188,10 +189,11 @@ def instance_env(profile: Profile, instance: InstanceSpec, output_dir: Path) -> 
     if profile.mode == "lmcache-pd":
         env["LMCACHE_CONFIG_FILE"] = str(lmcache_config_path(output_dir, instance))
     else:
-        env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = profile.host
+        env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = placement.instance_host(profile, instance)
         env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(effective.nixl_side_channel_port(profile, instance))
     if profile.engine == "sim":
         env.update(_sim_env(instance))
+    env.update(placement.transport_env(profile, instance))  # multi-node only; the profile's env wins
     env.update(profile.effective_env(instance))
     return env
 
@@ -224,9 +226,9 @@ def proxy_argv(profile: Profile, python: str = sys.executable) -> list[str]:
     if profile.mode == "lmcache-pd":
         argv += ["--zmq-host", effective.zmq_host(profile), "--zmq-port", str(proxy.zmq_port)]
     for p in profile.prefillers:
-        argv += ["--prefiller", f"http://{_url_host(profile.host)}:{p.port}"]
+        argv += ["--prefiller", f"http://{_url_host(placement.instance_host(profile, p))}:{p.port}"]
     for d in profile.decoders:
-        argv += ["--decoder", f"http://{_url_host(profile.host)}:{d.port}"]
+        argv += ["--decoder", f"http://{_url_host(placement.instance_host(profile, d))}:{d.port}"]
         if profile.mode == "lmcache-pd":
             argv += ["--decoder-init-ports", ",".join(str(x) for x in d.nixl_init_ports)]
             argv += ["--decoder-alloc-ports", ",".join(str(x) for x in d.nixl_alloc_ports)]
@@ -259,7 +261,7 @@ def render_plan(profile: Profile, output_dir: str | Path, python: str | None = N
                 name=inst.name,
                 role=role_of(inst),
                 gpus=tuple(inst.gpus),
-                host=profile.host,
+                host=placement.instance_host(profile, inst),
                 port=inst.port,
                 tensor_parallel_size=inst.tensor_parallel_size,
                 argv=tuple(instance_argv(profile, inst, python)),

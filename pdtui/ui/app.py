@@ -80,7 +80,7 @@ class PdtuiApp(App):
             self._startup_problems += loaded.problems
         self.user_keymap = keymap
         self.profile_path = profile_path
-        self.document: Any = None  # pdtui.ui.document.ProfileDocument, loaded after the first paint
+        self.document: Any = None  # pdtui.model.document.ProfileDocument, loaded after the first paint
         self._gpu_source = gpu_source
         self.gpu_feed: GpuFeed | None = None
         self.gpu_reading: GpuReading | None = None
@@ -146,7 +146,7 @@ class PdtuiApp(App):
     def _open_initial_profile(self) -> None:
         """Runs on a thread: reading and validating the profile must not hold the loop."""
         from pdtui.model.presets import resolve_profile_path
-        from pdtui.ui.document import ProfileDocument
+        from pdtui.model.document import ProfileDocument
 
         if self.profile_path is None:
             self.profile_path = resolve_profile_path("demo") if self.demo else None
@@ -322,7 +322,9 @@ class PdtuiApp(App):
         title = screen.query_one("#title", TitleBar)
         name = self.document.path.name if self.document is not None else "no profile (ctrl+o in the editor)"
         marker = "[reverse bold $warning] SIMULATION [/] " if self.demo else ""
-        title.show(f"{marker}[b]pdtui[/b]  {name}  [dim]? help · ctrl+p commands[/dim]")
+        from pdtui.ui.drift import dashboard_note
+
+        title.show(f"{marker}[b]pdtui[/b]  {name}  [dim]? help · ctrl+p commands[/dim]{dashboard_note(self)}")
         self._refresh_gpu_table(screen)
         self._refresh_instances(screen)
 
@@ -491,6 +493,10 @@ class PdtuiApp(App):
 
         if not self.control.active or not name:
             self.notify("select a running instance to restart", severity="warning")
+            return
+        from pdtui.ui.drift import offer_restart
+
+        if offer_restart(self, name):  # it runs with other settings than the saved profile's
             return
 
         def chosen(answer: str | None) -> None:
