@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pdtui.clipaths import PathError, input_file_problem
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     validate = subparsers.add_parser(
@@ -43,10 +45,9 @@ def run_validate(args: argparse.Namespace) -> int:
     import json
 
     from pdtui.model.hostchecks import check_host
-    from pdtui.model.presets import resolve_profile_path
     from pdtui.model.validate import validate_file
 
-    path = resolve_profile_path(args.profile)
+    path = _profile_file(args.profile)
     validation = validate_file(path)
     if args.host_checks and validation.profile is not None:
         count, error = _gpu_count()
@@ -73,26 +74,43 @@ def _gpu_count() -> tuple[int | None, str | None]:
     return gpu_count()
 
 
+def _profile_file(name_or_path: str):
+    from pdtui.model.presets import resolve_profile_path
+
+    path = resolve_profile_path(name_or_path)
+    problem = input_file_problem(path)
+    if problem:
+        raise PathError(name_or_path, problem + (" (nor the name of a preset in configs/)" if problem == "no such file" else ""))
+    return path
+
+
 def run_render(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pdtui.model.presets import resolve_profile_path
+    from pdtui.clipaths import output_dir_problem, reason_of
     from pdtui.model.render import render_plan, write_rendered
     from pdtui.model.validate import validate_file
 
-    path = resolve_profile_path(args.profile)
+    path = _profile_file(args.profile)
+    out = Path(args.output).expanduser().resolve()
+    problem = output_dir_problem(out)
+    if problem:
+        raise PathError(args.output, problem)
     validation = validate_file(path)
     if not validation.ok:
         _print_problems(validation, sys.stderr)
         print(f"{validation.source}: not rendered, fix the errors first", file=sys.stderr)
         return 1
     _print_problems(validation, sys.stderr)
-    out = Path(args.output).expanduser().resolve()
     if getattr(args, "target", "local") == "k8s":
         return _render_k8s(validation.profile, out, args)
     plan = render_plan(validation.profile, out, python=args.python)
-    for written in write_rendered(plan, out):
-        print(written)
+    try:
+        written = write_rendered(plan, out)
+    except OSError as exc:
+        raise PathError(exc.filename or args.output, reason_of(exc)) from None
+    for path in written:
+        print(path)
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pdtui.model.placement import instance_host
+from pdtui.model.secret import lmcache_secret_env
 from pdtui.model.schema import DecoderSpec, InstanceSpec, Profile, role_of
 
 LMCACHE_CONNECTOR = "LMCacheConnectorV1"
@@ -130,7 +131,20 @@ _LMCACHE_PD_KEY_ORDER = (
 
 
 def lmcache_config(profile: Profile, instance: InstanceSpec) -> dict[str, Any] | None:
-    """The LMCache YAML of an instance as data (None in nixl mode: no LMCache there)."""
+    """The LMCache YAML of an instance as data (None in nixl mode: no LMCache there).
+
+    Secret keys are not in it: they reach LMCache through `lmcache_secret_env`."""
+    config = _lmcache_config_with_secrets(profile, instance)
+    return None if config is None else lmcache_secret_env(config, profile.secrets)[0]
+
+
+def lmcache_env(profile: Profile, instance: InstanceSpec) -> dict[str, str]:
+    """LMCACHE_<KEY> variables carrying the secret LMCache keys (LMCache reads them on top of the file)."""
+    config = _lmcache_config_with_secrets(profile, instance)
+    return {} if config is None else lmcache_secret_env(config, profile.secrets)[1]
+
+
+def _lmcache_config_with_secrets(profile: Profile, instance: InstanceSpec) -> dict[str, Any] | None:
     if profile.mode != "lmcache-pd":
         return None
     lm = profile.effective_lmcache(instance)

@@ -13,7 +13,8 @@ What changes from a single box, and why:
 - PROMETHEUS_MULTIPROC_DIR is an emptyDir per pod (private and empty at start, the rule
   the local renderer follows with a directory per instance); PYTHONHASHSEED comes from the
   profile's env as validated (one value for every instance).
-- Secrets (by name, as everywhere in pdtui) are `secretKeyRef`s to one Secret, never values.
+- Secrets (by name, value or the profile's `secrets:` list, as everywhere in pdtui) are
+  `secretKeyRef`s to one Secret, never values.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from pdtui.model.checks import is_secret_name
+from pdtui.model.secret import is_secret
 from pdtui.model.render import (
     DeploymentPlan,
     InstancePlan,
@@ -85,14 +86,15 @@ def _meta(name: str, labels: dict[str, str], options: K8sOptions) -> dict[str, A
     return meta
 
 
-def _env(env: dict[str, str], secret: str, pod_ip_keys: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def _env(env: dict[str, str], secret: str, pod_ip_keys: tuple[str, ...] = (),
+         secret_keys: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for key, value in env.items():
         if key in _DROPPED_ENV:
             continue
         if key in pod_ip_keys:
             out.append({"name": key, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
-        elif is_secret_name(key):
+        elif key in secret_keys or is_secret(key, value):  # by name, value or the profile's list
             out.append({"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
         else:
             out.append({"name": key, "value": value})
@@ -161,7 +163,7 @@ def lws_manifest(inst: InstancePlan, profile: Profile, options: K8sOptions) -> d
     env["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_DIR
     if "LMCACHE_CONFIG_FILE" in env:
         env["LMCACHE_CONFIG_FILE"] = CONFIG_FILE
-    env_list = _env(env, secret, pod_ip_keys=("VLLM_NIXL_SIDE_CHANNEL_HOST",))
+    env_list = _env(env, secret, pod_ip_keys=("VLLM_NIXL_SIDE_CHANNEL_HOST",), secret_keys=inst.secret_keys)
     if "HF_TOKEN" not in env:
         env_list.append(_optional_secret("HF_TOKEN", secret))  # gated models; absent = not needed
     ports = _container_ports(inst)
@@ -238,7 +240,7 @@ def proxy_manifests(plan: DeploymentPlan, profile: Profile, options: K8sOptions)
     name = proxy_service_name(profile)
     secret = options.secret_name or dns_name(profile.name, "secrets")
     labels = _labels(profile, "proxy", "proxy")
-    env_list = _env(dict(plan.proxy.env), secret)
+    env_list = _env(dict(plan.proxy.env), secret, secret_keys=plan.proxy.secret_keys)
     if "OPENAI_API_KEY" not in plan.proxy.env:
         env_list.append(_optional_secret("OPENAI_API_KEY", secret))  # forwarded to the engines when set
     ports = [{"containerPort": plan.proxy.port, "name": "http"}]

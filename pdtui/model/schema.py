@@ -226,6 +226,9 @@ class Profile(StrictModel):
     nodes: list[NodeSpec] | None = None
     transport: TransportSettings | None = None
     cluster: SlurmCluster | None = None
+    # Names whose values are secret beyond the ones pdtui recognises by itself: environment
+    # variables, vLLM flags (--my-token) or lmcache.extra / kv.extra_config keys.
+    secrets: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
 
     def instances(self) -> list[InstanceSpec]:
         return [*self.prefillers, *self.decoders]

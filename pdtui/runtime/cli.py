@@ -110,6 +110,11 @@ def cmd_up(args) -> int:
     except (FileNotFoundError, LookupError, ValueError) as exc:
         _err(f"pdtui up: {exc}")
         return 2
+    from pdtui.clipaths import input_file_problem
+
+    if problem := input_file_problem(path):  # one line, like every CLI path error
+        _err(f"pdtui up: {args.profile}: {problem}")
+        return 2
     validation = validate_file(path)
     for problem in validation.problems:
         _err(problem.format(str(path)))

@@ -275,7 +275,7 @@ class StartMixin(SupervisorBase):
     def _write_argv_file(self, spec: LaunchSpec) -> None:
         from pdtui.model.files import atomic_write
 
-        record = {"argv": list(spec.argv), "env": mask_env(spec.env), "time": time.time()}
+        record = {"argv": list(spec.argv), "env": mask_env(spec.env, spec.secret_keys), "time": time.time()}
         try:
             atomic_write(self.run_dir / f"{spec.name}.argv.json", json.dumps(record, indent=2) + "\n")
         except OSError as exc:

@@ -49,7 +49,9 @@ class WatchdogLink:
             return
         read_end, write_end = os.pipe()  # both non-inheritable: later children never hold them
         try:
-            with open(self.run_dir / "watchdog.log", "ab") as log_file:
+            from pdtui.runtime.processes import open_private_log
+
+            with open_private_log(self.run_dir / "watchdog.log") as log_file:
                 self._proc = subprocess.Popen(
                     [sys.executable, "-m", "pdtui.runtime.watchdog", str(self.run_dir), *(["--detached"] if detached else [])],
                     stdin=read_end, stdout=log_file, stderr=subprocess.STDOUT,
