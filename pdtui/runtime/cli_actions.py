@@ -96,8 +96,9 @@ def _down_all() -> int:
     """Every live run, then every process left that carries a run marker (orphans)."""
     from pdtui.runtime import AttachError, find_runs
 
-    ok = True
+    ok, acted = True, False
     for run in find_runs(live_only=True):
+        acted = True
         try:
             done, message = _act(run.path, "stop", 120)
         except AttachError as exc:
@@ -109,7 +110,10 @@ def _down_all() -> int:
     for run_name in sorted(marked_runs()):
         swept = _sweep(run_name)
         if swept:
+            acted = True
             _err(f"{run_name}:{swept}")
+    if not acted:
+        _err("nothing to stop: no live run, no process with a pdtui run marker")
     return 0 if ok else 1
 
 
