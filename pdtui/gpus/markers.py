@@ -76,7 +76,7 @@ def _read_environ_marker(pid: int) -> tuple[str, str, str | None] | None:
 
 def find_marked(run_name: str | None = None, instance: str | None = None, root: str | None = None) -> list[MarkedProcess]:
     """Live (not zombie) processes carrying a run marker, optionally of one run / instance /
-    runs folder (a process that names no folder matches any)."""
+    runs folder (with a folder, only processes that name that very folder)."""
     import psutil
 
     me = os.getpid()
@@ -90,7 +90,7 @@ def find_marked(run_name: str | None = None, instance: str | None = None, root: 
         marker = _read_environ_marker(pid)
         if marker is None or (run_name is not None and marker[0] != run_name) or (instance is not None and marker[1] != instance):
             continue
-        if root is not None and marker[2] is not None and marker[2] != root:
+        if root is not None and marker[2] != root:
             continue
         try:
             proc = psutil.Process(pid)
