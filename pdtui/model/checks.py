@@ -16,7 +16,7 @@ from pathlib import Path
 from pdtui.model import compat, effective, envchecks
 from pdtui.model.ports import port_claims
 from pdtui.model.problems import Problem
-from pdtui.model.schema import DecoderSpec, InstanceSpec, ModelShape, Profile
+from pdtui.model.schema import InstanceSpec, ModelShape, Profile
 from pdtui.model.secret import (
     MASK,
     is_secret,

@@ -25,7 +25,8 @@ import inspect
 import logging
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable, Union
+from typing import Union
+from collections.abc import Awaitable, Callable, Iterable
 
 import aiohttp
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Iterator
+from collections.abc import Iterator
 
 __all__ = ["DEFAULT_CAPACITY", "RingSeries", "SeriesStore"]
 

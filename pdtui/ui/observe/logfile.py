@@ -15,10 +15,9 @@ import os
 import re
 import threading
 from array import array
-from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from pdtui.telemetry.logparse import parse_header
 
