@@ -21,8 +21,8 @@ from rich.console import Console
 from textual.app import App
 
 from pdtui.loadgen.client import stream_completion
-from pdtui.loadgen.events_reader import ProxyEventsReader
-from pdtui.loadgen.pairs import PairStats
+from pdtui.telemetry.events_reader import ProxyEventsReader
+from pdtui.telemetry.pairs import PairStats
 from pdtui.ui.observe import ObservedInstance, ObserveScreen
 from pdtui.ui.observe.kvview import KvTransferView
 from tests.observe.test_logpane import wait_for

@@ -25,7 +25,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Input, Log, Static
 
-from pdtui.ui.observe.logfile import LogFollower, ViewFilter
+from pdtui.telemetry.logtail import LogFollower, ViewFilter
 from pdtui.ui.observe.logstyle import LogHighlighter, display_line, wrap_line
 
 __all__ = ["LEVEL_NAMES", "LogPane"]

@@ -25,16 +25,16 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from pdtui.loadgen.events_reader import ProxyEventsReader
-from pdtui.loadgen.pairs import PairStats
-from pdtui.loadgen.stages import ProxyStageTracker
+from pdtui.telemetry.events_reader import ProxyEventsReader
+from pdtui.telemetry.pairs import PairStats
+from pdtui.telemetry.stages import ProxyStageTracker
 from pdtui.telemetry.derive import Deriver
 from pdtui.telemetry.logparse import LogScanner
 from pdtui.telemetry.series import SeriesStore
-from pdtui.ui.observe.kvstats import KvTransferStats, url_namer
+from pdtui.telemetry.kvstats import KvTransferStats, url_namer
 from pdtui.ui.observe.kvview import KvTransferView
 from pdtui.ui.observe.latency import LatencyView
-from pdtui.ui.observe.logfile import LogFollower
+from pdtui.telemetry.logtail import LogFollower
 from pdtui.ui.observe.logpane import LogPane
 from pdtui.ui.observe.playground import Playground
 
