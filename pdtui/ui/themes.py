@@ -16,6 +16,8 @@ a shipped theme replaces it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +50,7 @@ def theme_from_dict(data: object, source: str) -> tuple[Theme | None, list[str]]
     for key in data:
         if key not in allowed:
             problems.append(f"{source}: unknown field {key!r}; valid: {', '.join(sorted(allowed))}")
-    kwargs: dict[str, object] = {"name": name}
+    kwargs: dict[str, Any] = {"name": name}  # checked field by field above Theme(**kwargs)
     for field_name in COLOUR_FIELDS:
         value = data.get(field_name)
         if value is None:
@@ -78,7 +80,7 @@ def theme_from_dict(data: object, source: str) -> tuple[Theme | None, list[str]]
                 kwargs[number] = float(value)
             else:
                 problems.append(f"{source}: {number}: must be a number between 0 and 1, got {value!r}")
-    return Theme(**kwargs), problems  # type: ignore[arg-type]
+    return Theme(**kwargs), problems
 
 
 def load_theme_file(path: Path) -> tuple[Theme | None, list[str]]:

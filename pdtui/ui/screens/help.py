@@ -12,10 +12,11 @@ from pdtui.ui import keys, paths
 
 SCOPE_TITLES = {
     "app": "Everywhere",
-    "dashboard": "Dashboard",
+    "dashboard": "Cockpit",
     "editor": "Deployment editor",
     "picker": "GPU picker",
     "instance": "Instance details",
+    "observe": "Observe screen (also 1-9: the tabs in order)",
 }
 
 

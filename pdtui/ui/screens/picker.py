@@ -19,6 +19,7 @@ from pdtui.ui import format as fmt
 from pdtui.ui.bindings import bindings_for
 from pdtui.ui.document import ProfileDocument
 from pdtui.ui.gpu_feed import GpuReading
+from pdtui.ui.session import session_of
 from pdtui.ui.widgets.diff_table import DiffTable
 
 PICKER_COLUMNS = ("", "GPU", "Util", "Memory", "Note")
@@ -95,7 +96,7 @@ class GpuPickerScreen(ModalScreen[list[int] | None]):
         self.refresh_rows()
 
     def refresh_rows(self) -> None:
-        reading: GpuReading | None = self.app.gpu_reading  # type: ignore[attr-defined]
+        reading: GpuReading | None = session_of(self.app).gpu_reading
         table = self.query_one("#picker-table", DiffTable)
         summary = self.query_one("#picker-summary", Static)
         if reading is None:
@@ -146,7 +147,7 @@ class GpuPickerScreen(ModalScreen[list[int] | None]):
             )
             return
         else:
-            reading = self.app.gpu_reading  # type: ignore[attr-defined]
+            reading = session_of(self.app).gpu_reading
             if reading is not None:
                 note, style = gpu_note(index, reading, gpu_claims(self.doc, self.key, self.index), self.chosen, self.tp_size)
                 if style == "red" or style == "yellow":

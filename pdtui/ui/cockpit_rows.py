@@ -1,0 +1,155 @@
+"""The cockpit's rows, from the session's store (no widgets; tested without an app).
+
+GPU rows: utilisation and memory now plus their history; instance rows: state, req/s,
+tokens/s, KV-cache use, each history on a scale shared by the column; the KV-transfer
+strip: one row per prefiller -> decoder pair from the monitor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+from rich.text import Text
+
+from pdtui.ui import format as fmt
+from pdtui.ui import rows as rowfmt
+from pdtui.ui.spark import shared_max, sparkline
+
+if TYPE_CHECKING:
+    from pdtui.gpus.snapshot import GpuInventory
+    from pdtui.telemetry.monitor import DeploymentMonitor
+    from pdtui.telemetry.series import SeriesStore
+
+__all__ = ["GPU_COLUMNS", "INSTANCE_COLUMNS", "gpu_rows", "history_width", "instance_rows", "kv_strip"]
+
+GPU_COLUMNS = ("GPU", "Util", "Util history", "Memory", "Mem history", "Temp", "Power", "Held by")
+INSTANCE_COLUMNS = ("Instance", "Role", "State", "Up", "Req/s", "Tok/s", "Tok/s history", "KV", "KV history", "Run/Wait")
+HISTORY_S = 300.0  # what a history cell covers: the last five minutes
+
+
+def history_width(screen_width: int) -> int:
+    """Sparkline cells grow with the terminal: 8 at 80 columns, 30 at 250."""
+    if screen_width >= 200:
+        return 30
+    if screen_width >= 150:
+        return 20
+    if screen_width >= 110:
+        return 12
+    return 8
+
+
+def _values(store: SeriesStore, name: str) -> list[float]:
+    return store.values(name, HISTORY_S, now=None)
+
+
+def _rate(value: float | None, digits: str = "{:.1f}") -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    return digits.format(value)
+
+
+def gpu_rows(inventory: GpuInventory, holders: Mapping[int, str], store: SeriesStore, width: int
+             ) -> list[tuple[str, tuple[object, ...]]]:
+    out: list[tuple[str, tuple[object, ...]]] = []
+    for gpu in inventory.gpus:
+        if gpu.lost:
+            lost = Text(f"LOST: {gpu.lost_reason or 'GPU is lost'}", style="bold red")
+            out.append((f"gpu-{gpu.index}", (f"{gpu.index} {rowfmt._short_name(gpu.name)}", lost, "", "", "", "", "", holders.get(gpu.index, ""))))
+            continue
+        util = gpu.utilization_gpu
+        util_pct = None if fmt.missing(util) else float(util)
+        mem_pct = fmt.percent_of(gpu.memory_used, gpu.memory_total)
+        util_hist = sparkline(_values(store, f"gpu/{gpu.index}/util"), width, 100.0)
+        mem_hist = sparkline(_values(store, f"gpu/{gpu.index}/mem"), width, 100.0)
+        out.append((f"gpu-{gpu.index}", (
+            f"{gpu.index} {rowfmt._short_name(gpu.name)}",
+            Text(fmt.number(util, "{:>3.0f}", "%"), style=rowfmt._load_style(util_pct)),
+            Text(util_hist, style=rowfmt._load_style(util_pct)),
+            Text(f"{fmt.memory_pair(gpu.memory_used, gpu.memory_total):>8}", style=rowfmt._load_style(mem_pct)),
+            Text(mem_hist, style=rowfmt._load_style(mem_pct)),
+            fmt.number(gpu.temperature_c, "{:.0f}", "C"),
+            fmt.number(gpu.power_draw_w, "{:.0f}", "W"),
+            holders.get(gpu.index, "") or "-",
+        )))
+    return out
+
+
+def _tokens(store: SeriesStore, name: str) -> tuple[float | None, list[float]]:
+    """Tokens/s in + out (a prefiller's are prompt tokens, a decoder's generated ones)."""
+    prompt = _values(store, f"{name}/prompt_tokens_per_s")
+    gen = _values(store, f"{name}/generation_tokens_per_s")
+    n = max(len(prompt), len(gen))
+    prompt = [math.nan] * (n - len(prompt)) + prompt
+    gen = [math.nan] * (n - len(gen)) + gen
+    merged = [a + b if not (math.isnan(a) and math.isnan(b)) else math.nan
+              for a, b in ((0.0 if math.isnan(p) and not math.isnan(g) else p, 0.0 if math.isnan(g) and not math.isnan(p) else g)
+                           for p, g in zip(prompt, gen))]
+    latest = next((v for v in reversed(merged) if not math.isnan(v)), None)
+    return latest, merged
+
+
+def instance_rows(found: list[rowfmt.InstanceRowData], store: SeriesStore, width: int
+                  ) -> list[tuple[str, tuple[object, ...]]]:
+    tokens = {r.name: _tokens(store, r.name) for r in found if r.role != "proxy"}
+    kv = {r.name: _values(store, f"{r.name}/kv_cache_usage") for r in found if r.role != "proxy"}
+    tok_max = shared_max([hist for _, hist in tokens.values()])
+    out: list[tuple[str, tuple[object, ...]]] = []
+    for row in found:
+        live = row.state == "ready"
+        if row.role == "proxy":
+            req = store.latest("proxy/requests_per_s") if live else None
+            cells: tuple[object, ...] = (row.name, "proxy", rowfmt.state_text(row, 18), fmt.duration(row.uptime_s),
+                                         _rate(req), "-", "", "-", "", "-")
+            out.append((row.name, cells))
+            continue
+        tok_now, tok_hist = tokens[row.name]
+        kv_now = store.latest(f"{row.name}/kv_cache_usage") if live else None
+        running, waiting = store.latest(f"{row.name}/running"), store.latest(f"{row.name}/waiting")
+        run_wait = f"{fmt.maybe_float(running)}/{fmt.maybe_float(waiting)}" if live and running is not None else "-"
+        cells = (
+            row.name,
+            {"prefiller": "P", "decoder": "D"}.get(row.role, row.role),
+            rowfmt.state_text(row, 18),
+            fmt.duration(row.uptime_s),
+            _rate(store.latest(f"{row.name}/request_rate") if live else None),
+            _rate(tok_now if live else None, "{:.0f}"),
+            Text(sparkline(tok_hist, width, tok_max or None), style="cyan"),
+            "-" if kv_now is None else f"{kv_now * 100:.0f}%",
+            Text(sparkline(kv[row.name], width, 1.0), style="magenta"),
+            run_wait,
+        )
+        out.append((row.name, cells))
+    return out
+
+
+def kv_strip(monitor: DeploymentMonitor | None, width: int) -> Table | str:
+    """Per prefiller -> decoder pair: transfers/s, GB/s, hit rate, kv_wait p50/p99, history."""
+    if monitor is None:
+        return "KV transfer: nothing running (u launches the deployment)"
+    pairs = monitor.pair_rows()
+    if not pairs:
+        problem = monitor.events_problem()
+        return "KV transfer: " + (problem or "no request through the proxy yet")
+    table = Table(box=None, expand=True, padding=(0, 1), show_edge=False, header_style="bold")
+    for column, justify in (("KV transfer P → D", "left"), ("xfer/s", "right"), ("GB/s", "right"), ("hit", "right"),
+                            ("kv_wait p50", "right"), ("p99", "right"), ("xfer/s history", "left")):
+        table.add_column(column, justify=justify, no_wrap=True)
+    store = monitor.store
+    from pdtui.telemetry.monitor import pair_key
+
+    for p in pairs:
+        key = pair_key(p.prefiller, p.decoder)
+        hist = store.values(f"{key}/requests_per_s", HISTORY_S)
+        table.add_row(
+            f"{p.prefiller} → {p.decoder}",
+            f"{p.requests_per_s:.2f}",
+            "-" if p.est_gbps is None else f"{p.est_gbps:.2f}",
+            "-" if p.decoder_hit_rate is None else f"{p.decoder_hit_rate * 100:.0f}%",
+            "-" if p.kv_wait_p50_ms is None else f"{p.kv_wait_p50_ms:.1f} ms",
+            "-" if p.kv_wait_p99_ms is None else f"{p.kv_wait_p99_ms:.1f} ms",
+            Text(sparkline(hist, width), style="green"),
+        )
+    return table
