@@ -135,7 +135,7 @@ class CockpitLogs(Vertical):
         self.following = name
         follower = monitor.follower(name)
         pane = LogPane(follower.path, title=name, follower=follower.view(), save_dir=monitor.run_dir,
-                       window=2000, id="cockpit-log")
+                       window=2000)
         self._replace(pane)
 
     def show_all(self) -> None:
@@ -143,7 +143,7 @@ class CockpitLogs(Vertical):
             return
         self.all = True
         self.following = None
-        self._replace(MergedLog(self.monitor, id="cockpit-log"))
+        self._replace(MergedLog(self.monitor))
 
     def toggle_all(self, selected: str | None) -> None:
         if self.all:
