@@ -26,19 +26,16 @@ if TYPE_CHECKING:
 __all__ = ["GPU_COLUMNS", "INSTANCE_COLUMNS", "gpu_rows", "history_width", "instance_rows", "kv_strip"]
 
 GPU_COLUMNS = ("GPU", "Util", "Util history", "Memory", "Mem history", "Temp", "Power", "Held by")
-INSTANCE_COLUMNS = ("Instance", "Role", "State", "Up", "Req/s", "Tok/s", "Tok/s history", "KV", "KV history", "Run/Wait")
+INSTANCE_COLUMNS = ("Instance", "Role", "State", "Up", "Req/s", "Tok/s", "Tok/s history", "KV", "KV history")
+# Cells besides the two history columns, with DataTable's padding: what a box needs first.
+GPU_FIXED_WIDTH = 60
+INSTANCE_FIXED_WIDTH = 66
 HISTORY_S = 300.0  # what a history cell covers: the last five minutes
 
 
-def history_width(screen_width: int) -> int:
-    """Sparkline cells grow with the terminal: 8 at 80 columns, 30 at 250."""
-    if screen_width >= 200:
-        return 30
-    if screen_width >= 150:
-        return 20
-    if screen_width >= 110:
-        return 12
-    return 8
+def history_width(box_width: int, fixed: int) -> int:
+    """Each of a table's two history columns gets half of what its box has left, 6..40."""
+    return max(6, min(40, (box_width - fixed) // 2))
 
 
 def _values(store: SeriesStore, name: str) -> list[float]:
@@ -101,28 +98,31 @@ def instance_rows(found: list[rowfmt.InstanceRowData], store: SeriesStore, width
         live = row.state == "ready"
         if row.role == "proxy":
             req = store.latest("proxy/requests_per_s") if live else None
-            cells: tuple[object, ...] = (row.name, "proxy", rowfmt.state_text(row, 18), fmt.duration(row.uptime_s),
-                                         _rate(req), "-", "", "-", "", "-")
+            cells: tuple[object, ...] = (row.name, "proxy", rowfmt.state_text(row, 14), fmt.duration(row.uptime_s),
+                                         _rate(req), "-", "", "-", "")
             out.append((row.name, cells))
             continue
         tok_now, tok_hist = tokens[row.name]
         kv_now = store.latest(f"{row.name}/kv_cache_usage") if live else None
-        running, waiting = store.latest(f"{row.name}/running"), store.latest(f"{row.name}/waiting")
-        run_wait = f"{fmt.maybe_float(running)}/{fmt.maybe_float(waiting)}" if live and running is not None else "-"
         cells = (
             row.name,
             {"prefiller": "P", "decoder": "D"}.get(row.role, row.role),
-            rowfmt.state_text(row, 18),
+            rowfmt.state_text(row, 14),
             fmt.duration(row.uptime_s),
             _rate(store.latest(f"{row.name}/request_rate") if live else None),
             _rate(tok_now if live else None, "{:.0f}"),
             Text(sparkline(tok_hist, width, tok_max or None), style="cyan"),
             "-" if kv_now is None else f"{kv_now * 100:.0f}%",
             Text(sparkline(kv[row.name], width, 1.0), style="magenta"),
-            run_wait,
         )
         out.append((row.name, cells))
     return out
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
 
 
 def kv_strip(monitor: DeploymentMonitor | None, width: int) -> Table | str:
@@ -134,22 +134,28 @@ def kv_strip(monitor: DeploymentMonitor | None, width: int) -> Table | str:
         problem = monitor.events_problem()
         return "KV transfer: " + (problem or "no request through the proxy yet")
     table = Table(box=None, expand=True, padding=(0, 1), show_edge=False, header_style="bold")
-    for column, justify in (("KV transfer P → D", "left"), ("xfer/s", "right"), ("GB/s", "right"), ("hit", "right"),
-                            ("kv_wait p50", "right"), ("p99", "right"), ("xfer/s history", "left")):
+    narrow = width < 100  # 80 columns: short headers, no history, names in full
+    history = 0 if narrow else min(40, width - 80)
+    columns = [("KV P → D", "left"), ("xfer/s", "right"), ("GB/s", "right"), ("hit", "right"),
+               ("kv p50" if narrow else "kv_wait p50", "right"), ("kv p99" if narrow else "kv_wait p99", "right")]
+    if history >= 6:
+        columns.append(("xfer/s history", "left"))
+    for column, justify in columns:
         table.add_column(column, justify=justify, no_wrap=True)
     store = monitor.store
     from pdtui.telemetry.monitor import pair_key
 
     for p in pairs:
-        key = pair_key(p.prefiller, p.decoder)
-        hist = store.values(f"{key}/requests_per_s", HISTORY_S)
-        table.add_row(
+        cells: list[object] = [
             f"{p.prefiller} → {p.decoder}",
             f"{p.requests_per_s:.2f}",
-            "-" if p.est_gbps is None else f"{p.est_gbps:.2f}",
+            "-" if p.est_gbps is None else f"{p.est_gbps:.2g}",
             "-" if p.decoder_hit_rate is None else f"{p.decoder_hit_rate * 100:.0f}%",
-            "-" if p.kv_wait_p50_ms is None else f"{p.kv_wait_p50_ms:.1f} ms",
-            "-" if p.kv_wait_p99_ms is None else f"{p.kv_wait_p99_ms:.1f} ms",
-            Text(sparkline(hist, width), style="green"),
-        )
+            _ms(p.kv_wait_p50_ms),
+            _ms(p.kv_wait_p99_ms),
+        ]
+        if history >= 6:
+            hist = store.values(f"{pair_key(p.prefiller, p.decoder)}/requests_per_s", HISTORY_S)
+            cells.append(Text(sparkline(hist, min(history, 40)), style="green"))
+        table.add_row(*cells)
     return table

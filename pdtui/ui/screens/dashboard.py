@@ -74,8 +74,9 @@ class CockpitScreen(Screen):
         self._refresh_health(self._instance_rows())
 
     # --- reading the session -----------------------------------------------------------
-    def _width(self) -> int:
-        return cockpit_rows.history_width(self.size.width or 80)
+    def _width(self, box: str = "#instance-box", fixed: int = cockpit_rows.INSTANCE_FIXED_WIDTH) -> int:
+        width = self.query_one(box).size.width or self.size.width or 80
+        return cockpit_rows.history_width(width - 2, fixed)
 
     def _instance_rows(self) -> tuple[list[rowfmt.InstanceRowData], str | None, str | None]:
         status = self.session.status()
@@ -98,7 +99,7 @@ class CockpitScreen(Screen):
         table.set_rows(cockpit_rows.instance_rows(found[0], self.session.store, self._width()))
         self._refresh_health(found)
         monitor = self.session.monitor
-        self.query_one("#kv-strip", Static).update(cockpit_rows.kv_strip(monitor, self._width()))
+        self.query_one("#kv-strip", Static).update(cockpit_rows.kv_strip(monitor, self.query_one("#kv-strip").size.width or self.size.width))
         self.query_one(CockpitLogs).attach(monitor, self._log_target())
 
     def _refresh_title(self) -> None:
@@ -118,7 +119,8 @@ class CockpitScreen(Screen):
         if reading is None:
             return
         holders = rowfmt.gpu_holders(reading.processes)
-        rows = cockpit_rows.gpu_rows(reading.inventory, holders, self.session.store, self._width())
+        width = self._width("#gpu-box", cockpit_rows.GPU_FIXED_WIDTH)
+        rows = cockpit_rows.gpu_rows(reading.inventory, holders, self.session.store, width)
         self.query_one("#gpu-table", DiffTable).set_rows(rows)
 
     def _refresh_health(self, found: tuple[list[rowfmt.InstanceRowData], str | None, str | None]) -> None:

@@ -1,5 +1,6 @@
-"""The cockpit's log box: the selected instance's `LogPane` (the full log screen's pane,
-same keys), or every instance interleaved with a colour per instance (`a` switches).
+"""The cockpit's log box: every instance interleaved with a colour per instance (the
+default: the whole deployment at a glance), or the selected instance's `LogPane` (the
+full log screen's pane, same keys; `a` switches, then the selection moves it).
 
 Both read the deployment monitor's one tail of each file through their own views; the
 box never opens a file for new lines. Pdtui's own /health and /metrics polling is hidden
@@ -106,7 +107,7 @@ class CockpitLogs(Vertical):
         super().__init__(id=id)
         self.monitor: DeploymentMonitor | None = None
         self.following: str | None = None  # instance name; None with "all"
-        self.all = False
+        self.all = True
 
     def compose(self) -> ComposeResult:
         yield Static("logs: launch the deployment (u) to follow its instances here", id="log-placeholder")
