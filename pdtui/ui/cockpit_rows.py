@@ -25,11 +25,12 @@ if TYPE_CHECKING:
 
 __all__ = ["GPU_COLUMNS", "INSTANCE_COLUMNS", "gpu_rows", "history_width", "instance_rows", "kv_strip"]
 
-GPU_COLUMNS = ("GPU", "Util", "Util history", "Memory", "Mem history", "Temp", "Power", "Held by")
-INSTANCE_COLUMNS = ("Instance", "Role", "State", "Up", "Req/s", "Tok/s", "Tok/s history", "KV", "KV history")
+# "5m": the history cells show the last five minutes.
+GPU_COLUMNS = ("GPU", "Util", "Util 5m", "Memory", "Mem 5m", "Temp", "Power", "Held by")
+INSTANCE_COLUMNS = ("Instance", "Role", "State", "Up", "Req/s", "Tok/s", "Tok/s 5m", "KV", "KV 5m")
 # Cells besides the two history columns, with DataTable's padding: what a box needs first.
-GPU_FIXED_WIDTH = 60
-INSTANCE_FIXED_WIDTH = 66
+GPU_FIXED_WIDTH = 62
+INSTANCE_FIXED_WIDTH = 64
 HISTORY_S = 300.0  # what a history cell covers: the last five minutes
 
 
@@ -139,7 +140,7 @@ def kv_strip(monitor: DeploymentMonitor | None, width: int) -> Table | str:
     columns = [("KV P → D", "left"), ("xfer/s", "right"), ("GB/s", "right"), ("hit", "right"),
                ("kv p50" if narrow else "kv_wait p50", "right"), ("kv p99" if narrow else "kv_wait p99", "right")]
     if history >= 6:
-        columns.append(("xfer/s history", "left"))
+        columns.append(("xfer/s 5m", "left"))
     for column, justify in columns:
         table.add_column(column, justify=justify, no_wrap=True)
     store = monitor.store
