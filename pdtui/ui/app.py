@@ -27,11 +27,11 @@ from pdtui.ui.control import DeploymentControl, SupervisorEvent, detached_runs
 from pdtui.ui.screens.dashboard import CockpitScreen
 from pdtui.ui.session import Session
 from pdtui.ui.settings import UiSettings, load_settings
-from pdtui.ui.themes import DEFAULT_THEME, load_themes
+from pdtui.ui.themes import install_themes, theme_names
 
 if TYPE_CHECKING:
     from pdtui.gpus.source import GpuSource
-    from pdtui.ui.gpu_feed import GpuFeed, GpuReading, GpuUpdate
+    from pdtui.ui.gpu_feed import GpuFeed, GpuUpdate
 
 
 class PdtuiApp(App):
@@ -63,7 +63,7 @@ class PdtuiApp(App):
         self._start_feeds = start_feeds
         self._attach_run = attach_run  # re-attach to this run at start, without asking
         self.first_screen_at: float | None = None
-        self._apply_theme_before_first_parse()
+        self._startup_problems += install_themes(self, self.settings.theme)
 
     # What tests, the editor and the benchmarks read: the session's.
     control = property(lambda self: self.session.control)
@@ -77,20 +77,6 @@ class PdtuiApp(App):
     def document(self, value: Any) -> None:
         self.session.document = value
 
-    def _apply_theme_before_first_parse(self) -> None:
-        """Theme files registered and chosen before any CSS is parsed: setting `App.theme`
-        later re-parses every stylesheet, which cost the first frame tens of ms."""
-        loaded = load_themes()
-        self._startup_problems += loaded.problems
-        for theme in loaded.themes.values():
-            self.register_theme(theme)
-        wanted = self.settings.theme
-        if wanted not in self.available_themes:
-            self._startup_problems.append(f"theme {wanted!r} not found; available: {', '.join(self.theme_names())}")
-            wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
-        self.theme = wanted
-        self.stylesheet.set_variables(self.get_css_variables())
-
     def get_default_screen(self) -> Screen:
         return CockpitScreen(self.session)  # the bottom of the stack: no blank screen first
 
@@ -102,7 +88,12 @@ class PdtuiApp(App):
     async def _after_first_paint(self) -> None:
         """Paint first, then load the profile (pydantic is slow to import) and start feeds."""
         self.first_screen_at = time.monotonic()
-        await asyncio.to_thread(self._open_initial_profile)
+        if self.profile_path is None and self.demo:
+            from pdtui.model.presets import resolve_profile_path
+
+            self.profile_path = resolve_profile_path("demo")
+        if self.profile_path is not None:
+            self._startup_problems += await asyncio.to_thread(self.session.open_profile, self.profile_path)
         self.refresh_dashboard()
         for problem in self._startup_problems:
             self.notify(problem, severity="warning", timeout=10)
@@ -113,22 +104,6 @@ class PdtuiApp(App):
             self.commands.attach(self._attach_run)
         elif self._offer_reattach:
             self.run_worker(self._look_for_detached_runs, thread=True, group="reattach", exit_on_error=False)
-
-    def _open_initial_profile(self) -> None:
-        from pdtui.model.presets import resolve_profile_path
-        from pdtui.ui.document import ProfileDocument
-
-        if self.profile_path is None:
-            self.profile_path = resolve_profile_path("demo") if self.demo else None
-        if self.profile_path is None:
-            return
-        try:
-            self.document = ProfileDocument.open(self.profile_path)
-        except OSError as exc:
-            self._startup_problems.append(f"cannot open profile {self.profile_path}: {exc.strerror or exc}")
-            return
-        if self.document.load_error:
-            self._startup_problems.append(self.document.load_error)
 
     def _start_gpu_feed(self) -> None:
         from pdtui.ui import gpu_feed
@@ -245,13 +220,8 @@ class PdtuiApp(App):
             self.install_screen(EditorScreen(), name="editor")
         self.push_screen("editor")
 
-    def theme_names(self) -> list[str]:
-        ours = [n for n in self.available_themes if n.startswith("pdtui-")]
-        user = [n for n in self.available_themes if n not in ours and not n.startswith("textual-") and n in load_themes().themes]
-        return sorted(ours) + sorted(user)
-
     def action_next_theme(self) -> None:
-        names = self.theme_names() or list(self.available_themes)
+        names = theme_names(self) or list(self.available_themes)
         current = names.index(self.theme) if self.theme in names else -1
         self.theme = names[(current + 1) % len(names)]
         self.notify(f"theme: {self.theme}", timeout=2)
@@ -277,7 +247,7 @@ class PdtuiApp(App):
         yield SystemCommand("Deployment editor", "Edit the profile: instances, GPUs, ports", self.action_show_editor)
         yield SystemCommand("Help: keys", "Every key binding", self.action_help)
         yield SystemCommand("Quit", "Quit (asks whether to stop or detach a running deployment)", self.action_quit_app)
-        for name in self.theme_names():
+        for name in theme_names(self):
             yield SystemCommand(f"Theme: {name}", f"Switch to the {name} theme", lambda n=name: setattr(self, "theme", n))
         handler = getattr(screen, "palette_commands", None)
         if handler is not None:

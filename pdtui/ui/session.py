@@ -47,6 +47,18 @@ class Session:
         doc = self.document
         return doc.validation.profile if doc is not None and doc.validation.ok else None
 
+    def open_profile(self, path: Path) -> list[str]:
+        """Read and validate the profile (blocking: pydantic and the checks take a while,
+        so it runs on a thread); the problems to show, if any."""
+        from pdtui.ui.document import ProfileDocument
+
+        try:
+            self.document = ProfileDocument.open(path)
+        except OSError as exc:
+            self.document = None
+            return [f"cannot open profile {path}: {exc.strerror or exc}"]
+        return [self.document.load_error] if self.document.load_error else []
+
     def record_gpus(self, reading: GpuReading, now: float | None = None) -> None:
         """GPU history: utilisation (%) and memory used (%) per GPU, into the store."""
         t = time.time() if now is None else now
