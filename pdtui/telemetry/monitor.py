@@ -14,7 +14,10 @@ screens are open:
   stays open), feeding a `LogScanner` per instance into `KvTransferStats`; panes take
   `follower(name).view()`s and never read the file for new lines themselves;
 - one `Scraper` over every target (each engine's /metrics, the proxy's, LMCache's internal
-  API servers where enabled), into a `Deriver` (rates, quantiles) and a `ProxyStageTracker`;
+  API servers where enabled), into a `Deriver` (rates, quantiles) and a `ProxyStageTracker`:
+  every `scrape_interval_s` (1 s) while there is traffic (a request event from the proxy,
+  or running/waiting/req/s above 0), every `idle_scrape_interval_s` (10 s) when there is
+  none -- an idle engine's counters do not move, and traffic wakes the scraper at once;
 - the proxy's `/events` reader into `PairStats`;
 - a 1 s sampler that records what the screens chart: per-instance KV transfers/s and GB/s,
   per-pair requests/s and kv_wait p50/p99;
@@ -54,6 +57,7 @@ _log = logging.getLogger(__name__)
 
 HOUR_AT_1S = 3600
 SAMPLE_INTERVAL_S = 1.0
+TAIL_BUSY_S = 0.25  # a human reads no faster; our own polling makes the files grow all the time
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,8 @@ def pair_key(prefiller: str, decoder: str) -> str:
 class DeploymentMonitor:
     def __init__(self, instances: Iterable[MonitoredInstance], proxy_url: str | None = None, *,
                  store: SeriesStore | None = None, scrape_interval_s: float = 1.0,
-                 tail_interval_s: float = 0.2, sample_interval_s: float = SAMPLE_INTERVAL_S,
+                 idle_scrape_interval_s: float | None = 10.0,
+                 tail_interval_s: float = 1.0, sample_interval_s: float = SAMPLE_INTERVAL_S,
                  scrape: bool = True, run_dir: str | None = None) -> None:
         self.instances = list(instances)
         self.proxy_url = proxy_url
@@ -90,8 +95,10 @@ class DeploymentMonitor:
         self._followers: dict[str, LogFollower] = {}
         for inst in self.instances:
             self._followers[inst.name] = self._make_follower(inst)
-        self._scraper = Scraper(self._targets(), interval_s=scrape_interval_s, on_result=self._ingest) if scrape else None
-        self.events_reader = ProxyEventsReader(proxy_url, on_line=self.pair_stats.feed_line) if proxy_url else None
+        idle = idle_scrape_interval_s if idle_scrape_interval_s is None or idle_scrape_interval_s >= scrape_interval_s else None
+        self._scraper = Scraper(self._targets(), interval_s=scrape_interval_s, on_result=self._ingest,
+                                idle_interval_s=idle) if scrape else None
+        self.events_reader = ProxyEventsReader(proxy_url, on_line=self._on_event_line) if proxy_url else None
         self._latest: dict[str, ScrapeResult] = {}
         self.scrapes = 0  # results ingested (benchmarks, tests)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -244,6 +251,16 @@ class DeploymentMonitor:
             targets.append(ScrapeTarget("proxy", self.proxy_url.rstrip("/") + "/metrics", "proxy", "proxy", ("pdtui_proxy_",)))
         return targets
 
+    def busy(self) -> None:
+        """Traffic seen: scrape at the busy pace (on the monitor's loop)."""
+        if self._scraper is not None:
+            self._scraper.busy()
+
+    def _on_event_line(self, line: bytes) -> None:
+        self.pair_stats.feed_line(line)
+        if b'"stage"' in line:  # a request moving through the proxy (not a heartbeat)
+            self.busy()
+
     def _ingest(self, result: ScrapeResult) -> None:
         self._latest[result.target.name] = result
         self.scrapes += 1
@@ -251,18 +268,26 @@ class DeploymentMonitor:
             if result.snapshot is not None:
                 self.stages.ingest(result.snapshot)
         else:
-            self.deriver.ingest(result)
+            derived = self.deriver.ingest(result)
+            if derived.get("running") or derived.get("waiting") or derived.get("request_rate"):
+                self.busy()  # traffic that did not come through our proxy
 
     async def _tail_loop(self) -> None:
+        """Every file, at 0.25 s while lines come, backing off to `tail_interval_s` when quiet."""
         followers = list(self._followers.values())
+        delay = TAIL_BUSY_S
         while True:
+            grew = False
             for follower in followers:
                 try:
+                    before = follower.total_lines
                     while follower.poll():
                         await asyncio.sleep(0)  # a big backlog: read on, but let the scrapes in
+                    grew = grew or follower.total_lines != before
                 except Exception:  # a parser bug must not stop every other tail
                     _log.exception("tailing %s failed", follower.path)
-            await asyncio.sleep(self.tail_interval_s)
+            delay = TAIL_BUSY_S if grew else min(self.tail_interval_s, delay * 2)
+            await asyncio.sleep(delay)
 
     async def _sample_loop(self) -> None:
         while True:

@@ -126,14 +126,18 @@ def _ms(value: float | None) -> str:
     return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
 
 
-def kv_strip(monitor: DeploymentMonitor | None, width: int) -> Table | str:
-    """Per prefiller -> decoder pair: transfers/s, GB/s, hit rate, kv_wait p50/p99, history."""
+def kv_strip(monitor: DeploymentMonitor | None, width: int) -> tuple[object, Table | str]:
+    """Per prefiller -> decoder pair: transfers/s, GB/s, hit rate, kv_wait p50/p99, history.
+    Returns (key, renderable): the key compares equal when nothing shown changed, so the
+    caller repaints only then."""
     if monitor is None:
-        return "KV transfer: nothing running (u launches the deployment)"
+        text = "KV transfer: nothing running (u launches the deployment)"
+        return text, text
     pairs = monitor.pair_rows()
     if not pairs:
         problem = monitor.events_problem()
-        return "KV transfer: " + (problem or "no request through the proxy yet")
+        text = "KV transfer: " + (problem or "no request through the proxy yet")
+        return text, text
     table = Table(box=None, expand=True, padding=(0, 1), show_edge=False, header_style="bold")
     narrow = width < 100  # 80 columns: short headers, no history, names in full
     history = 0 if narrow else min(40, width - 80)
@@ -146,6 +150,7 @@ def kv_strip(monitor: DeploymentMonitor | None, width: int) -> Table | str:
     store = monitor.store
     from pdtui.telemetry.monitor import pair_key
 
+    key: list[object] = [width]
     for p in pairs:
         cells: list[object] = [
             f"{p.prefiller} → {p.decoder}",
@@ -157,6 +162,7 @@ def kv_strip(monitor: DeploymentMonitor | None, width: int) -> Table | str:
         ]
         if history >= 6:
             hist = store.values(f"{pair_key(p.prefiller, p.decoder)}/requests_per_s", HISTORY_S)
-            cells.append(Text(sparkline(hist, min(history, 40)), style="green"))
-        table.add_row(*cells)
-    return table
+            cells.append(sparkline(hist, min(history, 40)))
+        key.append(tuple(cells))
+        table.add_row(*cells[:6], *(Text(str(c), style="green") for c in cells[6:]))
+    return tuple(key), table

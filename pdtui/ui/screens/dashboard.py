@@ -44,6 +44,8 @@ class CockpitScreen(Screen):
     def __init__(self, session: Session) -> None:
         super().__init__()
         self.session = session
+        self._kv_key: object = None
+        self._gpus_stale = True
 
     def compose(self) -> ComposeResult:
         yield TitleBar(id="title")
@@ -64,14 +66,18 @@ class CockpitScreen(Screen):
         self.set_interval(1.0, self.refresh_all)
 
     def on_screen_resume(self) -> None:
+        self._gpus_stale = True
         self.refresh_all()
 
     def on_deployment_changed(self, _message: DeploymentChanged) -> None:
         self.refresh_all()
 
     def on_gpu_reading_changed(self, _message: GpuReadingChanged) -> None:
-        self._refresh_gpus()
-        self._refresh_health(self._instance_rows())
+        # Painted by the next 1 s refresh (one wake-up a second for everything), except
+        # the first reading, which the operator is waiting for.
+        self._gpus_stale = True
+        if self.query_one("#gpu-table", DiffTable).row_count == 0:
+            self.refresh_all()
 
     # --- reading the session -----------------------------------------------------------
     def _width(self, box: str = "#instance-box", fixed: int = cockpit_rows.INSTANCE_FIXED_WIDTH) -> int:
@@ -93,13 +99,19 @@ class CockpitScreen(Screen):
 
     def refresh_all(self) -> None:
         self._refresh_title()
-        self._refresh_gpus()
+        if self._gpus_stale:
+            self._gpus_stale = False
+            self._refresh_gpus()
         found = self._instance_rows()
         table = self.query_one("#instance-table", DiffTable)
         table.set_rows(cockpit_rows.instance_rows(found[0], self.session.store, self._width()))
         self._refresh_health(found)
         monitor = self.session.monitor
-        self.query_one("#kv-strip", Static).update(cockpit_rows.kv_strip(monitor, self.query_one("#kv-strip").size.width or self.size.width))
+        strip = self.query_one("#kv-strip", Static)
+        key, content = cockpit_rows.kv_strip(monitor, strip.size.width or self.size.width)
+        if key != self._kv_key:  # a Static update lays the screen out again: only on change
+            self._kv_key = key
+            strip.update(content)
         self.query_one(CockpitLogs).attach(monitor, self._log_target())
 
     def _refresh_title(self) -> None:

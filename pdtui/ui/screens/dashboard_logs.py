@@ -23,7 +23,7 @@ from pdtui.ui.observe.logstyle import display_line
 __all__ = ["CockpitLogs", "MergedLog"]
 
 PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
-TICK_S = 0.1
+TICK_S = 0.25  # four times a second: a merged view is for watching, not for reading back
 
 
 class MergedLog(Vertical):
