@@ -55,7 +55,9 @@ def metrics_gets(path) -> int:
 
 def test_one_tail_and_one_scrape_per_interval_with_every_screen_open(deployment):  # noqa: F811
     ready(deployment)
-    monitor = DeploymentMonitor(instances_of(deployment), deployment.proxy_url, scrape_interval_s=1.0).start()
+    # A fixed 1 s pace (no idle back-off) so the count is exact whatever the traffic.
+    monitor = DeploymentMonitor(instances_of(deployment), deployment.proxy_url, scrape_interval_s=1.0,
+                                idle_scrape_interval_s=None).start()
     try:
         # Every screen open at once: the cockpit, the full log screen and a second pane
         # of each file, each with its own view (and filter) of the one follower.
@@ -103,6 +105,25 @@ def test_history_survives_screens_and_a_load_run_outlives_its_screen(deployment)
         monitor.follower("decoder0").view()  # a new screen opens later
         wait_until(lambda: len(monitor.store.get("decoder0/request_rate")) > n_before, what="more points")
         assert monitor.store.names("pair/"), "no per-pair series"
+    finally:
+        monitor.stop()
+
+
+def test_idle_scrapes_slow_down_and_a_request_wakes_them(deployment):  # noqa: F811
+    ready(deployment)
+    monitor = DeploymentMonitor(instances_of(deployment), deployment.proxy_url, scrape_interval_s=0.5,
+                                idle_scrape_interval_s=30.0)
+    monitor._scraper.busy_hold_s = 2.0
+    monitor.start()
+    try:
+        wait_until(lambda: monitor.latest_scrape("decoder0") is not None, what="a first scrape")
+        wait_until(lambda: monitor._scraper.current_interval() == 30.0, what="the idle pace")
+        t0 = monitor.latest_scrape("decoder0").started_at
+        job = monitor.jobs.start("load", lambda job: run_load(deployment.proxy_url, LoadSpec(requests=2, concurrency=1,
+                                                                                              prompt_tokens=20, output_tokens=2)))
+        assert job.wait(30) and job.error is None
+        # The proxy's request events woke the scraper long before its 30 s idle sleep ended.
+        wait_until(lambda: monitor.latest_scrape("decoder0").started_at > t0, timeout_s=15, what="a woken scrape")
     finally:
         monitor.stop()
 
