@@ -8,8 +8,10 @@ import time so that `pdtui --help` stays fast and never pulls in textual.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
+from pathlib import Path
 
 # Layers that contribute subcommands, in the order they appear in --help.
 _COMMAND_MODULES = (
@@ -45,7 +47,40 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # layer not built yet
         module.register(subparsers)
+    _describe_subcommands(subparsers)
     return parser
+
+
+def _describe_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """`pdtui SUB --help` opens with a sentence even where a layer gave only the one-line
+    help: that line (capitalised) becomes the description."""
+    helps = {action.dest: action.help for action in subparsers._choices_actions}
+    for name, sub in subparsers.choices.items():
+        text = helps.get(name)
+        if not sub.description and text:
+            sub.description = text[:1].upper() + text[1:] + "."
+
+
+def unknown_command(word: str, commands: set[str]) -> str | None:
+    """The message for a first word that is neither a subcommand nor a profile but reads
+    like a mistyped subcommand (`pdtui stauts`) or preset (`pdtui dmeo`); None when it
+    should open as a profile.
+
+    A path that exists, anything that looks like a path or a YAML file, and the name of a
+    shipped preset (`pdtui demo`) always open as a profile."""
+    if "/" in word or word.endswith((".yaml", ".yml")) or Path(word).expanduser().exists():
+        return None
+    from pdtui.model.presets import list_presets
+
+    presets = {path.stem for path in list_presets()}
+    if word in presets:
+        return None
+    match = difflib.get_close_matches(word, sorted(commands | presets), n=1, cutoff=0.6)
+    if not match:
+        return None  # a missing file: the profile path reports it
+    if match[0] in presets:
+        return f"pdtui: profile {word!r} not found — did you mean the preset {match[0]!r}? (`pdtui info` lists them)"
+    return f"pdtui: unknown command {word!r} — did you mean {match[0]!r}? (see `pdtui --help`)"
 
 
 def _subcommand_names(parser: argparse.ArgumentParser) -> set[str]:
@@ -61,12 +96,38 @@ def _version() -> str:
     return f"pdtui {__version__}"
 
 
+# Top-level options that take a value: the word after them is not a command or a profile.
+_OPTIONS_WITH_VALUE = ("-p", "--profile", "--attach")
+
+
+def _first_word(argv: list[str]) -> int | None:
+    """Where the first word that is neither an option nor an option's value stands."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--":
+            return None
+        if word in _OPTIONS_WITH_VALUE:
+            index += 2
+            continue
+        if not word.startswith("-"):
+            return index
+        index += 1
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     commands = _subcommand_names(parser)
-    if argv and not argv[0].startswith("-") and argv[0] not in commands:
-        argv = ["--profile", argv[0], *argv[1:]]  # `pdtui my.yaml` opens it in the TUI
+    first = _first_word(argv)
+    if first is not None and argv[first] not in commands:
+        problem = unknown_command(argv[first], commands)
+        if problem is not None:
+            print(problem, file=sys.stderr)
+            return 2
+        # `pdtui my.yaml` (and `pdtui --demo my.yaml`) opens it in the TUI
+        argv = [*argv[:first], "--profile", *argv[first:]]
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:

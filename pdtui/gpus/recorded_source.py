@@ -4,9 +4,9 @@
   recorded GPUs as they were, stamped with the poll time.
 * Synthesis (`RecordedSource(recording, synthesize_gpus=8)` or `RecordedSource.demo()`,
   kind ``simulated``): N GPUs cloned from the recorded ones, each with its own UUID and
-  bus id, connected through NVSwitch like an HGX board, with a little background
-  utilization that wanders (a seeded random walk: the same seed gives the same
-  sequence of polls).
+  bus id, connected through NVSwitch like an HGX board; an idle GPU reads ~0 %
+  utilization (a seeded random walk, at most 2 %: the same seed gives the same sequence
+  of polls), a GPU that runs simulated engines reads what they report.
 * Either way, `sim_gpu_dir` overlays what the simulated engines report
   (see sim_overlay): their memory, utilization and pids appear on the GPUs they name.
 """
@@ -30,6 +30,7 @@ from pdtui.gpus.snapshot import GpuInventory, GpuProcess, GpuSnapshot, NotAvaila
 _HGX_BUS_IDS = (0x19, 0x3B, 0x4C, 0x5D, 0x9B, 0xBB, 0xCB, 0xDB)
 _HGX_NVLINKS_PER_GPU = 18
 MAX_SYNTHESIZED_GPUS = 64
+IDLE_UTILIZATION_MAX = 2.0  # percent: what an idle simulated GPU may read at most
 
 
 class RecordedSource:
@@ -127,17 +128,18 @@ class RecordedSource:
 
 
 class _UtilizationWalk:
-    """Background load on an otherwise idle GPU: mean-reverting noise around a low
-    per-GPU level, so the demo's bars move without pretending a job is running."""
+    """An idle GPU's reading: mean-reverting noise around a level just under 0, clipped, so
+    an idle card reads 0 % with an occasional 1–2 % blip (a driver poll, a monitoring
+    kernel), as a real one does, and the GPUs that run engines are the ones that stand out."""
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
-        self._level = rng.uniform(0.0, 12.0)
-        self._value = self._level
+        self._level = rng.uniform(-1.0, 0.3)
+        self._value = max(0.0, self._level)
 
     def step(self) -> float:
-        self._value += 0.3 * (self._level - self._value) + self._rng.gauss(0.0, 3.0)
-        self._value = min(100.0, max(0.0, self._value))
+        self._value += 0.3 * (self._level - self._value) + self._rng.gauss(0.0, 0.6)
+        self._value = min(IDLE_UTILIZATION_MAX, max(0.0, self._value))
         return self._value
 
 

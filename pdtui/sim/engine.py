@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator
 import zmq.asyncio
 
 from pdtui.sim import logfmt, tokenizer
+from pdtui.sim.busy import BusyMeter
 from pdtui.sim.kvcache import KVCache, ModelShape, model_shape
 from pdtui.sim.logfmt import EngineLog
 from pdtui.sim.metrics import EngineMetrics
@@ -103,6 +104,7 @@ class SimEngine:
         self.hung = False
         self.memory_bytes = 0  # per GPU, what the GPU view shows
         self._window = _Window()
+        self._busy = BusyMeter()
         self._zmq: zmq.asyncio.Context | None = None
         self.sender: LMCacheSender | None = None
         self.receiver: LMCacheReceiver | None = None
@@ -135,14 +137,22 @@ class SimEngine:
 
     @property
     def utilization(self) -> float:
-        """Simulated SM utilization: prefill saturates the GPU, decode keeps it partly busy."""
+        """Simulated GPU utilization as NVML reports it: averaged over the last second, so
+        it follows the request load (a sample taken between two short requests is not 0)."""
         if self.hung:
             return 100.0  # a wedged kernel spins at 100 %, what operators see on a hung GPU
+        self._note_load()
+        return self._busy.average()
+
+    def _note_load(self) -> None:
+        """How hard the GPU works right now: prefill saturates it, decode keeps it partly busy."""
         if self.prefilling:
-            return 97.0
-        if self.running:
-            return min(95.0, 45.0 + 5.0 * self.running)
-        return 0.0
+            level = 97.0
+        elif self.running:
+            level = min(95.0, 45.0 + 5.0 * self.running)
+        else:
+            level = 0.0
+        self._busy.set_level(level)
 
     # -------------------------------------------------------------- transfers ----
     def start_transfers(self) -> None:
@@ -227,10 +237,12 @@ class SimEngine:
             gen.cached_tokens = hit
             computed = max(0, len(prompt) - hit)
             self.prefilling += 1
+            self._note_load()
             try:
                 await _sleep(computed * s.prefill_us_per_token / 1e6)
             finally:
                 self.prefilling -= 1
+                self._note_load()
             m.prompt_tokens.labels(**lv).inc(len(prompt))
             m.prompt_tokens_by_source.labels(**lv, source="local_compute").inc(computed)
             m.prompt_tokens_by_source.labels(**lv, source="external_kv_transfer").inc(hit)
@@ -402,6 +414,7 @@ class SimEngine:
         self._window.generation_tokens += count
 
     def _publish_queue(self) -> None:
+        self._note_load()  # called whenever `running` changes
         lv = self.metrics.labels
         self.metrics.running.labels(**lv).set(self.running)
         self.metrics.waiting.labels(**lv).set(self.waiting)

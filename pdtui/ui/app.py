@@ -23,11 +23,11 @@ from textual.worker import Worker, WorkerState
 from pdtui.ui import keys, messages, paths
 from pdtui.ui.bindings import bindings_for
 from pdtui.ui.commands import DeploymentCommands
-from pdtui.ui.control import DeploymentControl, SupervisorEvent, detached_runs
+from pdtui.ui.control import DeploymentControl, SupervisorEvent
 from pdtui.ui.screens.dashboard import CockpitScreen
 from pdtui.ui.session import Session
-from pdtui.ui.settings import UiSettings, load_settings
-from pdtui.ui.themes import install_themes, theme_names
+from pdtui.ui.settings import UiSettings, load_settings, save_theme
+from pdtui.ui.themes import ansi_palette, install_themes, theme_names
 
 if TYPE_CHECKING:
     from pdtui.gpus.source import GpuSource
@@ -103,7 +103,7 @@ class PdtuiApp(App):
         if self._attach_run is not None:
             self.commands.attach(self._attach_run)
         elif self._offer_reattach:
-            self.run_worker(self._look_for_detached_runs, thread=True, group="reattach", exit_on_error=False)
+            self.run_worker(self.commands.look_for_detached_runs, thread=True, group="reattach", exit_on_error=False)
 
     def _start_gpu_feed(self) -> None:
         from pdtui.ui import gpu_feed
@@ -112,20 +112,6 @@ class PdtuiApp(App):
         self._gpu_source = source
         self.gpu_feed = gpu_feed.GpuFeed(source, self.post_message, self.settings.gpu_interval_s)
         self.gpu_feed.start()
-
-    def _look_for_detached_runs(self) -> None:
-        runs = detached_runs()
-        if runs:
-            self.call_from_thread(self._offer_attach, runs[0])
-
-    def _offer_attach(self, run: Any) -> None:
-        from pdtui.ui.screens.dialogs import ChoiceScreen
-
-        if self.control.active:
-            return
-        text = f"A deployment is still running from an earlier session:\n{run.name} (profile {run.profile})\n{run.path}"
-        self.push_screen(ChoiceScreen(text, [("attach", "Re-attach"), ("cancel", "Not now")], title="Detached run"),
-                         lambda answer: self.commands.attach(run.path) if answer == "attach" else None)
 
     # -- data in ---------------------------------------------------------------------
 
@@ -136,25 +122,8 @@ class PdtuiApp(App):
             self.screen.post_message(messages.GpuReadingChanged())
 
     def on_supervisor_event(self, message: SupervisorEvent) -> None:
-        from pdtui.runtime import DeploymentEvent, LogLines
-
-        if not self.screen_stack:
-            return  # shutting down: the supervisor can still report after the last screen went
-        event = message.event
-        if isinstance(event, LogLines):
-            return  # the monitor tails the logs; screens read its views
-        if isinstance(event, DeploymentEvent):
-            severity = "error" if event.kind in ("failed", "instance_crashed", "preflight_failed") else "information"
-            self.notify(event.message, severity=severity, timeout=8)
-        self._deployment_changed()
-
-    def _deployment_changed(self) -> None:
-        if self.gpu_feed is not None:
-            self.gpu_feed.own_pids = self.control.own_pids()
-            set_dir = getattr(self.gpu_feed.source, "set_sim_gpu_dir", None)
-            if set_dir is not None and self.control.active:
-                set_dir(self.control.sim_gpu_dir())
-        self.commands.changed()
+        if self.screen_stack:  # shutting down: the supervisor can still report after the last screen
+            self.commands.supervisor_event(message.event, self.gpu_feed)
 
     def refresh_dashboard(self) -> None:
         """The profile or the deployment changed: the active screen re-reads the session."""
@@ -219,6 +188,26 @@ class PdtuiApp(App):
         if "editor" not in self._installed_screens:
             self.install_screen(EditorScreen(), name="editor")
         self.push_screen("editor")
+
+    def watch_theme(self, theme: str) -> None:
+        """Terminal colour names in cells take the theme's colours (readable under NO_COLOR);
+        an operator's pick (not the one made from the settings file) is remembered."""
+        palette = ansi_palette(self.current_theme)
+        if self.current_theme.dark:
+            self.ansi_theme_dark = palette
+        else:
+            self.ansi_theme_light = palette
+        if self.is_running and theme != self.settings.theme:
+            self.settings.theme = theme
+            self.run_worker(self._remember_theme, thread=True, group="settings", exit_on_error=False)
+
+    def _remember_theme(self) -> None:
+        try:
+            notice = save_theme(self.theme)  # the latest pick, whichever worker gets here last
+        except OSError as exc:
+            notice = f"theme not remembered: {exc}"
+        if notice:
+            self.call_from_thread(self.notify, notice, severity="warning", timeout=10)
 
     def action_next_theme(self) -> None:
         names = theme_names(self) or list(self.available_themes)

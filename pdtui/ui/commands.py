@@ -50,6 +50,39 @@ class DeploymentCommands:
             self.app.screen.post_message(DeploymentChanged())
         self._background_load()
 
+    def supervisor_event(self, event: Any, gpu_feed: Any) -> None:
+        """A runtime event: a notice for the operator, the GPU feed told whose pids are ours."""
+        from pdtui.runtime import DeploymentEvent, LogLines
+
+        if isinstance(event, LogLines):
+            return  # the monitor tails the logs; screens read its views
+        if isinstance(event, DeploymentEvent):
+            severity = "error" if event.kind in ("failed", "instance_crashed", "preflight_failed") else "information"
+            self.app.notify(event.message, severity=severity, timeout=8)
+        if gpu_feed is not None:
+            gpu_feed.own_pids = self.control.own_pids()
+            set_dir = getattr(gpu_feed.source, "set_sim_gpu_dir", None)
+            if set_dir is not None and self.control.active:
+                set_dir(self.control.sim_gpu_dir())
+        self.changed()
+
+    def look_for_detached_runs(self) -> None:
+        """On a thread at start: offer to re-attach to a run an earlier pdtui left running."""
+        from pdtui.ui.control import detached_runs
+
+        runs = detached_runs()
+        if runs:
+            self.app.call_from_thread(self._offer_attach, runs[0])
+
+    def _offer_attach(self, run: Any) -> None:
+        from pdtui.ui.screens.dialogs import ChoiceScreen
+
+        if self.control.active:
+            return
+        text = f"A deployment is still running from an earlier session:\n{run.name} (profile {run.profile})\n{run.path}"
+        self.app.push_screen(ChoiceScreen(text, [("attach", "Re-attach"), ("cancel", "Not now")], title="Detached run"),
+                             lambda answer: self.attach(run.path) if answer == "attach" else None)
+
     # --- the monitor ------------------------------------------------------------------
     async def _new_monitor(self) -> None:
         await self._stop_monitor()

@@ -12,6 +12,12 @@ A theme file is YAML with Textual's theme fields::
 Colours are checked when the file is loaded, so a typo gives a message with the file,
 the field and the value instead of an error at paint time. A user file with the name of
 a shipped theme replaces it.
+
+Table cells and log lines colour their text with terminal colour names (`red` for a GPU
+over 90 %, `green`, `yellow`, ...). Textual turns those into RGB through an ANSI palette;
+`ansi_palette` builds it from the theme (red = error, green = success, yellow = warning,
+blue = primary; `ansi-<name>` variables override any of the 16), so they stay readable on
+the theme's backgrounds, also under NO_COLOR where Textual draws every colour as its grey.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.terminal_theme import TerminalTheme
+from textual._ansi_theme import ALABASTER, MONOKAI
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
@@ -33,6 +41,8 @@ COLOUR_FIELDS = (
     "foreground", "background", "surface", "panel", "boost",
 )
 DEFAULT_THEME = "pdtui-dark"
+ANSI_NAMES = ("black", "red", "green", "yellow", "blue", "magenta", "cyan", "white")
+_ANSI_FROM_THEME = {"red": "error", "green": "success", "yellow": "warning", "blue": "primary"}
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,17 @@ def theme_from_dict(data: object, source: str) -> tuple[Theme | None, list[str]]
     if not isinstance(variables, dict):
         problems.append(f"{source}: variables: must be a mapping of CSS variable to value")
         variables = {}
-    kwargs["variables"] = {str(k): str(v) for k, v in variables.items()}
+    theme_variables = {str(k): str(v) for k, v in variables.items()}
+    kwargs["variables"] = theme_variables
+    for key, value in theme_variables.items():
+        if key.startswith("ansi-"):
+            if key[5:].removeprefix("bright_") not in ANSI_NAMES:
+                problems.append(f"{source}: variables: {key}: not a terminal colour; valid: ansi-<{'|'.join(ANSI_NAMES)}>, ansi-bright_<…>")
+            else:
+                try:
+                    Color.parse(value)
+                except ColorParseError:
+                    problems.append(f"{source}: variables: {key}: {value!r} is not a colour (use '#rrggbb')")
     for number in ("luminosity_spread", "text_alpha"):
         if number in data:
             value = data[number]
@@ -138,3 +158,25 @@ def theme_names(app: App) -> list[str]:
     files = load_themes().themes
     user = [n for n in app.available_themes if n not in ours and not n.startswith("textual-") and n in files]
     return sorted(ours) + sorted(user)
+
+
+def ansi_palette(theme: Theme) -> TerminalTheme:
+    """The RGB that terminal colour names get under this theme (normal and bright alike)."""
+    default = MONOKAI if theme.dark else ALABASTER
+    colours = [(c.red, c.green, c.blue) for c in (default.ansi_colors[i] for i in range(16))]
+    for index, name in enumerate(ANSI_NAMES):
+        for bright, key in ((0, name), (8, f"bright_{name}")):
+            field_name = _ANSI_FROM_THEME.get(name)
+            value = theme.variables.get(f"ansi-{key}") or theme.variables.get(f"ansi-{name}")
+            if value is None and field_name is not None:
+                value = getattr(theme, field_name, None)
+            if value is None:
+                continue
+            try:
+                colours[index + bright] = Color.parse(value).rgb
+            except ColorParseError:
+                continue  # reported when the file was loaded
+    back, fore = default.background_color, default.foreground_color
+    background = Color.parse(theme.background).rgb if theme.background else (back.red, back.green, back.blue)
+    foreground = Color.parse(theme.foreground).rgb if theme.foreground else (fore.red, fore.green, fore.blue)
+    return TerminalTheme(background, foreground, colours[:8], colours[8:])

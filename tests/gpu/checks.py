@@ -170,6 +170,11 @@ def check_logs(report: Report, run_dir: Path, roles: dict[str, str], mode: str, 
         report.check("decoder LMCache hit tokens", good,
                      f"{len(lookups)} lookups for {len(ok_requests)} requests; hit == prompt and total == prompt+1: "
                      + ", ".join(f"{p['hit_tokens']}/{p['prompt_tokens']}" for p in pairs))
+        # xPyD: the proxy must have used every prefiller from the first request on (issue 17)
+        stored = {n: len(scan_file(run_dir / f"{n}.log").stores) for n, r in roles.items() if r == "prefiller"}
+        report.info["stores_per_prefiller"] = stored
+        report.check("every prefiller stored KV", all(v > 0 for v in stored.values()),
+                     ", ".join(f"{n}: {v} stores" for n, v in stored.items()))
     else:
         lines, count = nixl_transfer_lines(run_dir, decoders)
         report.info["nixl_kv_transfer_lines"] = lines[-3:]

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pdtui.gpus.json_format import WRITTEN_FIELDS, RecordingError, inventory_to_dict
-from pdtui.gpus.recorded_source import RecordedSource
+from pdtui.gpus.recorded_source import IDLE_UTILIZATION_MAX, RecordedSource
 from pdtui.gpus.recording import load_recording
 from pdtui.gpus.snapshot import GpuSnapshot, NotAvailable
 
@@ -56,10 +56,10 @@ def test_synthesized_box_is_distinct_moving_and_seeded(h200):
     assert [g.index for g in gpus] == list(range(8))
     assert len({g.uuid for g in gpus}) == 8 and len({g.pci_bus_id for g in gpus}) == 8
     utilization_series = [[poll[i].utilization_gpu for poll in run_a] for i in range(8)]
-    assert any(len(set(series)) > 3 for series in utilization_series)  # it moves
+    assert any(len(set(series)) > 1 for series in utilization_series)  # it moves
     for poll in run_a:
         for gpu in poll:
-            assert 0 <= gpu.utilization_gpu <= 100
+            assert 0 <= gpu.utilization_gpu <= IDLE_UTILIZATION_MAX  # idle GPUs read ~0 %, as real ones
             assert gpu.memory_used + gpu.memory_free == gpu.memory_total
             assert gpu.power_draw_w <= gpu.power_limit_w
             assert gpu.nvlink.via_nvswitch  # an HGX board

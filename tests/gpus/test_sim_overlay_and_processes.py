@@ -125,3 +125,18 @@ def test_attributor_caches_and_notices_exit(sleeper):
     sleeper.wait(timeout=30)
     [after] = attributor.attribute([gpu])
     assert after.owner == "gone"
+
+
+def test_gpus_of_engines_read_the_engines_load_and_idle_gpus_read_about_zero(tmp_path, sleeper):
+    """The demo's story: the GPUs that run engines are the ones whose figures move with load."""
+    from pdtui.gpus.recorded_source import IDLE_UTILIZATION_MAX
+
+    path = write_engine(tmp_path, sleeper.pid, [4], 40 * GIB, 0.0)
+    source = RecordedSource.demo(8, seed=5, sim_gpu_dir=tmp_path)
+    for load in (0.0, 12.5, 63.0, 0.0):
+        record = json.loads(path.read_text())
+        record.update(utilization=load, updated=time.time())
+        path.write_text(json.dumps(record))
+        inventory = source.poll()
+        assert inventory.gpus[4].utilization_gpu == round(load)
+        assert all(g.utilization_gpu <= IDLE_UTILIZATION_MAX for i, g in enumerate(inventory.gpus) if i != 4)
