@@ -225,7 +225,7 @@ class DeploymentMonitor:
         stats = self.kv_stats
 
         def on_lines(_first: int, lines: list[str]) -> None:
-            events = []
+            events: list[object] = []
             for line in lines:
                 events.extend(scanner.feed(line))
             if events:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from rich.table import Table
 from rich.text import Text
@@ -58,7 +58,7 @@ def gpu_rows(inventory: GpuInventory, holders: Mapping[int, str], store: SeriesS
             out.append((f"gpu-{gpu.index}", (f"{gpu.index} {rowfmt._short_name(gpu.name)}", lost, "", "", "", "", "", holders.get(gpu.index, ""))))
             continue
         util = gpu.utilization_gpu
-        util_pct = None if fmt.missing(util) else float(util)
+        util_pct = util if isinstance(util, (int, float)) else None
         mem_pct = fmt.percent_of(gpu.memory_used, gpu.memory_total)
         util_hist = sparkline(_values(store, f"gpu/{gpu.index}/util"), width, 100.0)
         mem_hist = sparkline(_values(store, f"gpu/{gpu.index}/mem"), width, 100.0)
@@ -141,7 +141,7 @@ def kv_strip(monitor: DeploymentMonitor | None, width: int) -> tuple[object, Tab
     table = Table(box=None, expand=True, padding=(0, 1), show_edge=False, header_style="bold")
     narrow = width < 100  # 80 columns: short headers, no history, names in full
     history = 0 if narrow else min(40, width - 80)
-    columns = [("KV P → D", "left"), ("xfer/s", "right"), ("GB/s", "right"), ("hit", "right"),
+    columns: list[tuple[str, Literal["left", "right"]]] = [("KV P → D", "left"), ("xfer/s", "right"), ("GB/s", "right"), ("hit", "right"),
                ("kv p50" if narrow else "kv_wait p50", "right"), ("kv p99" if narrow else "kv_wait p99", "right")]
     if history >= 6:
         columns.append(("xfer/s 5m", "left"))
@@ -152,7 +152,7 @@ def kv_strip(monitor: DeploymentMonitor | None, width: int) -> tuple[object, Tab
 
     key: list[object] = [width]
     for p in pairs:
-        cells: list[object] = [
+        cells: list[str] = [
             f"{p.prefiller} → {p.decoder}",
             f"{p.requests_per_s:.2f}",
             "-" if p.est_gbps is None else f"{p.est_gbps:.2g}",

@@ -57,8 +57,8 @@ class DeploymentCommands:
         if isinstance(event, LogLines):
             return  # the monitor tails the logs; screens read its views
         if isinstance(event, DeploymentEvent):
-            severity = "error" if event.kind in ("failed", "instance_crashed", "preflight_failed") else "information"
-            self.app.notify(event.message, severity=severity, timeout=8)
+            failed = event.kind in ("failed", "instance_crashed", "preflight_failed")
+            self.app.notify(event.message, severity="error" if failed else "information", timeout=8)
         if gpu_feed is not None:
             gpu_feed.own_pids = self.control.own_pids()
             set_dir = getattr(gpu_feed.source, "set_sim_gpu_dir", None)

@@ -116,7 +116,7 @@ class LogPane(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = self.title
-        self.run_worker(self._start_follower, thread=True, group="log-start")
+        self.run_worker(self._start_follower, thread=True, group="log-start", exit_on_error=False)
         self.set_interval(TICK_S, self._tick)
 
     def _start_follower(self) -> None:
@@ -250,7 +250,7 @@ class LogPane(Vertical):
             items = compute()
             self.app.call_from_thread(self._show, items, focus_line, follow)
 
-        self.run_worker(job, thread=True, exclusive=True, group="log-load")
+        self.run_worker(job, thread=True, exclusive=True, group="log-load", exit_on_error=False)
 
     def _goto(self, line_no: int) -> None:
         self.following = False
@@ -315,7 +315,7 @@ class LogPane(Vertical):
             found = self.follower.search(text)
             self.app.call_from_thread(self._search_done, text, found)
 
-        self.run_worker(job, thread=True, exclusive=True, group="log-search")
+        self.run_worker(job, thread=True, exclusive=True, group="log-search", exit_on_error=False)
         if self.view.only_matching:
             self._set_view(ViewFilter(text, True, self.view.min_level, self.view.hide_polling))
 
@@ -437,7 +437,7 @@ class LogPane(Vertical):
                 message, path = f"cannot save to {dest}: {exc.strerror or exc}", None
             self.app.call_from_thread(self._saved, message, path)
 
-        self.run_worker(job, thread=True, group="log-save")
+        self.run_worker(job, thread=True, group="log-save", exit_on_error=False)
 
     def _saved(self, message: str, path: Path | None) -> None:
         self.last_saved = path

@@ -113,7 +113,7 @@ class Playground(Vertical):
         self.query_one("#pg-timeline", Static).update("")
         self._send(prompt, max_tokens)
 
-    @work(exclusive=True, group="playground-send")
+    @work(exclusive=True, group="playground-send", exit_on_error=False)
     async def _send(self, prompt: str, max_tokens: int) -> None:
         answer = self.query_one("#pg-answer", Static)
         pieces: list[str] = []
@@ -204,7 +204,7 @@ class Playground(Vertical):
     def stop_run(self) -> None:
         self.post_message(LoadRunStopRequested())
 
-    @work(exclusive=True, group="playground-load")
+    @work(exclusive=True, group="playground-load", exit_on_error=False)
     async def _run(self, spec: LoadSpec) -> None:
         done = [0, 0]
 

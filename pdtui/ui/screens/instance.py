@@ -91,7 +91,7 @@ class InstanceScreen(Screen):
             lines = await asyncio.to_thread(read)
             self.query_one("#instance-logs", Log).write_lines(lines)
 
-        self.run_worker(load(), group="log-tail", exclusive=True)
+        self.run_worker(load(), group="log-tail", exclusive=True, exit_on_error=False)
 
     def on_status(self, status) -> None:
         details = self.query_one("#instance-details", Static)
