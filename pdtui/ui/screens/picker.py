@@ -62,13 +62,6 @@ def gpu_note(
 
 class GpuPickerScreen(ModalScreen[list[int] | None]):
     BINDINGS = bindings_for("picker", priority=frozenset({"accept-gpus"}))
-    DEFAULT_CSS = """
-    GpuPickerScreen { align: center middle; }
-    GpuPickerScreen > Vertical { width: 100%; max-width: 120; height: auto; max-height: 100%; border: thick $primary; background: $surface; }
-    GpuPickerScreen #picker-table { height: auto; max-height: 16; }
-    GpuPickerScreen #picker-summary { height: auto; padding: 0 1; }
-    """
-
     def __init__(self, doc: ProfileDocument, key: str, index: int) -> None:
         super().__init__()
         self.doc = doc
