@@ -180,3 +180,24 @@ def test_store_capacity_is_an_hour_at_one_second_and_bounded():
     series = store.get("gpu/0/util")
     assert len(series) == 3600 and series.points()[0][0] == 3600.0
     assert store.memory_bytes() < 100_000
+
+
+def test_targets_cover_engines_proxy_and_lmcache_internal_servers(tmp_path):
+    from types import SimpleNamespace as NS
+
+    status = NS(run_dir=str(tmp_path), instances=(
+        NS(name="proxy", kind="proxy", port=9100, log_path=""),
+        NS(name="prefiller1", kind="prefiller", port=7100, log_path=""),
+        NS(name="decoder1", kind="decoder", port=7200, log_path=str(tmp_path / "d.log")),
+    ))
+    monitor = DeploymentMonitor.from_status(status, lmcache_ports={"decoder1": [6999, 7000]})
+    targets = {t.name: t for t in monitor._scraper.targets}
+    assert set(targets) == {"proxy", "prefiller1", "decoder1", "decoder1/lmcache0", "decoder1/lmcache1"}
+    assert targets["decoder1/lmcache1"].url == "http://127.0.0.1:7000/metrics"
+    assert targets["decoder1/lmcache1"].kind == "lmcache_internal" and targets["decoder1/lmcache1"].instance == "decoder1"
+    assert targets["proxy"].kind == "proxy" and monitor.proxy_url == "http://127.0.0.1:9100"
+    # Each engine's scrape keeps only what the deriver reads; the proxy's only its own families.
+    assert "vllm:request_success" in targets["decoder1"].keep_prefixes
+    assert targets["proxy"].keep_prefixes == ("pdtui_proxy_",)
+    assert monitor.follower("prefiller1").path == str(tmp_path / "prefiller1.log")
+    assert monitor.follower("decoder1").path == str(tmp_path / "d.log")
