@@ -146,17 +146,33 @@ def _gpu_assignment(profile: Profile) -> Iterable[Problem]:
     for gpu, insts in sorted(owners.items()):
         if len(insts) < 2:
             continue
-        if all(inst.shared_gpus for inst in insts):
-            continue
         names = ", ".join(inst.name for inst in insts)
+        if all(inst.shared_gpus for inst in insts):
+            yield from _shared_memory(profile, gpu, insts, names)
+            continue
         for inst in insts[1:]:
             yield Problem(
                 _path(profile, inst, "gpus"),
                 f"GPU {gpu} is given to several instances ({names})",
-                inst.gpus,
+                None,
                 "pick another GPU, or set shared_gpus: true on each of them (and lower gpu_memory_utilization so they fit)",
-                "warning",
             )
+
+
+VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+
+
+def _shared_memory(profile: Profile, gpu: int, insts: list[InstanceSpec], names: str) -> Iterable[Problem]:
+    """Instances sharing a GPU each take their gpu_memory_utilization of it."""
+    shares = [profile.effective_vllm(inst).gpu_memory_utilization or VLLM_DEFAULT_GPU_MEMORY_UTILIZATION for inst in insts]
+    total = sum(shares)
+    if total > 1.0 + 1e-9:
+        yield Problem(
+            _path(profile, insts[-1], "vllm.gpu_memory_utilization"),
+            f"GPU {gpu} is shared by {names} whose gpu_memory_utilization add up to {total:g}",
+            None,
+            f"together at most 1.0, e.g. {1.0 / len(insts):.2g} each (unset means vLLM's {VLLM_DEFAULT_GPU_MEMORY_UTILIZATION})",
+        )
 
 
 def _tensor_parallel(profile: Profile) -> Iterable[Problem]:

@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from pdtui.model.checks import port_claims
 from pdtui.model.problems import Problem
 from pdtui.model.schema import Profile
+from pdtui.model.units import format_size
+
+
+@dataclass(frozen=True)
+class GpuFact:
+    """What this box says about one GPU (memory None when unknown)."""
+
+    index: int
+    memory_bytes: int | None = None
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -47,15 +57,40 @@ def check_host(
         if gpu_error:
             problems.append(Problem("", f"cannot check GPUs: {gpu_error}", None, "", "warning"))
         return problems
+    return problems + check_gpus(profile, [GpuFact(i) for i in range(gpu_count)])
+
+
+def check_gpus(profile: Profile, gpus: Sequence[GpuFact]) -> list[Problem]:
+    """The profile against this box's GPUs: indices that do not exist, and an LMCache PD
+    buffer larger than the GPU it is allocated on."""
+    problems: list[Problem] = []
+    by_index = {gpu.index: gpu for gpu in gpus}
+    valid = _index_ranges(sorted(by_index))
     for inst in profile.instances():
+        base = profile.instance_path(inst)
         for i, gpu in enumerate(inst.gpus):
-            if gpu >= gpu_count:
+            if gpu not in by_index:
                 problems.append(
-                    Problem(
-                        f"{profile.instance_path(inst)}.gpus[{i}]",
-                        f"GPU {gpu} does not exist on this machine",
-                        gpu,
-                        f"this machine has {gpu_count} GPU(s): 0..{gpu_count - 1}" if gpu_count else "this machine has no GPU",
-                    )
+                    Problem(f"{base}.gpus[{i}]", f"GPU {gpu} does not exist on this machine", None,
+                            f"this machine has {len(by_index)} GPU(s): {valid}" if by_index else "this machine has no GPU")
                 )
+        lmcache = profile.effective_lmcache(inst)
+        size = getattr(lmcache, "pd_buffer_size", None)
+        if not size or getattr(lmcache, "pd_buffer_device", None) == "cpu":
+            continue
+        for gpu in inst.gpus:
+            fact = by_index.get(gpu)
+            if fact is not None and fact.memory_bytes and int(size) > fact.memory_bytes:
+                problems.append(
+                    Problem(f"{base}.lmcache.pd_buffer_size",
+                            f"{format_size(int(size))} does not fit on GPU {gpu} ({format_size(fact.memory_bytes)})",
+                            None, f"at most {format_size(fact.memory_bytes)}, and leave room for the model")
+                )
+                break
     return problems
+
+
+def _index_ranges(indices: list[int]) -> str:
+    if indices and indices == list(range(indices[0], indices[-1] + 1)):
+        return f"{indices[0]}..{indices[-1]}"
+    return ", ".join(str(i) for i in indices)

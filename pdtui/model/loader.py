@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from pdtui.model import yamldoc
 from pdtui.model.problems import Problem
 from pdtui.model.schema import Profile
 
-MAX_PROFILE_BYTES = 4 * 1024 * 1024  # a profile is a few KB; refuse to parse a disk image
+MAX_PROFILE_BYTES = 1024 * 1024  # a profile is a few KB; refuse to parse a disk image
 
 
 @dataclass
@@ -55,6 +55,8 @@ def load_profile_text(text: str, source: str = "<string>") -> LoadResult:
 
 
 def load_profile_bytes(raw: bytes, source: str = "<string>") -> LoadResult:
+    if len(raw) > MAX_PROFILE_BYTES:
+        return _fail(source, f"{len(raw)} bytes, too large for a profile", hint="a profile is a small YAML file")
     if b"\x00" in raw:
         return _fail(source, "file contains NUL bytes: this is binary data, not a YAML profile")
     try:
@@ -64,29 +66,14 @@ def load_profile_bytes(raw: bytes, source: str = "<string>") -> LoadResult:
     if not text.strip() or all(line.lstrip().startswith("#") or not line.strip() for line in text.splitlines()):
         return _fail(source, "file is empty", hint="a profile is a YAML mapping with name, model, prefillers and decoders")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = exc.problem or str(exc)
-        if exc.context:
-            what = f"{what} ({exc.context})"
-        return LoadResult(
-            None,
-            [
-                Problem(
-                    "",
-                    f"YAML syntax error: {what}",
-                    line=mark.line + 1 if mark else None,
-                    column=mark.column + 1 if mark else None,
-                )
-            ],
-            source,
-        )
-    except yaml.YAMLError as exc:
-        return _fail(source, f"YAML error: {exc}")
-    except RecursionError:
-        return _fail(source, "YAML nesting too deep")
+        parsed = yamldoc.parse(text)
+    except yamldoc.YamlProblem as exc:
+        return LoadResult(None, [Problem("", exc.message, line=exc.line, column=exc.column)], source)
+    return load_data(parsed.data, parsed.positions, source)
+
+
+def load_data(data: Any, positions: dict[tuple, tuple[int, int]], source: str = "<string>") -> LoadResult:
+    """Plain data of one parse (and its positions) into a Profile or problems."""
     if not isinstance(data, dict):
         kind = type(data).__name__ if data is not None else "nothing"
         return LoadResult(
@@ -94,7 +81,6 @@ def load_profile_bytes(raw: bytes, source: str = "<string>") -> LoadResult:
             [Problem("", f"the top level is a {kind}, not a mapping", hint="a profile starts with keys such as `name:` and `model:`", line=1, column=1)],
             source,
         )
-    positions = _positions(node)
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
@@ -108,29 +94,7 @@ def _fail(source: str, message: str, hint: str = "") -> LoadResult:
     return LoadResult(None, [Problem("", message, hint=hint)], source)
 
 
-# --- positions -----------------------------------------------------------------------------
-
-def _positions(node: yaml.Node | None) -> dict[tuple, tuple[int, int]]:
-    """Map each path (tuple of keys/indices) to the 1-based (line, column) of its value."""
-    out: dict[tuple, tuple[int, int]] = {}
-
-    def walk(n: yaml.Node, path: tuple) -> None:
-        out[path] = (n.start_mark.line + 1, n.start_mark.column + 1)
-        if isinstance(n, yaml.MappingNode):
-            for key_node, value_node in n.value:
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-                if key is not None:
-                    # An unknown key is best pointed at by the key itself.
-                    out[path + (key, "<key>")] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-                    walk(value_node, path + (key,))
-        elif isinstance(n, yaml.SequenceNode):
-            for i, item in enumerate(n.value):
-                walk(item, path + (i,))
-
-    if node is not None:
-        walk(node, ())
-    return out
-
+# --- paths ---------------------------------------------------------------------------------
 
 def format_path(loc: tuple) -> str:
     text = ""
@@ -155,7 +119,6 @@ _TYPE_HINTS = {
     "list_type": "a list, e.g. [0, 1]",
     "dict_type": "a mapping of keys to values",
     "model_type": "a mapping of keys to values",
-    "too_short": "at least one entry",
 }
 
 
@@ -193,6 +156,10 @@ def _problem_from_error(err: dict[str, Any], positions: dict[tuple, tuple[int, i
             hint = "letters, digits, '.', '_' or '-', starting with a letter or digit, at most 63 characters"
             if loc and loc[-1] == "vllm_version":
                 hint = "a version such as 0.26.0"
+        elif kind == "too_short":
+            message = "is empty" if not value else "too few entries"
+            hint = "at least one GPU index, e.g. [0]" if loc and loc[-1] == "gpus" else "at least one entry"
+            value = None
         elif kind in _TYPE_HINTS:
             message = f"wrong type ({type(value).__name__})"
             hint = _TYPE_HINTS[kind]

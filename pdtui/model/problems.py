@@ -32,8 +32,8 @@ class Problem:
                     where += f":{self.column}"
             where += ": "
         text = f"{where}{self.path or '<profile>'}: {self.message}"
-        if self.value is not None:
-            text += f" ({_short(self.value)})"
+        if self.value is not None and not _said(self.value, self.message):
+            text += f" ({_short(self.value)})"  # the value once: not when the message names it
         if self.hint:
             text += f" — {self.hint}"
         if self.severity == "warning":
@@ -55,6 +55,11 @@ class Problem:
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value) if not isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _said(value: Any, message: str) -> bool:
+    text = str(value)
+    return bool(text) and (text in message or repr(value) in message)
 
 
 def _jsonable(value: Any) -> bool:

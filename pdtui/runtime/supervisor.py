@@ -782,9 +782,18 @@ class Supervisor:
         self._persist()
 
     # ------------------------------------------------------------------ restart ----
-    def restart(self, name: str) -> Future:
-        """Stop one process (if running) and start it again; Future[bool] = ready again."""
-        return self._restart_members([self._member(name)])
+    def restart(self, name: str, spec: LaunchSpec | None = None) -> Future:
+        """Stop one process (if running) and start it again; Future[bool] = ready again.
+        With `spec` (same name) it starts with that argv/env instead: the saved profile's
+        settings rather than the ones it ran with."""
+        member = self._member(name)
+        if spec is not None:
+            if spec.name != name or spec.kind != member.spec.kind:
+                raise ValueError(f"restart {name!r}: the new settings are for {spec.kind} {spec.name!r}")
+            with self._lock:
+                member.spec = spec
+                member.status = member.status.evolve(argv=spec.argv, port=spec.port, gpus=spec.gpus, health_url=spec.health_url)
+        return self._restart_members([member])
 
     def restart_pair(self, prefiller: str, decoder: str) -> Future:
         """Restart a prefiller and a decoder together: a restarted prefiller leaves the

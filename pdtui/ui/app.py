@@ -215,6 +215,10 @@ class PdtuiApp(App):
         self.theme = names[(current + 1) % len(names)]
         self.notify(f"theme: {self.theme}", timeout=2)
 
+    def _restart(self, name: str) -> None:
+        """Restart as it runs, without asking (pdtui.ui.drift's "as it runs" answer)."""
+        self.commands.restart_now(name)
+
     def action_launch(self) -> None:
         self.commands.launch()
 

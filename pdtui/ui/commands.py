@@ -211,15 +211,22 @@ class DeploymentCommands:
     def restart(self, name: str | None) -> None:
         from pdtui.ui.screens.dialogs import confirm
 
+        from pdtui.ui.drift import offer_restart
+
         if not self.control.active or not name:
             self.app.notify("select a running instance to restart", severity="warning")
+            return
+        if offer_restart(self.app, name):  # it runs with other settings than the saved profile's
             return
 
         def chosen(answer: str | None) -> None:
             if answer == "yes":
-                self._work(self._restart(name), "restart")
+                self.restart_now(name)
 
         self.app.push_screen(confirm(f"Restart {name}? Requests it is serving will fail.", "Restart", "Restart"), chosen)
+
+    def restart_now(self, name: str) -> None:
+        self._work(self._restart(name), "restart")
 
     async def _restart(self, name: str) -> None:
         ok = await self.control.restart(name)

@@ -94,6 +94,19 @@ class DeploymentControl:
     async def restart(self, name: str) -> bool:
         return bool(await asyncio.wrap_future(self.supervisor.restart(name)))
 
+    async def restart_with(self, name: str, plan: Any) -> bool:
+        """Restart `name` with the settings of `plan` (rendered for this run directory):
+        its LMCache YAML is rewritten first, then the process starts with the new argv."""
+        from pdtui.model.files import atomic_write
+        from pdtui.runtime.members import specs_from_plan
+
+        spec = next(s for s in specs_from_plan(plan, self.supervisor.run_dir) if s.name == name)
+        if name != "proxy":
+            inst = plan.instance(name)
+            if inst.lmcache_config_path and inst.lmcache_yaml is not None:
+                await asyncio.to_thread(atomic_write, inst.lmcache_config_path, inst.lmcache_yaml)
+        return await asyncio.wrap_future(self.supervisor.restart(name, spec=spec))
+
     async def restart_pair(self, prefiller: str, decoder: str) -> bool:
         return bool(await asyncio.wrap_future(self.supervisor.restart_pair(prefiller, decoder)))
 

@@ -37,7 +37,7 @@ class Session:
         self.store = SeriesStore(history_points)
         self.monitor: DeploymentMonitor | None = None
         self.gpu_reading: GpuReading | None = None
-        self.document: Any = None  # pdtui.ui.document.ProfileDocument, loaded after the first paint
+        self.document: Any = None  # pdtui.model.document.ProfileDocument, loaded after the first paint
         self.background_load = demo  # the demo tells its story with traffic, unless turned off
 
     def status(self) -> Any:
@@ -50,7 +50,7 @@ class Session:
     def open_profile(self, path: Path) -> list[str]:
         """Read and validate the profile (blocking: pydantic and the checks take a while,
         so it runs on a thread); the problems to show, if any."""
-        from pdtui.ui.document import ProfileDocument
+        from pdtui.model.document import ProfileDocument
 
         try:
             self.document = ProfileDocument.open(path)

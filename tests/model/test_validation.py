@@ -98,17 +98,24 @@ def test_duplicate_instance_names():
     assert problems_at(v, "decoders[1].name")
 
 
-def test_shared_gpu_is_a_warning_unless_declared_shared():
+def test_shared_gpu_is_an_error_unless_declared_shared():
     doc = mutated(lambda d: d["decoders"][0].update(gpus=[0]))
     v = validate(doc)
-    assert v.ok  # a warning, not an error
-    assert problems_at(v, "decoders[0].gpus", "warning")
+    assert not v.ok
+    assert problems_at(v, "decoders[0].gpus", "error")
 
-    def share(d):
+    def share(d, fraction=None):
         d["decoders"][0].update(gpus=[0], shared_gpus=True)
         d["prefillers"][0].update(shared_gpus=True)
+        if fraction:
+            for inst in (d["decoders"][0], d["prefillers"][0]):
+                inst["vllm"] = {"gpu_memory_utilization": fraction}
 
-    assert not validate(mutated(share)).problems
+    # Declared shared, but vLLM's default 0.9 twice does not fit on one GPU.
+    over = validate(mutated(share))
+    [problem] = over.errors
+    assert "add up to 1.8" in problem.message and "at most 1.0" in problem.hint
+    assert not validate(mutated(lambda d: share(d, 0.45))).problems
 
 
 def test_tp_must_match_gpu_count():

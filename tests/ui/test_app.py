@@ -72,12 +72,12 @@ async def test_editor_port_conflict_shows_inline_then_fix_clears_and_launch_is_b
         await pilot.press("down", "down", "down")  # Deployment, P1, P2, -> D decoder1
         await pilot.pause()
         assert app.screen.selection == ("decoders", 0)
-        port_input = app.screen.query_one("#field-2", Input)
+        port_input = app.screen.query_one("#field-decoder-port", Input)
         clash = str(app.document.get("prefillers[0].port"))
         port_input.focus()
         await pilot.press("end", *["backspace"] * 6, *clash)
         await pilot.pause()
-        error_line = str(app.screen.query_one("#field-2-error").render())
+        error_line = str(app.screen.query_one("#field-decoder-port-error").render())
         assert f"port {clash} is also prefiller1" in error_line
         assert "decoders[0].port" in " ".join(str(s.render()) for s in app.screen.query(".problem"))
         # Launch is refused while the profile is invalid, with the reason.
@@ -89,11 +89,11 @@ async def test_editor_port_conflict_shows_inline_then_fix_clears_and_launch_is_b
         await pilot.press("escape")
         # Fix it: the inline error goes away.
         await pilot.press("e")
-        port_input = app.screen.query_one("#field-2", Input)
+        port_input = app.screen.query_one("#field-decoder-port", Input)
         port_input.focus()
         await pilot.press("end", *["backspace"] * 6, *str(int(clash) + 3000))
         await pilot.pause()
-        assert str(app.screen.query_one("#field-2-error").render()) == ""
+        assert str(app.screen.query_one("#field-decoder-port-error").render()) == ""
         assert app.document.validation.ok and app.document.dirty
 
 
@@ -121,7 +121,7 @@ async def test_gpu_picker_marks_taken_gpus_and_picks_one(free_demo_profile):
         await pilot.pause()
         assert isinstance(app.screen, EditorScreen)
         assert app.document.get("prefillers[0].gpus") == [5]
-        assert str(app.screen.query_one("#field-1", Input).value) == "5"
+        assert str(app.screen.query_one("#field-prefiller-gpus", Input).value) == "5"
 
 
 async def test_help_lists_every_binding_with_user_keys(free_demo_profile):

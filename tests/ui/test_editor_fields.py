@@ -41,6 +41,17 @@ async def type_into(pilot, path: str, text: str, clear: int = 0):
     return widget
 
 
+async def save(pilot) -> None:
+    """ctrl+s shows what will change; enter on the focused Save button writes it."""
+    from pdtui.ui.screens.save_dialog import SaveDiffScreen
+
+    await pilot.press("ctrl+s")
+    await pilot.pause()
+    assert isinstance(pilot.app.screen, SaveDiffScreen)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
 def inline(pilot, path: str) -> str:
     screen = pilot.app.screen
     return str(screen.query_one(f"#{field_id(screen, path)}-error").render())
@@ -98,8 +109,7 @@ async def test_emptied_fields_remove_their_keys_from_the_saved_yaml(free_demo_pr
         switch = app.screen.query_one(f"#{field_id(app.screen, 'decoders[0].shared_gpus')}", Switch)
         switch.value = True
         await pilot.pause()
-        await pilot.press("ctrl+s")
-        await pilot.pause()
+        await save(pilot)
         saved = yaml.safe_load(free_demo_profile.read_text())["decoders"][0]
         assert "max_local_cpu_size" not in saved["lmcache"] and saved["lmcache"]["pd_buffer_size"] == "2GiB"
         assert "kv" not in saved  # not `kv: {}` nor an empty string
@@ -107,8 +117,7 @@ async def test_emptied_fields_remove_their_keys_from_the_saved_yaml(free_demo_pr
         select.value = Select.NULL
         switch.value = False
         await pilot.pause()
-        await pilot.press("ctrl+s")
-        await pilot.pause()
+        await save(pilot)
         saved = yaml.safe_load(free_demo_profile.read_text())["decoders"][0]
         assert "vllm" not in saved and "shared_gpus" not in saved
 
@@ -124,8 +133,7 @@ async def test_a_masked_secret_survives_a_save_unchanged(free_demo_profile):
         assert area.text == "HF_TOKEN=***\nVLLM_LOGGING_LEVEL=INFO"
         assert "hf_real_secret" not in area.text
         await type_into(pilot, "decoders[0].env", "\nNCCL_DEBUG=WARN")
-        await pilot.press("ctrl+s")
-        await pilot.pause()
+        await save(pilot)
         saved = yaml.safe_load(free_demo_profile.read_text())["decoders"][0]["env"]
         assert saved == {"HF_TOKEN": "hf_real_secret", "VLLM_LOGGING_LEVEL": "INFO", "NCCL_DEBUG": "WARN"}
         # A line that is not KEY=VALUE is reported at the field and stores nothing.

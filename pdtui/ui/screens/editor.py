@@ -1,8 +1,10 @@
 """The deployment editor: sections on the left, a form, a preview, and every problem.
 
-Each keystroke updates the profile data and re-runs the model's validation; the
-problems whose dotted path falls under a field are shown right under that field, and
-all of them in the list at the bottom.
+The forms are built once per layout (deployment, prefiller, decoder) and re-bound when
+another section is selected: the same widgets, other values (fast, nothing blanks, no
+keystroke lost). Every field is bound to its dotted path in the document; the document
+(pdtui.model.document) edits the operator's YAML in place and validates it exactly as
+`pdtui validate` does, plus this box's GPUs.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import (
-    Collapsible,
     Footer,
     Input,
     Label,
@@ -28,26 +30,33 @@ from textual.widgets import (
     TextArea,
 )
 
+from pdtui.model.document import ProfileDocument
+from pdtui.model.fields import DECODER_FIELDS, DEPLOYMENT_FIELDS, PREFILLER_FIELDS
+from pdtui.model.hostchecks import GpuFact
 from pdtui.ui import paths
 from pdtui.ui.bindings import bindings_for
-from pdtui.ui.document import DECODER_FIELDS, DEPLOYMENT_FIELDS, PREFILLER_FIELDS, FieldSpec, ProfileDocument, format_field
 from pdtui.ui.screens.dialogs import PathScreen, confirm
+from pdtui.ui.widgets.profile_form import FieldRow, ProfileForm, control_text  # noqa: F401 - FieldRow for CSS users
 
 DEPLOYMENT = "deployment"
+LAYOUTS = {"deployment": DEPLOYMENT_FIELDS, "prefiller": PREFILLER_FIELDS, "decoder": DECODER_FIELDS}
 
 
-class FieldRow(Vertical):
-    DEFAULT_CSS = """
-    FieldRow { height: auto; }
-    FieldRow Horizontal { height: auto; }
-    FieldRow Label { width: 18; padding: 0 1 0 0; }
-    FieldRow Input, FieldRow Select { width: 1fr; }
-    FieldRow TextArea { width: 1fr; height: auto; max-height: 6; }
-    FieldRow Switch { width: auto; }
-    FieldRow .field-error { color: $error; padding-left: 18; height: auto; }
-    FieldRow .field-warning { color: $warning; padding-left: 18; height: auto; }
-    FieldRow .field-help { color: $text-muted; padding-left: 18; height: auto; }
-    """
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def gpu_facts(reading) -> list[GpuFact] | None:
+    """The GPU view's reading as the facts the document checks against."""
+    inventory = getattr(reading, "inventory", None)
+    gpus = getattr(inventory, "gpus", None)
+    if gpus is None:
+        return None
+    facts = []
+    for gpu in gpus:
+        memory = gpu.memory_total if isinstance(gpu.memory_total, int) else None
+        facts.append(GpuFact(gpu.index, memory))
+    return facts
 
 
 class EditorScreen(Screen):
@@ -59,8 +68,6 @@ class EditorScreen(Screen):
     EditorScreen #sections:focus-within { border: round $primary; }
     EditorScreen #editor-tabs { width: 1fr; }
     EditorScreen #form { padding: 0 1; }
-    EditorScreen #form Collapsible { padding: 0; border-top: none; }
-    EditorScreen #form Collapsible > Contents { padding: 0 0 0 1; }
     EditorScreen #problems { height: 6; border: round $error 60%; padding: 0 1; }
     EditorScreen #problems.clean { border: round $success 60%; }
     EditorScreen .preview { padding: 0 1; }
@@ -69,12 +76,20 @@ class EditorScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.selection: tuple[str, int | None] = (DEPLOYMENT, None)
-        self._field_paths: dict[str, tuple[str, FieldSpec]] = {}
+        self._forms: dict[str, ProfileForm] = {}
         self._building = False
 
     @property
     def document(self) -> ProfileDocument | None:
         return self.app.document  # type: ignore[attr-defined]
+
+    @property
+    def _field_paths(self) -> dict[str, tuple[str, object]]:
+        """widget id -> (path, spec) of the form shown now."""
+        form = self._form()
+        if form is None:
+            return {}
+        return {form.control_id(key): (form.prefix + key, spec) for key, spec in form.specs.items()}
 
     def compose(self) -> ComposeResult:
         yield Static("", id="editor-title")
@@ -82,28 +97,45 @@ class EditorScreen(Screen):
             yield ListView(id="sections")
             with TabbedContent(id="editor-tabs"):
                 with TabPane("Form", id="tab-form"):
-                    yield VerticalScroll(id="form")
+                    with VerticalScroll(id="form"):
+                        yield Static("", id="form-empty")
+                        # Built once, with the screen; switching sections only re-binds them.
+                        for layout, specs in LAYOUTS.items():
+                            form = self._forms[layout] = ProfileForm(layout, specs)
+                            form.display = False
+                            yield form
                 with TabPane("Preview", id="tab-preview"):
                     with VerticalScroll():
                         yield Static("", id="preview-argv", classes="preview", markup=False)
                         yield Static("", id="preview-env", classes="preview", markup=False)
                         yield Static("", id="preview-lmcache", classes="preview", markup=False)
-        yield VerticalScroll(id="problems")
+        with VerticalScroll(id="problems"):
+            yield Static("", id="problem-list", classes="problem", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.reload()
+        self._sync_gpu_facts(getattr(self.app, "gpu_reading", None))  # the list and form: on resume
 
     def on_screen_resume(self) -> None:
+        self._flush_pending()
         self.reload()
+
+    def on_gpu_reading(self, reading) -> None:
+        """Called by the app on each GPU poll: GPU indices and memory for the checks."""
+        if self._sync_gpu_facts(reading):
+            self._refresh_feedback()
+
+    def _sync_gpu_facts(self, reading) -> bool:
+        doc = self.document
+        facts = gpu_facts(reading) if reading is not None else None
+        return doc is not None and facts is not None and doc.set_gpus(facts)
 
     # -- building ------------------------------------------------------------------------
 
     def reload(self) -> None:
-        """Rebuild everything from the document (after open, revert, add/remove)."""
+        """Rebuild the section list and re-bind the form (after open, revert, add/remove, undo)."""
         self._rebuild_sections()
-        self._rebuild_form()
-        self._refresh_feedback()
+        self._show_selection()
 
     def _sections(self) -> list[tuple[str, int | None, str]]:
         doc = self.document
@@ -123,76 +155,65 @@ class EditorScreen(Screen):
         view.clear()
         for key, index, label in sections:
             view.append(ListItem(Label(label), name=f"{key}:{'' if index is None else index}"))
-        selected = [(k, i) for k, i, _ in sections].index(self.selection)
-        view.index = selected
+        view.index = [(k, i) for k, i, _ in sections].index(self.selection)
         self.call_after_refresh(self._end_building)
 
     def _end_building(self) -> None:
+        """The list is rebuilt: a key that moved its highlight meanwhile still counts."""
         self._building = False
+        item = self.query_one("#sections", ListView).highlighted_child
+        if item is not None and item.name:
+            key, _, index = item.name.partition(":")
+            selection = (key, int(index) if index else None)
+            if selection != self.selection:
+                self._switch(selection)
 
-    def _fields(self) -> tuple[str, tuple[FieldSpec, ...]]:
+    def _layout(self) -> tuple[str, str]:
         key, index = self.selection
         if key == DEPLOYMENT:
-            return "", DEPLOYMENT_FIELDS
-        return f"{key}[{index}].", DECODER_FIELDS if key == "decoders" else PREFILLER_FIELDS
+            return "deployment", ""
+        return ("decoder" if key == "decoders" else "prefiller"), f"{key}[{index}]."
 
-    def _rebuild_form(self) -> None:
-        form = self.query_one("#form", VerticalScroll)
-        form.remove_children()
+    def _form(self) -> ProfileForm | None:
+        layout, _ = self._layout()
+        return self._forms.get(layout)
+
+    def _show_selection(self) -> None:
+        """Show the selected section: its layout's form (built the first time), re-bound."""
         doc = self.document
-        self._field_paths = {}
+        empty = self.query_one("#form-empty", Static)
         if doc is None:
-            form.mount(Static("No profile loaded. ctrl+o opens one (a path or a preset such as 1p1d)."))
+            empty.update("No profile loaded. ctrl+o opens one (a path or a preset such as 1p1d).")
+            empty.display = True
+            for form in self._forms.values():
+                form.display = False
+            self._refresh_feedback()
             return
-        doc.clear_field_problems()  # the fields are rebuilt from the data, typed text is gone
-        prefix, fields = self._fields()
-        rows: list[Widget] = []
-        groups: dict[str, list[Widget]] = {}
-        group_paths: dict[str, list[str]] = {}
-        for n, spec in enumerate(fields):
-            path = prefix + spec.key
-            widget_id = f"field-{n}"
-            self._field_paths[widget_id] = (path, spec)
-            row = self._field_row(doc, spec, path, widget_id, inherited=bool(prefix))
-            if spec.group:
-                groups.setdefault(spec.group, []).append(row)
-                group_paths.setdefault(spec.group, []).append(path)
-            else:
-                rows.append(row)
-        for group, members in groups.items():
-            # Closed so the form fits 80x24; open where something in it needs fixing.
-            has_problems = any(doc.problems_at(path) for path in group_paths[group])
-            rows.append(Collapsible(*members, title=group, collapsed=not has_problems, classes=f"group-{_slug(group)}"))
-        form.mount_all(rows)
+        empty.display = False
+        doc.clear_field_problems()  # the fields are re-bound from the data, typed text is gone
+        layout, prefix = self._layout()
+        form = self._forms[layout]
+        for other in self._forms.values():
+            if other is not form:
+                other.display = False
+        form.bind(doc, prefix)
+        form.display = True
+        self._refresh_feedback()
 
-    def _field_row(self, doc: ProfileDocument, spec: FieldSpec, path: str, widget_id: str, inherited: bool) -> FieldRow:
-        value = doc.get(path)
-        placeholder = spec.placeholder
-        if inherited and spec.inherit and doc.get(spec.inherit) is not None:
-            placeholder = f"inherits {format_field(spec.kind, doc.get(spec.inherit))}"
-        control: Widget
-        if spec.kind in ("choice", "tristate"):
-            choices = spec.choices if spec.kind == "choice" else ("true", "false")
-            current_text = format_field(spec.kind, value)
-            options = [(c, c) for c in choices]
-            current = current_text if current_text in choices else Select.NULL
-            allow_blank = spec.optional or spec.kind == "tristate" or current_text not in choices
-            control = Select(options, value=current, id=widget_id, allow_blank=allow_blank, compact=True,
-                             prompt=placeholder or "Select")
-        elif spec.kind == "bool":
-            control = Switch(value is True, id=widget_id, animate=False)
-        elif spec.kind == "env":
-            control = TextArea(format_field(spec.kind, value), id=widget_id, compact=True, placeholder=placeholder,
-                               soft_wrap=False, show_cursor=True, highlight_cursor_line=False)
-        else:
-            control = Input(format_field(spec.kind, value), id=widget_id, compact=True, placeholder=placeholder)
-        parts: list[Widget] = [
-            Horizontal(Label(spec.label), control),
-            Static("", classes="field-error", id=f"{widget_id}-error", markup=False),
-        ]
-        if spec.help:
-            parts.insert(1, Static(spec.help, classes="field-help", markup=False))
-        return FieldRow(*parts)
+    def _switch(self, selection: tuple[str, int | None]) -> None:
+        """Another section: what was typed and not yet handled is written first (to where it
+        was typed), then the form is re-bound to the new section."""
+        self._flush_pending()
+        self.selection = selection
+        self._show_selection()
+
+    def _flush_pending(self) -> None:
+        form = self._form()
+        doc = self.document
+        if form is not None and doc is not None and form.display:
+            for path, spec, text in form.pending():
+                form.handled_key(path, text)
+                doc.set_text(path, spec.kind, text)
 
     # -- feedback ------------------------------------------------------------------------
 
@@ -200,37 +221,26 @@ class EditorScreen(Screen):
         doc = self.document
         title = self.query_one("#editor-title", Static)
         problems_box = self.query_one("#problems", VerticalScroll)
+        problem_list = self.query_one("#problem-list", Static)
         if doc is None:
             title.update("[b]Editor[/b]  no profile")
-            problems_box.remove_children()
+            problem_list.update("")
             return
         validation = doc.validation
         n_err, n_warn = len(validation.errors), len(validation.warnings)
         state = "[b $warning]modified[/]" if doc.dirty else "saved"
-        title.update(f"[b]Editor[/b]  {doc.path.name}  {state}  ·  {n_err} error(s), {n_warn} warning(s)")
-        for widget_id, (path, _spec) in self._field_paths.items():
-            try:
-                line = self.query_one(f"#{widget_id}-error", Static)
-            except Exception:
-                continue
-            found = doc.problems_at(path)
-            if found:
-                line.set_class(not any(p.is_error for p in found), "field-warning")
-                line.set_class(any(p.is_error for p in found), "field-error")
-                line.update("\n".join(_inline(p) for p in found))
-                line.display = True
-            else:
-                line.update("")
-                line.display = False
-        problems_box.remove_children()
-        problems_box.set_class(not validation.problems, "clean")
-        problems_box.border_title = f"Problems ({n_err} errors, {n_warn} warnings)"
-        if doc.load_error:
-            problems_box.mount(Static(doc.load_error, markup=False))
+        undo = "  ·  ctrl+z undo" if doc.can_undo else ""
+        title.update(f"[b]Editor[/b]  {doc.path.name}  {state}  ·  {_plural(n_err, 'error')}, {_plural(n_warn, 'warning')}{undo}")
+        form = self._form()
+        if form is not None and form.display:
+            form.show_problems(doc)
+        problems_box.set_class(not validation.problems and not doc.load_error, "clean")
+        problems_box.border_title = f"Problems ({_plural(n_err, 'error')}, {_plural(n_warn, 'warning')})"
+        lines = [doc.load_error] if doc.load_error else []
         if not validation.problems and not doc.load_error:
-            problems_box.mount(Static("No problems: ready to launch.", markup=False))
-        for problem in validation.problems:
-            problems_box.mount(Static(problem.format(), markup=False, classes="problem"))
+            lines.append("No problems: ready to launch.")
+        lines += [problem.format() for problem in validation.problems]
+        problem_list.update("\n".join(lines))
         self._refresh_preview()
 
     def _refresh_preview(self) -> None:
@@ -263,28 +273,30 @@ class EditorScreen(Screen):
         key, _, index = event.item.name.partition(":")
         selection = (key, int(index) if index else None)
         if selection != self.selection:
-            self.selection = selection
-            self._rebuild_form()
-            self.call_after_refresh(self._refresh_feedback)
+            self._switch(selection)
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        self._field_changed(event.input.id, event.value)
+        self._field_changed(event.input, event.value, event)
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        value = event.value
-        self._field_changed(event.select.id, "" if value is Select.NULL else str(value))
+        self._field_changed(event.select, control_text(event.select), event)
 
     def on_switch_changed(self, event: Switch.Changed) -> None:
-        self._field_changed(event.switch.id, "true" if event.value else "")
+        self._field_changed(event.switch, "true" if event.value else "", event)
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
-        self._field_changed(event.text_area.id, event.text_area.text)
+        self._field_changed(event.text_area, event.text_area.text, event)
 
-    def _field_changed(self, widget_id: str | None, text: str) -> None:
+    def _field_changed(self, control: Widget, text: str, event: Message) -> None:
         doc = self.document
-        if doc is None or widget_id not in self._field_paths:
+        form = self._form()
+        if doc is None or form is None or not form.accepts(event):
+            return  # sent by a form before it was re-bound (or hidden): it writes nothing
+        field = form.field_of(control)
+        if field is None:
             return
-        path, spec = self._field_paths[widget_id]
+        path, spec = field
+        form.handled(control, text)
         if not doc.set_text(path, spec.kind, text):
             return
         if spec.key == "name" and self.selection[0] != DEPLOYMENT:
@@ -314,16 +326,32 @@ class EditorScreen(Screen):
         self._save_to(doc.path)
 
     def _save_to(self, path: Path) -> None:
-        doc = self.document
-        try:
-            backup = doc.save(path)
-        except OSError as exc:
-            self.notify(f"cannot save {path}: {exc.strerror or exc}", severity="error", timeout=10)
-            return
-        note = f" (previous version kept as {backup.name})" if backup else ""
-        errors = len(doc.validation.errors)
-        self.notify(f"saved {path}{note}" + (f"; it still has {errors} error(s)" if errors else ""), severity="warning" if errors else "information")
+        """Show exactly what changes on disk, then write (errors need "save with errors")."""
+        from pdtui.ui.screens.save_dialog import ask_and_save
+
+        self._flush_pending()
+        ask_and_save(self, self.document, path)
+
+    def saved(self) -> None:
+        """Called once the file is written."""
         self._refresh_feedback()
+        self.app.refresh_dashboard()  # type: ignore[attr-defined]
+
+    def action_undo(self) -> None:
+        self._history("undo")
+
+    def action_redo(self) -> None:
+        self._history("redo")
+
+    def _history(self, which: str) -> None:
+        doc = self.document
+        if doc is None:
+            return
+        self._flush_pending()
+        if not getattr(doc, which)():
+            self.notify(f"nothing to {which}")
+            return
+        self.reload()
         self.app.refresh_dashboard()  # type: ignore[attr-defined]
 
     def action_save_as(self) -> None:
@@ -424,8 +452,7 @@ class EditorScreen(Screen):
             if gpus is None:
                 return
             doc.set(f"{key}[{index}].gpus", gpus)
-            self._rebuild_form()
-            self.call_after_refresh(self._refresh_feedback)
+            self._show_selection()
             self.app.refresh_dashboard()  # type: ignore[attr-defined]
 
         self.app.push_screen(GpuPickerScreen(doc, key, index), picked)
@@ -433,7 +460,9 @@ class EditorScreen(Screen):
     def palette_commands(self):
         from textual.app import SystemCommand
 
-        yield SystemCommand("Editor: save", "Save the profile (keeps a .bak)", self.action_save)
+        yield SystemCommand("Editor: save", "Show the changes, then save (keeps the last 5 versions)", self.action_save)
+        yield SystemCommand("Editor: undo", "Undo the last edit", self.action_undo)
+        yield SystemCommand("Editor: redo", "Redo what was undone", self.action_redo)
         yield SystemCommand("Editor: save as", "Save the profile under a new name", self.action_save_as)
         yield SystemCommand("Editor: revert", "Back to the file on disk", self.action_revert)
         yield SystemCommand("Editor: open profile", "Open a file or a preset", self.action_open_profile)
@@ -442,14 +471,3 @@ class EditorScreen(Screen):
         yield SystemCommand("Editor: duplicate instance", "Copy the selected instance", self.action_duplicate_instance)
         yield SystemCommand("Editor: remove instance", "Remove the selected instance", self.action_remove_instance)
         yield SystemCommand("Editor: pick GPUs", "Choose the selected instance's GPUs", self.action_pick_gpus)
-
-
-def _slug(text: str) -> str:
-    return "-".join(text.lower().split())
-
-
-def _inline(problem) -> str:
-    text = ("⚠ " if not problem.is_error else "✖ ") + problem.message
-    if problem.hint:
-        text += f" — {problem.hint}"
-    return text

@@ -17,7 +17,7 @@ from textual.widgets import Footer, Static
 from pdtui.gpus.picking import busy_reason, topology_hint
 from pdtui.ui import format as fmt
 from pdtui.ui.bindings import bindings_for
-from pdtui.ui.document import ProfileDocument
+from pdtui.model.document import ProfileDocument
 from pdtui.ui.gpu_feed import GpuReading
 from pdtui.ui.session import session_of
 from pdtui.ui.widgets.diff_table import DiffTable

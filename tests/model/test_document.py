@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
-from pdtui.ui.document import ProfileDocument, parse_field
+from pdtui.model.document import ProfileDocument
+from pdtui.model.fields import parse_field
+from tests.ui.conftest import demo_profile_on_free_ports
+
+
+@pytest.fixture
+def free_demo_profile(tmp_path):
+    return demo_profile_on_free_ports(tmp_path)
 
 
 def test_parse_field_keeps_bad_text_for_validation():
@@ -76,12 +84,12 @@ def test_broken_yaml_is_a_message_not_a_crash(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("name: [unclosed\n")
     doc = ProfileDocument.open(path)
-    assert doc.load_error and "not valid YAML" in doc.load_error
+    assert doc.load_error and "broken.yaml:2: YAML syntax error" in doc.load_error
     assert not doc.validation.ok
 
 
 def test_read_field_for_the_fuller_form():
-    from pdtui.ui.document import format_field, read_field
+    from pdtui.model.fields import format_field, read_field
 
     assert read_field("argv", "python -m 'vllm x'").value == ["python", "-m", "vllm x"]
     assert "cannot split" in read_field("argv", "a 'b").error
