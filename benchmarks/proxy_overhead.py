@@ -9,6 +9,13 @@ time to first byte, the added latency at p50, and requests/s, at concurrency 1
 and at 64 concurrent streams.
 
     python benchmarks/proxy_overhead.py [--requests 1000] [--concurrency 64] [--max-tokens 8]
+        [--baseline /work/main] [--decode-ms-per-token 0] [--proxy-arg=--first-token-from-prefiller]
+
+With --baseline DIR a second deployment (its own simulated engines, same settings)
+runs the proxy from that checkout (e.g. the unmodified main), and the rounds
+alternate direct / proxy / baseline, so the before and after are measured in one
+run on the same machine load. CPU per request is the proxy process's user+system
+time over a round divided by its requests (from /proc), so it counts only the proxy.
 
 Through the proxy a request makes three backend round trips (tokenize,
 prefill, decode) plus one ZMQ notification where the direct path makes one, so
@@ -58,10 +65,13 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def start_deployment(tmp: Path) -> tuple[str, str, list[subprocess.Popen]]:
+def start_deployment(tmp: Path, proxy_root: Path = REPO, decode_ms: float = 0.0,
+                     log_level: str = "INFO", preexec=None, proxy_args: tuple[str, ...] = ()):
+    tmp.mkdir(parents=True, exist_ok=True)
     zmq_port, p_port, d_port, init, alloc, x_port = (free_port() for _ in range(6))
     env = {"PDTUI_SIM_STARTUP_S": "0.2", "PDTUI_SIM_PREFILL_US_PER_TOKEN": "0",
-           "PDTUI_SIM_DECODE_MS_PER_TOKEN": "0", "PYTHONHASHSEED": "0"}
+           "PDTUI_SIM_DECODE_MS_PER_TOKEN": f"{decode_ms:g}", "PYTHONHASHSEED": "0",
+           "PYTHONPATH": str(REPO)}
     (tmp / "p.yaml").write_text(
         "chunk_size: 256\nlocal_cpu: False\nsave_unfull_chunk: true\nenable_pd: True\n"
         'pd_role: "sender"\npd_proxy_host: "127.0.0.1"\n'
@@ -78,16 +88,26 @@ def start_deployment(tmp: Path) -> tuple[str, str, list[subprocess.Popen]]:
             procs.append(spawn([sys.executable, "-m", "pdtui.sim", "serve", MODEL, "--port",
                                 str(port), "--kv-transfer-config", kv],
                                {**env, "LMCACHE_CONFIG_FILE": str(tmp / cfg)}, tmp / f"{role}.log"))
-        procs.append(spawn([
-            sys.executable, "-m", "pdtui.proxy", "--port", str(x_port), "--zmq-port", str(zmq_port),
-            "--prefiller", f"http://127.0.0.1:{p_port}", "--decoder", f"http://127.0.0.1:{d_port}",
-            "--decoder-init-ports", str(init), "--decoder-alloc-ports", str(alloc),
-            "--log-level", "WARNING"], {}, tmp / "proxy.log"))
+        # the proxy under test at its default log level (pdtui's writes an access line
+        # per request), imported from proxy_root
+        with open(tmp / "proxy.log", "wb") as fh:
+            procs.append(subprocess.Popen([
+                sys.executable, "-m", "pdtui.proxy", "--port", str(x_port), "--zmq-port",
+                str(zmq_port), "--prefiller", f"http://127.0.0.1:{p_port}", "--decoder",
+                f"http://127.0.0.1:{d_port}", "--decoder-init-ports", str(init),
+                "--decoder-alloc-ports", str(alloc), "--log-level", log_level, *proxy_args],
+                stdout=fh, stderr=subprocess.STDOUT, cwd=proxy_root, start_new_session=True,
+                env={**os.environ, "PYTHONPATH": str(proxy_root)}, preexec_fn=preexec))
     except BaseException:
         for p in procs:
             stop(p)
         raise
     return f"http://127.0.0.1:{x_port}", f"http://127.0.0.1:{d_port}", procs
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def wait_ready(session: aiohttp.ClientSession, proxy: str, procs) -> None:
@@ -133,9 +153,10 @@ async def round_(session, url: str, body: dict, n: int, concurrency: int):
     return lat, ttfb, time.perf_counter() - t0
 
 
-async def proxy_own_time(session: aiohttp.ClientSession, proxy: str) -> list[float]:
-    """Per request, from the proxy's kept timelines (GET /events history): its total
-    minus the tokenize, prefill, kv_wait and decode spans, i.e. time in its own code."""
+async def timeline_stats(session: aiohttp.ClientSession, proxy: str, last: int):
+    """From the proxy's kept timelines (GET /events history), for its last `last` requests:
+    its own time per request (total minus the tokenize, prefill, kv_wait and decode
+    spans, i.e. time in its own code) and the tokenize+prefill+kv_wait time of each."""
     timelines: dict[str, dict[tuple[str, str], float]] = {}
     async with session.get(proxy + "/events") as resp:
         buf = b""
@@ -151,14 +172,14 @@ async def proxy_own_time(session: aiohttp.ClientSession, proxy: str) -> list[flo
         e = json.loads(line)
         if e.get("type") == "stage":
             timelines.setdefault(e["req_id"], {})[(e["stage"], e["state"])] = e["elapsed_ms"]
-    own = []
-    for marks in timelines.values():
-        if ("request", "end") not in marks:
-            continue
-        waiting = sum(marks.get((st, "end"), 0.0) - marks.get((st, "start"), 0.0)
-                      for st in ("tokenize", "prefill", "kv_wait", "decode"))
-        own.append((marks[("request", "end")] - waiting) / 1000.0)
-    return own
+    own, before_decode = [], []
+    done = [m for m in timelines.values() if ("request", "end") in m][-last:]
+    for marks in done:
+        spans = {st: marks.get((st, "end"), 0.0) - marks.get((st, "start"), 0.0)
+                 for st in ("tokenize", "prefill", "kv_wait", "decode")}
+        own.append((marks[("request", "end")] - sum(spans.values())) / 1000.0)
+        before_decode.append((spans["tokenize"] + spans["prefill"] + spans["kv_wait"]) / 1000.0)
+    return own, before_decode
 
 
 def pct(values: list[float], q: float) -> float:
@@ -168,62 +189,81 @@ def pct(values: list[float], q: float) -> float:
 
 async def bench(args) -> None:
     with tempfile.TemporaryDirectory(prefix="pdtui-proxy-bench-") as tmpdir:
-        proxy, decoder, procs = start_deployment(Path(tmpdir))
+        tmp = Path(tmpdir)
+        deployments = {"proxy": start_deployment(tmp / "new", REPO, args.decode_ms_per_token,
+                                                 proxy_args=tuple(args.proxy_arg or ()))}
+        if args.baseline:
+            deployments["baseline"] = start_deployment(tmp / "base", Path(args.baseline).resolve(),
+                                                       args.decode_ms_per_token)
         try:
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector) as session:
-                await wait_ready(session, proxy, procs)
+                for proxy, _, procs in deployments.values():
+                    await wait_ready(session, proxy, procs)
                 prompt = "the quick brown fox jumps over the lazy dog " * 12
-                direct_tokens = None
+                proxy, decoder, _ = deployments["proxy"]
                 async with session.post(decoder + "/tokenize", json={"prompt": prompt}) as r:
                     direct_tokens = (await r.json())["tokens"]
                 body = {"model": MODEL, "max_tokens": args.max_tokens, "stream": True}
                 targets = {
                     # the direct path gets token ids, as the proxy's decode hop does
                     "direct": (decoder + "/v1/completions", {**body, "prompt": direct_tokens}),
-                    "proxy": (proxy + "/v1/completions", {**body, "prompt": prompt}),
                 }
-                for name, (url, b) in targets.items():  # warm-up: connections, first-use paths
+                pids = {}
+                for name, (url, _, procs) in deployments.items():
+                    targets[name] = (url + "/v1/completions", {**body, "prompt": prompt})
+                    pids[name] = procs[-1].pid
+                for url, b in targets.values():  # warm-up: connections, first-use paths
                     await round_(session, url, b, 50, 8)
                 print(f"prompt {len(direct_tokens)} tokens, max_tokens {args.max_tokens}, stream, "
-                      f"zero simulated compute; {os.cpu_count()} CPUs")
+                      f"simulated decode {args.decode_ms_per_token:g} ms/token, zero prefill "
+                      f"compute; {os.cpu_count()} CPUs"
+                      + (f"; baseline proxy from {args.baseline}" if args.baseline else ""))
                 for concurrency, n in ((1, max(args.requests // 5, 100)),
                                        (args.concurrency, args.requests)):
-                    results = {k: ([], [], 0.0) for k in targets}
-                    # alternate in slices so both paths see the same background load
+                    results = {k: ([], [], 0.0, 0.0) for k in targets}
+                    # alternate in slices so every path sees the same background load
                     slices = 5
                     for _ in range(slices):
                         for name, (url, b) in targets.items():
+                            cpu0 = cpu_seconds(pids[name]) if name in pids else 0.0
                             lat, tt, el = await round_(session, url, b, n // slices, concurrency)
+                            cpu = cpu_seconds(pids[name]) - cpu0 if name in pids else 0.0
                             acc = results[name]
-                            results[name] = (acc[0] + lat, acc[1] + tt, acc[2] + el)
+                            results[name] = (acc[0] + lat, acc[1] + tt, acc[2] + el, acc[3] + cpu)
                     print(f"\nconcurrency {concurrency}, {n} requests per path")
-                    print(f"{'path':8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
-                          f"{'ttfb p50':>9} {'req/s':>8}")
-                    for name, (lat, tt, el) in results.items():
-                        print(f"{name:8} {pct(lat, .5):8.2f} {pct(lat, .9):8.2f} {pct(lat, .99):8.2f} "
-                              f"{pct(tt, .5):9.2f} {len(lat) / el:8.0f}")
-                    added = pct(results["proxy"][0], .5) - pct(results["direct"][0], .5)
-                    print(f"added at p50 (proxy path - direct path): {added:.2f} ms per request")
-                    own = await proxy_own_time(session, proxy)
-                    if own:
-                        print(f"proxy's own time per request (total minus time waiting on "
-                              f"backends, last {len(own)} requests): p50 {pct(own, .5):.3f} ms, "
-                              f"p90 {pct(own, .9):.3f} ms")
-                async with session.get(proxy + "/metrics") as resp:
-                    metrics = await resp.text()
-                sums = {}
-                for line in metrics.splitlines():
-                    if line.startswith("pdtui_proxy_stage_seconds_sum") or \
-                            line.startswith("pdtui_proxy_stage_seconds_count"):
-                        key = line.split("{")[0].rsplit("_", 1)[1]
-                        stage = line.split('stage="')[1].split('"')[0]
-                        sums.setdefault(stage, {})[key] = float(line.rsplit(" ", 1)[1])
-                print("\nproxy stage means (all requests, ms): " + ", ".join(
-                    f"{s} {v['sum'] / v['count'] * 1000:.2f}" for s, v in sums.items() if v.get("count")))
+                    print(f"{'path':9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
+                          f"{'ttfb p50':>9} {'req/s':>8} {'proxy CPU ms/req':>17}")
+                    for name, (lat, tt, el, cpu) in results.items():
+                        cpu_txt = f"{cpu / len(lat) * 1000:17.2f}" if name in pids else f"{'-':>17}"
+                        print(f"{name:9} {pct(lat, .5):8.2f} {pct(lat, .9):8.2f} "
+                              f"{pct(lat, .99):8.2f} {pct(tt, .5):9.2f} {len(lat) / el:8.0f}"
+                              f"{cpu_txt}")
+                    for name in pids:
+                        added = pct(results[name][0], .5) - pct(results["direct"][0], .5)
+                        print(f"added at p50 ({name} path - direct path): {added:.2f} ms")
+                    if "baseline" in results:
+                        new_rps = len(results["proxy"][0]) / results["proxy"][2]
+                        base_rps = len(results["baseline"][0]) / results["baseline"][2]
+                        print(f"throughput proxy / baseline: {new_rps / base_rps:.2f}x")
+                    for name, (url, _, _) in deployments.items():
+                        own, pre = await timeline_stats(session, url, n // slices)
+                        if own:
+                            print(f"{name}: own time per request (total minus waits on "
+                                  f"backends, last {len(own)}): p50 {pct(own, .5):.3f} ms, "
+                                  f"p90 {pct(own, .9):.3f} ms")
+                        if concurrency == 1 and pre:
+                            # TTFB target: decoder's own TTFB + the stages before it + 1 ms
+                            ttfb = pct(results[name][1], .5)
+                            direct = pct(results["direct"][1], .5)
+                            print(f"{name}: TTFB p50 {ttfb:.2f} ms vs decoder's own TTFB p50 "
+                                  f"{direct:.2f} + tokenize/prefill/kv_wait p50 "
+                                  f"{pct(pre, .5):.2f} ms = {direct + pct(pre, .5):.2f} ms "
+                                  f"(over by {ttfb - direct - pct(pre, .5):+.2f} ms)")
         finally:
-            for p in procs:
-                stop(p)
+            for _, _, procs in deployments.values():
+                for p in procs:
+                    stop(p)
 
 
 def main() -> None:
@@ -231,6 +271,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also run the proxy from this checkout (e.g. /work/main), same run")
+    parser.add_argument("--decode-ms-per-token", type=float, default=0.0)
+    parser.add_argument("--proxy-arg", action="append", metavar="ARG",
+                        help="extra argument for the proxy under test (not the baseline), e.g. "
+                        "--proxy-arg=--first-token-from-prefiller")
     asyncio.run(bench(parser.parse_args()))
 
 

@@ -138,9 +138,20 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 0
         return run_tui(args)
+    from pdtui.clipaths import EXIT_PATH_ERROR, PathError, reason_of
+
     try:
         return int(func(args) or 0)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+    except PathError as exc:
+        print(f"pdtui {args.command}: {exc}", file=sys.stderr)
+        return EXIT_PATH_ERROR
+    except OSError as exc:
+        if not exc.filename:
+            raise
+        # A path problem no command checked for: still one line, never a traceback.
+        print(f"pdtui {args.command}: {exc.filename}: {reason_of(exc)}", file=sys.stderr)
+        return EXIT_PATH_ERROR

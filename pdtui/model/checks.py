@@ -5,17 +5,22 @@ Every rule returns Problems; none of them touches the machine (see hostchecks).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import json
-import re
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
-from pdtui.model import compat, effective
+from pdtui.model import compat, effective, envchecks
 from pdtui.model.problems import Problem
-from pdtui.model.schema import DecoderSpec, InstanceSpec, ModelShape, Profile, role_of
+from pdtui.model.schema import DecoderSpec, InstanceSpec, ModelShape, Profile
+from pdtui.model.secret import (
+    MASK,
+    is_secret,
+    is_secret_name,  # noqa: F401  (re-exported: callers import it from here)
+)
 
 # vLLM flags the renderer owns; giving them in extra_args would start a different deployment
 # from the one validated.
@@ -75,11 +80,26 @@ def check_profile(profile: Profile, profile_dir: Path | None = None) -> list[Pro
         _lmcache_keys,
         _vllm_flags,
         _bind_addresses,
-        _secrets_in_profile,
+        envchecks.env_names,
+        envchecks.nul_bytes,
+        envchecks.secrets,
+        envchecks.stray_secrets,
     ):
         problems.extend(rule(profile))
     problems.extend(_buffer_alignment(profile, profile_dir))
-    return problems
+    from pdtui.model.checks_cluster import check_cluster  # multi-node rules (it imports this module)
+
+    problems.extend(check_cluster(profile))
+    return [_without_secret_value(p, profile.secrets) for p in problems]
+
+
+def _without_secret_value(problem: Problem, declared: list[str]) -> Problem:
+    """Whatever rule found it, a problem never shows a secret (by its key, the profile's
+    `secrets:` list, or its shape)."""
+    key = problem.path.rsplit(".", 1)[-1]
+    if problem.value not in (None, MASK) and is_secret(key, problem.value, declared):
+        return dataclasses.replace(problem, value=MASK)
+    return problem
 
 
 def _path(profile: Profile, instance: InstanceSpec, field: str = "") -> str:
@@ -123,6 +143,8 @@ def port_claims(profile: Profile) -> list[tuple[int, str, str]]:
 
 
 def _unique_ports(profile: Profile) -> Iterable[Problem]:
+    if profile.nodes:
+        return  # checks_cluster checks ports per node
     first: dict[int, tuple[str, str]] = {}
     for port, path, what in port_claims(profile):
         if port in first and first[port][0] != path:
@@ -135,6 +157,8 @@ def _unique_ports(profile: Profile) -> Iterable[Problem]:
 
 
 def _gpu_assignment(profile: Profile) -> Iterable[Problem]:
+    if profile.nodes:
+        return  # checks_cluster checks GPUs per node
     owners: dict[int, list[InstanceSpec]] = defaultdict(list)
     for inst in profile.instances():
         seen = set()
@@ -405,32 +429,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-_SECRET_NAME = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIALS?)(_|$)")
-# Names that contain a marker word but hold no secret (a per-token timing, a token count).
-_NOT_SECRET = re.compile(r"_PER_TOKEN$|_TOKENS?_(COUNT|LIMIT|US|MS|S)$")
-
-
-def is_secret_name(name: str) -> bool:
-    """HF_TOKEN, OPENAI_API_KEY, AWS_SECRET_ACCESS_KEY, ... are masked everywhere."""
-    upper = name.upper()
-    return bool(_SECRET_NAME.search(upper)) and not _NOT_SECRET.search(upper)
-
-
-def _secrets_in_profile(profile: Profile) -> Iterable[Problem]:
-    envs = [("env", profile.env), ("proxy.env", profile.proxy.env)]
-    envs += [(_path(profile, inst, "env"), inst.env) for inst in profile.instances()]
-    for base, env in envs:
-        for key in env:
-            if is_secret_name(key):
-                yield Problem(
-                    f"{base}.{key}",
-                    "a secret is stored in the profile file",
-                    "***",
-                    f"export {key} in the shell that starts pdtui instead; pdtui passes the environment through and masks it",
-                    "warning",
-                )
 
 
 # --- pd_buffer_size alignment ----------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pdtui.clipaths import PathError, input_file_problem
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     validate = subparsers.add_parser(
@@ -25,6 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("profile", help="profile file, or the name of a preset")
     render.add_argument("-o", "--output", required=True, help="directory to write into")
     render.add_argument("--python", default=None, help="interpreter for the proxy/simulator (default: this one)")
+    render.add_argument("--target", choices=("local", "k8s"), default="local",
+                        help="local: LMCache YAMLs, plan.json, launch.sh; k8s: manifests for `kubectl apply -f DIR` (docs/cluster.md)")
+    render.add_argument("--image", default=None, help="k8s: the engines' image (default lmcache/vllm-openai:latest)")
+    render.add_argument("--proxy-image", default=None, help="k8s: the proxy's image, with pdtui installed (default: --image)")
+    render.add_argument("--namespace", default=None, help="k8s: namespace of every object (default: kubectl's)")
+    render.add_argument("--secret", default=None, help="k8s: the Secret that secret env keys refer to (default PROFILE-secrets)")
     render.set_defaults(func=run_render)
 
 
@@ -37,10 +45,9 @@ def run_validate(args: argparse.Namespace) -> int:
     import json
 
     from pdtui.model.hostchecks import check_host
-    from pdtui.model.presets import resolve_profile_path
     from pdtui.model.validate import validate_file
 
-    path = resolve_profile_path(args.profile)
+    path = _profile_file(args.profile)
     validation = validate_file(path)
     if args.host_checks and validation.profile is not None:
         count, error = _gpu_count()
@@ -67,22 +74,59 @@ def _gpu_count() -> tuple[int | None, str | None]:
     return gpu_count()
 
 
+def _profile_file(name_or_path: str):
+    from pdtui.model.presets import resolve_profile_path
+
+    path = resolve_profile_path(name_or_path)
+    problem = input_file_problem(path)
+    if problem:
+        raise PathError(name_or_path, problem + (" (nor the name of a preset in configs/)" if problem == "no such file" else ""))
+    return path
+
+
 def run_render(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pdtui.model.presets import resolve_profile_path
+    from pdtui.clipaths import output_dir_problem, reason_of
     from pdtui.model.render import render_plan, write_rendered
     from pdtui.model.validate import validate_file
 
-    path = resolve_profile_path(args.profile)
+    path = _profile_file(args.profile)
+    out = Path(args.output).expanduser().resolve()
+    problem = output_dir_problem(out)
+    if problem:
+        raise PathError(args.output, problem)
     validation = validate_file(path)
     if not validation.ok:
         _print_problems(validation, sys.stderr)
         print(f"{validation.source}: not rendered, fix the errors first", file=sys.stderr)
         return 1
     _print_problems(validation, sys.stderr)
-    out = Path(args.output).expanduser().resolve()
+    if getattr(args, "target", "local") == "k8s":
+        return _render_k8s(validation.profile, out, args)
     plan = render_plan(validation.profile, out, python=args.python)
-    for written in write_rendered(plan, out):
-        print(written)
+    try:
+        written = write_rendered(plan, out)
+    except OSError as exc:
+        raise PathError(exc.filename or args.output, reason_of(exc)) from None
+    for path in written:
+        print(path)
+    return 0
+
+
+def _render_k8s(profile, out, args: argparse.Namespace) -> int:
+    from pdtui.model.files import atomic_write
+    from pdtui.model.k8s import DEFAULT_IMAGE, K8sOptions, K8sRenderError, manifests_text, render_k8s
+
+    options = K8sOptions(image=args.image or DEFAULT_IMAGE, proxy_image=args.proxy_image, namespace=args.namespace,
+                         secret_name=args.secret, python=args.python or "python3")
+    try:
+        files = render_k8s(profile, options)
+    except K8sRenderError as exc:
+        print(f"pdtui render --target k8s: {exc}", file=sys.stderr)
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    for name, manifests in files.items():
+        atomic_write(out / name, manifests_text(manifests))
+        print(out / name)
     return 0

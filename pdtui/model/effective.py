@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pdtui.model.placement import instance_host
+from pdtui.model.secret import lmcache_secret_env
 from pdtui.model.schema import DecoderSpec, InstanceSpec, Profile, role_of
 
 LMCACHE_CONNECTOR = "LMCacheConnectorV1"
@@ -129,7 +131,20 @@ _LMCACHE_PD_KEY_ORDER = (
 
 
 def lmcache_config(profile: Profile, instance: InstanceSpec) -> dict[str, Any] | None:
-    """The LMCache YAML of an instance as data (None in nixl mode: no LMCache there)."""
+    """The LMCache YAML of an instance as data (None in nixl mode: no LMCache there).
+
+    Secret keys are not in it: they reach LMCache through `lmcache_secret_env`."""
+    config = _lmcache_config_with_secrets(profile, instance)
+    return None if config is None else lmcache_secret_env(config, profile.secrets)[0]
+
+
+def lmcache_env(profile: Profile, instance: InstanceSpec) -> dict[str, str]:
+    """LMCACHE_<KEY> variables carrying the secret LMCache keys (LMCache reads them on top of the file)."""
+    config = _lmcache_config_with_secrets(profile, instance)
+    return {} if config is None else lmcache_secret_env(config, profile.secrets)[1]
+
+
+def _lmcache_config_with_secrets(profile: Profile, instance: InstanceSpec) -> dict[str, Any] | None:
     if profile.mode != "lmcache-pd":
         return None
     lm = profile.effective_lmcache(instance)
@@ -142,7 +157,7 @@ def lmcache_config(profile: Profile, instance: InstanceSpec) -> dict[str, Any] |
     config["transfer_channel"] = lm.transfer_channel or "nixl"
     if isinstance(instance, DecoderSpec):
         config["pd_role"] = "receiver"
-        config["pd_peer_host"] = profile.host
+        config["pd_peer_host"] = instance_host(profile, instance)
         config["pd_peer_init_port"] = _port_list(instance.nixl_init_ports)
         config["pd_peer_alloc_port"] = _port_list(instance.nixl_alloc_ports)
     else:

@@ -12,7 +12,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from pdtui.model.checks import is_secret_name
+from pdtui.model.secret import is_secret
 from pdtui.model.render import MASK
 
 
@@ -178,7 +178,7 @@ def _read_env(text: str, current: Any) -> FieldText:
             bad.append(line.strip())
             continue
         old = current.get(key)
-        if old is not None and (value == str(old) or (value == MASK and is_secret_name(key))):
+        if old is not None and (value == str(old) or (value == MASK and is_secret(key, old))):
             value = old  # untouched: keep it exactly (a masked secret, or 0 that YAML made an int)
         env[key] = value
     if bad:
@@ -199,7 +199,7 @@ def format_field(kind: str, value: Any) -> str:
     if kind == "env" and isinstance(value, dict):
         # Secrets never reach the screen; `_read_env` puts the stored value back.
         return "\n".join(
-            f"{k}={MASK if is_secret_name(str(k)) and v not in (None, '') else ('' if v is None else v)}"
+            f"{k}={MASK if is_secret(str(k), v) else ('' if v is None else v)}"
             for k, v in value.items()
         )
     return str(value)

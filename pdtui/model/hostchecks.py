@@ -44,6 +44,10 @@ def check_host(
     gpu_error: str | None = None,
 ) -> list[Problem]:
     """Problems on this host. gpu_count None means unknown (no GPU check possible)."""
+    if profile.nodes or profile.cluster is not None:
+        # Other machines (or the ones Slurm will pick): this one says nothing about them.
+        return [Problem("nodes" if profile.nodes else "cluster", "host checks skipped: the profile runs on other machines",
+                        None, "run `pdtui validate --host-checks` on each node, or let Slurm place it", "warning")]
     problems: list[Problem] = []
     for port, path, what in port_claims(profile):
         host = profile.proxy.host if path.startswith("proxy.") else profile.host

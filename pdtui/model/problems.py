@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pdtui.model.secret import MASK, looks_like_token, scrub
+
 Severity = Literal["error", "warning"]
 
 
@@ -38,14 +40,15 @@ class Problem:
             text += f" — {self.hint}"
         if self.severity == "warning":
             text = "warning: " + text
-        return text
+        return scrub(text, ())  # a credential in a value the user mistyped is still not echoed
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "severity": self.severity,
             "message": self.message,
-            "value": self.value if _jsonable(self.value) else repr(self.value),
+            # looks_like_token looks inside lists and dicts too
+            "value": MASK if looks_like_token(self.value) else self.value if _jsonable(self.value) else repr(self.value),
             "hint": self.hint,
             "line": self.line,
             "column": self.column,

@@ -15,11 +15,11 @@ from typing import Any
 
 import yaml
 
-from pdtui.model import compat, effective
-from pdtui.model.checks import is_secret_name
+from pdtui.model import compat, effective, placement
 from pdtui.model.schema import DecoderSpec, InstanceSpec, Profile, role_of
+from pdtui.model.secret import MASK, SIM_SECRET_KEYS, is_secret, mask_env, scrub, split_secret_args
 
-MASK = "***"
+__all__ = ["MASK", "DeploymentPlan", "InstancePlan", "ProxyPlan", "mask_env", "render_plan", "write_rendered"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class InstancePlan:
     startup_timeout_s: float
     shared_gpus: bool
     ports: tuple[tuple[int, str], ...]  # (port, what) this instance listens on
+    secret_keys: frozenset[str] = field(default=frozenset(), repr=False)  # env keys holding secrets
 
     @property
     def health_url(self) -> str:
@@ -56,6 +57,7 @@ class ProxyPlan:
     argv: tuple[str, ...]
     env: dict[str, str]
     startup_timeout_s: float
+    secret_keys: frozenset[str] = field(default=frozenset(), repr=False)
 
     @property
     def health_url(self) -> str:
@@ -71,6 +73,8 @@ class DeploymentPlan:
     proxy: ProxyPlan
     instances: tuple[InstancePlan, ...]
     output_dir: str
+    # Every secret value of the deployment: no text pdtui writes may contain one (`scrub`).
+    secret_values: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def instance(self, name: str) -> InstancePlan:
         for inst in self.instances:
@@ -83,8 +87,8 @@ class DeploymentPlan:
         return [i for i in self.instances if i.role == "decoder"] + [i for i in self.instances if i.role == "prefiller"]
 
     def to_dict(self, mask_secrets: bool = True) -> dict[str, Any]:
-        def env(e: dict[str, str]) -> dict[str, str]:
-            return mask_env(e) if mask_secrets else dict(e)
+        def env(e: dict[str, str], secret_keys: frozenset[str]) -> dict[str, str]:
+            return mask_env(e, secret_keys) if mask_secrets else dict(e)
 
         return {
             "profile": self.profile_name,
@@ -97,7 +101,7 @@ class DeploymentPlan:
                 "port": self.proxy.port,
                 "zmq_port": self.proxy.zmq_port,
                 "argv": list(self.proxy.argv),
-                "env": env(self.proxy.env),
+                "env": env(self.proxy.env, self.proxy.secret_keys),
             },
             "instances": [
                 {
@@ -107,7 +111,7 @@ class DeploymentPlan:
                     "port": i.port,
                     "tensor_parallel_size": i.tensor_parallel_size,
                     "argv": list(i.argv),
-                    "env": env(i.env),
+                    "env": env(i.env, i.secret_keys),
                     "lmcache_config_path": i.lmcache_config_path,
                     "prometheus_dir": i.prometheus_dir,
                     "ports": [list(p) for p in i.ports],
@@ -115,10 +119,6 @@ class DeploymentPlan:
                 for i in self.instances
             ],
         }
-
-
-def mask_env(env: dict[str, str]) -> dict[str, str]:
-    return {k: (MASK if is_secret_name(k) and v else v) for k, v in env.items()}
 
 
 def _url_host(host: str) -> str:
@@ -141,7 +141,8 @@ def engine_command(profile: Profile, python: str) -> list[str]:
 
 def instance_argv(profile: Profile, instance: InstanceSpec, python: str = sys.executable) -> list[str]:
     settings = profile.effective_vllm(instance)
-    argv = engine_command(profile, python) + ["serve", profile.model, "--host", profile.host, "--port", str(instance.port)]
+    host = placement.instance_host(profile, instance)
+    argv = engine_command(profile, python) + ["serve", profile.model, "--host", host, "--port", str(instance.port)]
     if profile.served_model_name:
         argv += ["--served-model-name", profile.served_model_name]
     if instance.tensor_parallel_size != 1:
@@ -166,7 +167,9 @@ def instance_argv(profile: Profile, instance: InstanceSpec, python: str = sys.ex
         argv.append("--trust-remote-code")
     argv += compat.request_logging_flags(profile.vllm_version)
     argv += ["--kv-transfer-config", json.dumps(effective.kv_transfer_config(profile, instance), separators=(",", ":"))]
-    argv += list(settings.extra_args or [])
+    # Secret flags never reach the command line (every local user can read it): `--api-key X`
+    # travels as VLLM_API_KEY (see instance_env); validate refuses the ones with no such route.
+    argv += split_secret_args(settings.extra_args or [], profile.secrets)[0]
     return argv
 
 
@@ -188,12 +191,27 @@ def instance_env(profile: Profile, instance: InstanceSpec, output_dir: Path) -> 
     if profile.mode == "lmcache-pd":
         env["LMCACHE_CONFIG_FILE"] = str(lmcache_config_path(output_dir, instance))
     else:
-        env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = profile.host
+        env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = placement.instance_host(profile, instance)
         env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(effective.nixl_side_channel_port(profile, instance))
     if profile.engine == "sim":
         env.update(_sim_env(instance))
+    env.update(placement.transport_env(profile, instance))  # multi-node only; the profile's env wins
     env.update(profile.effective_env(instance))
+    lmcache_secrets = effective.lmcache_env(profile, instance)
+    env.update(lmcache_secrets)
+    if profile.engine == "sim" and lmcache_secrets:
+        # pdtui's simulator echoes its LMCache config as LMCache does: these keys it masks.
+        env[SIM_SECRET_KEYS] = ",".join(sorted(k[len("LMCACHE_"):].lower() for k in lmcache_secrets))
+    env.update(split_secret_args(profile.effective_vllm(instance).extra_args or [], profile.secrets)[1])
     return env
+
+
+def _secret_keys(profile: Profile, instance: InstanceSpec | None, env: dict[str, str]) -> frozenset[str]:
+    moved: set[str] = set()
+    if instance is not None:
+        moved |= set(effective.lmcache_env(profile, instance))
+        moved |= set(split_secret_args(profile.effective_vllm(instance).extra_args or [], profile.secrets)[1])
+    return frozenset(k for k, v in env.items() if v and (k in moved or is_secret(k, v, profile.secrets)))
 
 
 def _sim_env(instance: InstanceSpec) -> dict[str, str]:
@@ -224,9 +242,9 @@ def proxy_argv(profile: Profile, python: str = sys.executable) -> list[str]:
     if profile.mode == "lmcache-pd":
         argv += ["--zmq-host", effective.zmq_host(profile), "--zmq-port", str(proxy.zmq_port)]
     for p in profile.prefillers:
-        argv += ["--prefiller", f"http://{_url_host(profile.host)}:{p.port}"]
+        argv += ["--prefiller", f"http://{_url_host(placement.instance_host(profile, p))}:{p.port}"]
     for d in profile.decoders:
-        argv += ["--decoder", f"http://{_url_host(profile.host)}:{d.port}"]
+        argv += ["--decoder", f"http://{_url_host(placement.instance_host(profile, d))}:{d.port}"]
         if profile.mode == "lmcache-pd":
             argv += ["--decoder-init-ports", ",".join(str(x) for x in d.nixl_init_ports)]
             argv += ["--decoder-alloc-ports", ",".join(str(x) for x in d.nixl_alloc_ports)]
@@ -250,6 +268,7 @@ def render_plan(profile: Profile, output_dir: str | Path, python: str | None = N
     instances = []
     for inst in [*profile.prefillers, *profile.decoders]:
         lm_config = effective.lmcache_config(profile, inst)
+        env = instance_env(profile, inst, out)
         ports: list[tuple[int, str]] = [(inst.port, "http")]
         if isinstance(inst, DecoderSpec) and profile.mode == "lmcache-pd":
             ports += [(p, "nixl-init") for p in inst.nixl_init_ports]
@@ -259,17 +278,18 @@ def render_plan(profile: Profile, output_dir: str | Path, python: str | None = N
                 name=inst.name,
                 role=role_of(inst),
                 gpus=tuple(inst.gpus),
-                host=profile.host,
+                host=placement.instance_host(profile, inst),
                 port=inst.port,
                 tensor_parallel_size=inst.tensor_parallel_size,
                 argv=tuple(instance_argv(profile, inst, python)),
-                env=instance_env(profile, inst, out),
+                env=env,
                 lmcache_config=lm_config,
                 lmcache_config_path=str(lmcache_config_path(out, inst)) if lm_config is not None else None,
                 prometheus_dir=str(prometheus_dir(out, inst)),
                 startup_timeout_s=inst.startup_timeout_s,
                 shared_gpus=inst.shared_gpus,
                 ports=tuple(ports),
+                secret_keys=_secret_keys(profile, inst, env),
             )
         )
     proxy_env = {"PYTHONUNBUFFERED": "1", **profile.proxy.env}
@@ -280,7 +300,11 @@ def render_plan(profile: Profile, output_dir: str | Path, python: str | None = N
         argv=tuple(proxy_argv(profile, python)),
         env=proxy_env,
         startup_timeout_s=profile.proxy.startup_timeout_s,
+        secret_keys=_secret_keys(profile, None, proxy_env),
     )
+    secret_values = {proxy_env[k] for k in proxy.secret_keys}
+    for i in instances:
+        secret_values |= {i.env[k] for k in i.secret_keys}
     return DeploymentPlan(
         profile_name=profile.name,
         mode=profile.mode,
@@ -289,11 +313,17 @@ def render_plan(profile: Profile, output_dir: str | Path, python: str | None = N
         proxy=proxy,
         instances=tuple(instances),
         output_dir=str(out),
+        secret_values=frozenset(secret_values),
     )
 
 
 def write_rendered(plan: DeploymentPlan, output_dir: str | Path) -> list[Path]:
-    """Write the LMCache YAMLs, launch.sh and plan.json (secrets masked) into output_dir."""
+    """Write the LMCache YAMLs, launch.sh and plan.json into output_dir.
+
+    No secret is in any of them: they travel in the processes' environment, launch.sh
+    requires them from its caller's, and every text is scrubbed of the plan's secret values
+    as well (a secret pasted into a field pdtui did not expect still never lands on disk).
+    """
     from pdtui.model.launch_script import launch_script
     from pdtui.model.files import atomic_write
 
@@ -303,13 +333,13 @@ def write_rendered(plan: DeploymentPlan, output_dir: str | Path) -> list[Path]:
     for inst in plan.instances:
         if inst.lmcache_config is not None and inst.lmcache_config_path:
             path = Path(inst.lmcache_config_path)
-            atomic_write(path, inst.lmcache_yaml or "")
+            atomic_write(path, scrub(inst.lmcache_yaml or "", plan.secret_values))
             written.append(path)
     script = out / "launch.sh"
-    atomic_write(script, launch_script(plan), mode=0o755)
+    atomic_write(script, scrub(launch_script(plan), plan.secret_values), mode=0o755)
     written.append(script)
     plan_file = out / "plan.json"
-    atomic_write(plan_file, json.dumps(plan.to_dict(mask_secrets=True), indent=2) + "\n")
+    atomic_write(plan_file, scrub(json.dumps(plan.to_dict(mask_secrets=True), indent=2) + "\n", plan.secret_values))
     written.append(plan_file)
     return written
 

@@ -115,8 +115,41 @@ class SimSettings(StrictModel):
         return faults
 
 
+class NodeSpec(StrictModel):
+    """A machine of a multi-node deployment (see docs/cluster.md)."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    # Where the other machines reach this one. On Slurm it may stay empty: the allocated
+    # node's NodeAddr is used.
+    address: str | None = None
+    gpus: int = Field(8, ge=0)  # GPUs this node has (TP and GPU indices are checked against it)
+    interface: str | None = None  # TCP interface: NCCL/GLOO_SOCKET_IFNAME, and UCX_NET_DEVICES
+    rdma_devices: list[str] | None = None  # UCX_NET_DEVICES, e.g. [mlx5_0:1]
+
+
+class TransportSettings(StrictModel):
+    """How KV crosses machines (NIXL over UCX). Only rendered for multi-node profiles."""
+
+    ucx_tls: str | None = None  # default for multi-node: rc,cuda_copy,cuda_ipc,tcp
+
+
+class SlurmCluster(StrictModel):
+    """Run the deployment as one Slurm job: every instance a job step (docs/cluster.md)."""
+
+    type: Literal["slurm"]
+    partition: str | None = None
+    account: str | None = None
+    time: str | None = Field(None, pattern=r"^(\d+-)?\d+(:\d{1,2}){0,2}$")  # sbatch --time
+    proxy_on: Literal["first-node", "submit-host"] = "first-node"
+    python: str | None = None  # interpreter on the nodes (default: this one, on the shared filesystem)
+    cpus_per_instance: int = Field(8, ge=1)  # srun --cpus-per-task of each engine step (vLLM needs several)
+    sbatch_args: list[str] = Field(default_factory=list)  # e.g. [--qos=high, --exclusive]
+    srun_args: list[str] = Field(default_factory=list)  # added to every instance's step, e.g. [--mem=0]
+
+
 class InstanceSpec(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)
+    node: str | None = None  # the name of a node in `nodes` (multi-node profiles)
     gpus: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
     port: Port
     tensor_parallel_size: int = Field(1, ge=1)
@@ -188,6 +221,13 @@ class Profile(StrictModel):
     lmcache: LmcacheSettings = Field(default_factory=LmcacheSettings)
     prefillers: list[PrefillerSpec] = Field(min_length=1)
     decoders: list[DecoderSpec] = Field(min_length=1)
+    # Beyond one box (docs/cluster.md); both absent = a single-box profile, as before.
+    nodes: list[NodeSpec] | None = None
+    transport: TransportSettings | None = None
+    cluster: SlurmCluster | None = None
+    # Names whose values are secret beyond the ones pdtui recognises by itself: environment
+    # variables, vLLM flags (--my-token) or lmcache.extra / kv.extra_config keys.
+    secrets: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
 
     def instances(self) -> list[InstanceSpec]:
         return [*self.prefillers, *self.decoders]

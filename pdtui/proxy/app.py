@@ -6,43 +6,54 @@ import asyncio
 import json
 import logging
 import uuid
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from pdtui.proxy.backends import NoBackendError
-from pdtui.proxy.config import ProxyConfig
+from pdtui.proxy.config import ClientLimits, ProxyConfig
 from pdtui.proxy.errors import BackendUnreachable, StageError, bad_request
 from pdtui.proxy.exchange import Exchange
+from pdtui.proxy.guard import ConnectionGuard, middleware_for
 from pdtui.proxy.lmcache_flow import LmcachePdFlow
 from pdtui.proxy.metrics import STAGES
 from pdtui.proxy.nixl_flow import NixlFlow
+from pdtui.proxy.proxylog import access_line
+from pdtui.proxy.resources import MemoryTrimmer
 from pdtui.proxy.service import ProxyService
 from pdtui.proxy.timeline import RequestTimeline
 
 log = logging.getLogger(__name__)
 
 SERVICE_KEY: web.AppKey[ProxyService] = web.AppKey("pdtui_proxy_service", ProxyService)
-# Prompts can be long; anything above this is refused with 413 instead of buffered.
-MAX_BODY_BYTES = 64 * 1024 * 1024
+GUARD_KEY: web.AppKey[ConnectionGuard] = web.AppKey("pdtui_proxy_guard", ConnectionGuard)
 EVENTS_HEARTBEAT_S = 15.0
 
 
-def build_app(config: ProxyConfig) -> web.Application:
-    service = ProxyService(config)
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+def build_app(config: ProxyConfig, guard: ConnectionGuard | None = None,
+              backend_connections: int = 0) -> web.Application:
+    service = ProxyService(config, backend_connections=backend_connections)
+    app = web.Application(client_max_size=config.client.max_body_bytes,
+                          middlewares=[middleware_for(guard)] if guard is not None else [])
     app[SERVICE_KEY] = service
+    if guard is not None:
+        app[GUARD_KEY] = guard
     flow = LmcachePdFlow(service) if config.mode == "lmcache-pd" else NixlFlow(service)
+    service.flow = flow
+    trimmer = MemoryTrimmer()
 
     async def completions(request: web.Request) -> web.StreamResponse:
-        return await _proxy(request, service, flow, "completions")
+        return _close_if_large(request, await _proxy(request, service, flow, "completions",
+                                                     trimmer))
 
     async def chat(request: web.Request) -> web.StreamResponse:
-        return await _proxy(request, service, flow, "chat")
+        return _close_if_large(request, await _proxy(request, service, flow, "chat", trimmer))
 
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/health", _health)
+    app.router.add_post("/backends/check", _check_backends)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/events", _events)
@@ -51,6 +62,7 @@ def build_app(config: ProxyConfig) -> web.Application:
         await service.start()
 
     async def on_cleanup(app: web.Application) -> None:
+        trimmer.cancel()
         await service.stop()
 
     app.on_startup.append(on_startup)
@@ -58,15 +70,19 @@ def build_app(config: ProxyConfig) -> web.Application:
     return app
 
 
-async def _proxy(request: web.Request, svc: ProxyService, flow, route: str) -> web.StreamResponse:
+async def _proxy(request: web.Request, svc: ProxyService, flow, route: str,
+                 trimmer: MemoryTrimmer) -> web.StreamResponse:
     req_id = uuid.uuid4().hex
     tl = RequestTimeline(svc.hub, req_id, route)
     tl.start("request", detail={"mode": svc.config.mode})
     ex = Exchange(request=request, req_id=req_id, route=route, timeline=tl)
     svc.metrics.in_flight.inc()
     outcome = "ok"
+    status = 0
+    body_bytes = 0
+    p = d = None
     try:
-        ex.body = await _read_body(request)
+        ex.body, body_bytes = await _read_body(request, svc.config.client)
         sticky = request.headers.get(svc.config.sticky_header) if svc.config.sticky_header else None
         tried: list[str] = []
         while True:
@@ -79,55 +95,94 @@ async def _proxy(request: web.Request, svc: ProxyService, flow, route: str) -> w
                 raise StageError(503, "route", None, msg, "no_backend") from None
             tl.mark("route", None, {"prefiller": p.url, "decoder": d.url})
             try:
-                return await flow.run(ex, p, d)
+                out = await flow.run(ex, p, d)
+                status = out.status
+                return out
             except BackendUnreachable as exc:
                 if ex.response is not None:
                     raise
                 # Nothing was sent to the client yet: try the request again elsewhere.
                 log.warning("request %s: %s; retrying on another backend", req_id, exc.message)
-                tried.append(exc.backend)
+                tried.append(exc.backend or "?")
                 ex.attempt += 1
     except StageError as exc:
         outcome = exc.outcome
+        status = exc.status if ex.response is None else ex.response.status
         return await _error_answer(ex, exc)
     except asyncio.CancelledError:
         # aiohttp cancels the handler when the client disconnects; after the whole answer
         # (a stream's [DONE]) that is a client done with us, not a cancelled request.
         outcome = "ok" if ex.answered else "cancelled"
+        status = ex.response.status if ex.response is not None else 499
         raise
     except (ConnectionResetError, aiohttp.ClientConnectionResetError):
         # the client went away while we were writing to it
         outcome = "ok" if ex.answered else "cancelled"
+        status = ex.response.status if ex.response is not None else 499
         return ex.response or web.Response(status=499)
+    except RecursionError:
+        # nested just shallow enough to parse, too deep to encode again for a backend
+        outcome = "client_error"
+        status = 400 if ex.response is None else ex.response.status
+        return await _error_answer(ex, bad_request("the request body is JSON nested too "
+                                                   "deeply to forward"))
     except Exception as exc:  # a bug must answer the client, not drop it
         log.exception("request %s failed", req_id)
         outcome = "backend_error"
+        status = 500 if ex.response is None else ex.response.status
         return await _error_answer(ex, StageError(500, "proxy", None,
                                                   f"internal proxy error: {exc!r}", "proxy_error"))
     finally:
         svc.metrics.in_flight.dec()
         tl.mark("total")
+        durations = tl.durations
         for stage in STAGES:
-            seconds = tl.durations.get(stage)
+            seconds = durations.get(stage)
             if seconds is not None:
                 svc.metrics.observe_stage(stage, seconds)
-        svc.metrics.requests.labels(route, outcome).inc()
+        svc.metrics.count_request(route, outcome)
         tl.end("request", state="end" if outcome == "ok" else "error",
                detail={"outcome": outcome})
+        access_line(req_id, route, p.url if p else None, d.url if d else None, status, outcome,
+                    {k: v for k, v in durations.items() if k in STAGES})
+        trimmer.after_request(body_bytes)
 
 
-async def _read_body(request: web.Request) -> dict:
+def _close_if_large(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
+    """After a huge body, end the connection with the response: aiohttp keeps a read
+    buffer the size of the largest request for as long as the connection lives, which
+    would hold ~the body's size in memory until the client goes away."""
+    if request.get(_LARGE_BODY):
+        resp.force_close()
+    return resp
+
+
+_LARGE_BODY = "pdtui_large_body"
+
+
+async def _read_body(request: web.Request, limits: ClientLimits) -> tuple[dict, int]:
     try:
-        body = await request.json(loads=json.loads)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad_request(f"the request body is not valid JSON: {exc}") from None
+        async with asyncio.timeout(limits.body_timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        raise StageError(408, "request", None,
+                         f"the request body did not arrive within {limits.body_timeout_s:g} s "
+                         "(--client-body-timeout)", "invalid_request_error") from None
     except web.HTTPRequestEntityTooLarge:
         raise StageError(413, "request", None,
-                         f"the request body is larger than {MAX_BODY_BYTES} bytes",
-                         "invalid_request_error") from None
+                         f"the request body is larger than {limits.max_body_bytes} bytes "
+                         "(--max-body-bytes)", "invalid_request_error") from None
+    if len(raw) >= MemoryTrimmer.LARGE_BYTES:
+        request[_LARGE_BODY] = True
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise bad_request("the request body is JSON nested too deeply to parse") from None
     if not isinstance(body, dict):
         raise bad_request(f"the request body must be a JSON object, got {type(body).__name__}")
-    return body
+    return body, len(raw)
 
 
 async def _error_answer(ex: Exchange, exc: StageError) -> web.StreamResponse:
@@ -137,28 +192,64 @@ async def _error_answer(ex: Exchange, exc: StageError) -> web.StreamResponse:
     # The stream has started (status 200 is gone): report in-band, as vLLM does.
     out = ex.response
     try:
-        await out.write(b"data: " + json.dumps(body).encode() + b"\n\ndata: [DONE]\n\n")
-        await out.write_eof()
+        await out.write_eof(b"data: " + json.dumps(body).encode() + b"\n\ndata: [DONE]\n\n")
     except (ConnectionResetError, aiohttp.ClientConnectionResetError, RuntimeError):
         pass
     return out
 
 
-async def _health(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE_KEY]
-    ready = svc.pool.ready()
-    body = {
-        "status": "ok" if ready else "unavailable",
+def _health_body(svc: ProxyService, request: web.Request) -> dict:
+    body: dict[str, Any] = {
+        "status": "ok" if svc.pool.ready() else "unavailable",
         "mode": svc.config.mode,
         "prefillers": [b.as_dict() for b in svc.pool.prefillers],
         "decoders": [b.as_dict() for b in svc.pool.decoders],
         "health_rounds": svc.health.rounds if svc.health else 0,
         "kv_waiting": len(svc.waiters),
         "kv_early": svc.waiters.early_count,
+        "event_loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
     }
     if svc.listener is not None:
         body["zmq"] = svc.listener.endpoint
-    return web.json_response(body, status=200 if ready else 503)
+    guard = request.app.get(GUARD_KEY)
+    if guard is not None:
+        body["clients"] = guard.stats()
+    return body
+
+
+async def _health(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE_KEY]
+    ready = svc.pool.ready()
+    return web.json_response(_health_body(svc, request), status=200 if ready else 503)
+
+
+async def _check_backends(request: web.Request) -> web.Response:
+    """POST /backends/check[?url=URL&url=URL2]: health-check these backends (default: all)
+    now rather than at the next round. 200 when every one checked is routable, else 503;
+    the body is /health's plus `checked`. Loopback clients only: it is a control request."""
+    peer = request.remote or ""
+    if not (peer.startswith("127.") or peer in ("::1", "localhost")):
+        return web.json_response(StageError(403, "check", None, "POST /backends/check is "
+                                            "only served to loopback clients",
+                                            "invalid_request_error").body(None), status=403)
+    svc = request.app[SERVICE_KEY]
+    urls = request.query.getall("url", [])
+    targets = []
+    for url in urls:
+        backend = svc.pool.find(url)
+        if backend is None:
+            known = ", ".join(b.url for b in svc.pool.all)
+            return web.json_response(bad_request(
+                f"url={url!r} is not one of this proxy's backends ({known})").body(None),
+                status=400)
+        targets.append(backend)
+    targets = targets or svc.pool.all
+    await svc.check_now(targets)
+    body = _health_body(svc, request)
+    body["checked"] = [{"url": b.url, "role": b.role, "state": b.state,
+                        "routable": b.routable, "last_error": b.last_error} for b in targets]
+    ok = all(b.routable and b.state != "unknown" for b in targets)
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def _models(request: web.Request) -> web.Response:

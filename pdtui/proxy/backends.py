@@ -6,12 +6,26 @@ import asyncio
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from pdtui.proxy.config import DecoderSpec, PrefillerSpec
 
 HEALTH_UNKNOWN = "unknown"
 HEALTH_UP = "healthy"
 HEALTH_DOWN = "unhealthy"
+# Answers /health but its KV-ready notifications keep timing out (a prefiller): not routed
+# to until a probe request through it gets its notifications again.
+HEALTH_DEGRADED = "degraded"
+
+
+class _Watch:
+    """A task waiting on work that is pointless once this backend is down."""
+
+    __slots__ = ("task", "fired")
+
+    def __init__(self, task: asyncio.Task) -> None:
+        self.task = task
+        self.fired = False
 
 
 @dataclass
@@ -27,15 +41,24 @@ class Backend:
     last_change: float = field(default_factory=time.time)
     outstanding: int = 0
     served: int = 0
-    _down: asyncio.Event | None = field(default=None, repr=False)
+    # consecutive kv_wait timeouts of requests through this prefiller
+    kv_timeouts: int = 0
+    # consecutive /health checks that timed out (one alone may be this proxy's own load)
+    health_timeouts: int = 0
+    # this backend's Prometheus label children (metrics.BackendMetrics), set by the service
+    metrics: Any = field(default=None, repr=False, compare=False)
+    _watches: set[_Watch] = field(default_factory=set, repr=False)
 
-    def down_event(self) -> asyncio.Event:
-        """Set while the backend is marked down; flows race their waits against it."""
-        if self._down is None:
-            self._down = asyncio.Event()
-            if self.state == HEALTH_DOWN:
-                self._down.set()
-        return self._down
+    def watch(self, task: asyncio.Task) -> _Watch:
+        """Cancel `task` when this backend goes down (see ProxyService.unless_down).
+
+        A callback instead of a second task racing the work: no task per stage."""
+        w = _Watch(task)
+        self._watches.add(w)
+        return w
+
+    def unwatch(self, w: _Watch) -> None:
+        self._watches.discard(w)
 
     @property
     def tp_ranks(self) -> int:
@@ -45,7 +68,7 @@ class Backend:
     def routable(self) -> bool:
         # Unknown counts as routable so the first requests after start are not refused
         # before the first health round has finished.
-        return self.state != HEALTH_DOWN
+        return self.state != HEALTH_DOWN and self.state != HEALTH_DEGRADED
 
     def set_state(self, state: str, error: str | None = None) -> bool:
         """Returns True when the state changed."""
@@ -54,11 +77,11 @@ class Backend:
         if state != self.state:
             self.state = state
             self.last_change = self.last_checked
-            if self._down is not None:
-                if state == HEALTH_DOWN:
-                    self._down.set()
-                else:
-                    self._down.clear()
+            if state == HEALTH_DOWN and self._watches:
+                for w in self._watches:
+                    w.fired = True
+                    w.task.cancel()
+                self._watches.clear()
             return True
         return False
 
@@ -93,7 +116,7 @@ class _RolePicker:
         self.policy = policy
         self._next = 0
 
-    def pick(self, exclude: set[str] = frozenset()) -> Backend:
+    def pick(self, exclude: set[str] | frozenset[str] = frozenset()) -> Backend:
         candidates = [b for b in self.backends if b.routable and b.url not in exclude]
         if not candidates:
             raise NoBackendError(self.backends[0].role, len(self.backends))
@@ -129,7 +152,7 @@ class BackendPool:
         return self.prefillers + self.decoders
 
     def pick(
-        self, sticky_key: str | None = None, exclude: set[str] = frozenset()
+        self, sticky_key: str | None = None, exclude: set[str] | frozenset[str] = frozenset()
     ) -> tuple[Backend, Backend]:
         """A (prefiller, decoder) pair; the same pair for a sticky key while both are healthy."""
         if sticky_key is not None:
@@ -147,6 +170,13 @@ class BackendPool:
             while len(self._sticky) > self._max_sticky:
                 self._sticky.popitem(last=False)
         return pair
+
+    def pick_decoder(self) -> Backend:
+        return self._d.pick()
+
+    def find(self, url: str) -> Backend | None:
+        url = url.rstrip("/")
+        return next((b for b in self.all if b.url == url), None)
 
     def ready(self) -> bool:
         return any(b.state == HEALTH_UP for b in self.prefillers) and any(

@@ -53,6 +53,23 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class ClientLimits:
+    """What one client connection may take from the proxy (none of this is a backend wait)."""
+
+    # From a connection's first byte of a request to its complete header block.
+    header_timeout_s: float = 10.0
+    # For the whole request body once the headers are in.
+    body_timeout_s: float = 60.0
+    # A kept-alive connection with no request in progress is closed after this.
+    idle_timeout_s: float = 60.0
+    # Client connections open at once; at the limit the longest-idle one is closed to make
+    # room, and when every one is mid-request a new one gets 503. Also capped by the
+    # file-descriptor limit (server.fd_budget).
+    max_connections: int = 10_000
+    max_body_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class ProxyConfig:
     mode: str = "lmcache-pd"
     host: str = "127.0.0.1"
@@ -67,6 +84,14 @@ class ProxyConfig:
     health_interval_s: float = 2.0
     health_timeout_s: float = 2.0
     timeline_history: int = 200
+    client: ClientLimits = field(default_factory=ClientLimits)
+    # Stream the prefiller's first token to the client before the KV wait and the decode
+    # (LMCache's first_token_from_prefiller variant); errors after it go in-band.
+    first_token_from_prefiller: bool = False
+    # A prefiller whose KV-ready notifications time out this many requests in a row is
+    # marked degraded (not routed to); a probe request every degraded_probe_s re-admits it.
+    kv_timeouts_to_degrade: int = 3
+    degraded_probe_s: float = 10.0
     # Never from argv (it would show in `ps`); see from_environment().
     api_key: str | None = None
 
@@ -110,6 +135,20 @@ class ProxyConfig:
         ):
             if not value > 0:
                 raise ConfigError(f"{flag} {value!r}: must be a number of seconds > 0")
+        c = self.client
+        for flag, value in (
+            ("--client-header-timeout", c.header_timeout_s),
+            ("--client-body-timeout", c.body_timeout_s),
+            ("--client-idle-timeout", c.idle_timeout_s),
+            ("--degraded-probe-interval", self.degraded_probe_s),
+        ):
+            if not value > 0:
+                raise ConfigError(f"{flag} {value!r}: must be a number of seconds > 0")
+        for flag, count in (("--max-connections", c.max_connections),
+                            ("--max-body-bytes", c.max_body_bytes),
+                            ("--kv-timeouts-to-degrade", self.kv_timeouts_to_degrade)):
+            if not count >= 1:
+                raise ConfigError(f"{flag} {count!r}: must be an integer >= 1")
 
 
 def _check_port(flag: str, port: int) -> None:
@@ -244,6 +283,16 @@ def from_args(args) -> ProxyConfig:
         ),
         health_interval_s=args.health_interval,
         timeline_history=args.timeline_history,
+        client=ClientLimits(
+            header_timeout_s=args.client_header_timeout,
+            body_timeout_s=args.client_body_timeout,
+            idle_timeout_s=args.client_idle_timeout,
+            max_connections=args.max_connections,
+            max_body_bytes=args.max_body_bytes,
+        ),
+        first_token_from_prefiller=args.first_token_from_prefiller,
+        kv_timeouts_to_degrade=args.kv_timeouts_to_degrade,
+        degraded_probe_s=args.degraded_probe_interval,
         api_key=os.environ.get("OPENAI_API_KEY") or None,
     )
     config.validate()

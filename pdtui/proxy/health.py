@@ -8,7 +8,13 @@ from typing import Callable
 
 import aiohttp
 
-from pdtui.proxy.backends import HEALTH_DOWN, HEALTH_UP, Backend
+import errno
+import time
+
+from pdtui.proxy.backends import HEALTH_DEGRADED, HEALTH_DOWN, HEALTH_UP, Backend
+
+# Failures that say this process is out of resources, not that the backend is down.
+_LOCAL_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +48,35 @@ class HealthChecker:
                 backend.url + "/health", timeout=self._timeout, headers=self._headers
             ) as resp:
                 await resp.read()
+                backend.health_timeouts = 0
                 if resp.status == 200:
                     self.mark(backend, HEALTH_UP)
                 else:
                     self.mark(backend, HEALTH_DOWN, f"GET /health answered HTTP {resp.status}")
         except asyncio.TimeoutError:
+            backend.health_timeouts += 1
+            if backend.state == HEALTH_UP and backend.health_timeouts < 2:
+                # A loop busy with client traffic can miss one deadline by itself; a
+                # healthy backend is taken out on the second timeout in a row, not the first.
+                log.warning("health check of %s timed out once; marked unhealthy if the next "
+                            "one does too", backend.url)
+                return
             self.mark(backend, HEALTH_DOWN, "GET /health timed out")
         except aiohttp.ClientError as exc:
+            if local_failure(exc):
+                # Out of file descriptors here says nothing about the backend: keep its
+                # state rather than turn a local overload into "no healthy decoder".
+                log.warning("health check of %s skipped: %s", backend.url, exc)
+                return
             self.mark(backend, HEALTH_DOWN, f"GET /health failed: {exc}")
 
     def mark(self, backend: Backend, state: str, error: str | None = None) -> None:
+        if state == HEALTH_UP and backend.state == HEALTH_DEGRADED:
+            # /health passing says nothing about its KV notifications: degrade.py decides.
+            backend.last_checked = time.time()
+            return
+        if state == HEALTH_UP and backend.state == HEALTH_DOWN:
+            backend.kv_timeouts = 0  # a restarted engine starts with a clean record
         if backend.set_state(state, error):
             log.info("%s %s is now %s%s", backend.role, backend.url, state,
                      f" ({error})" if error else "")
@@ -75,3 +100,13 @@ class HealthChecker:
                 await self._task
             except asyncio.CancelledError:
                 pass
+
+
+def local_failure(exc: BaseException | None) -> bool:
+    for _ in range(5):  # the exception and what it wraps
+        if exc is None:
+            return False
+        if isinstance(exc, OSError) and exc.errno in _LOCAL_ERRNOS:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

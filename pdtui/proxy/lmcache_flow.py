@@ -7,25 +7,29 @@ max_tokens-1. Both P and D are always spoken to through /v1/completions; chat
 requests are tokenized from their messages and re-wrapped as chat chunks.
 
 Unlike the example proxy: `stream: false` gets one JSON body, every wait has a
-timeout, the client's response starts only when the decoder's first event is
-in (so a failure before it is a proper HTTP status), and usage counts the
-prefill's token as a completion token, not a prompt token.
+timeout, the client's response starts when the decoder has accepted the decode
+request (so a failure before it is a proper HTTP status; or, as an option, right
+after the prefill), and usage counts the prefill's token as a completion token,
+not a prompt token (lmcache_answer.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
+import uuid
+from typing import Any
 
 from aiohttp import web
 
-from pdtui.proxy.backends import Backend
+from pdtui.proxy.backends import Backend, NoBackendError
 from pdtui.proxy.errors import StageError, bad_request
 from pdtui.proxy.exchange import Exchange, staged
 from pdtui.proxy.service import ProxyService
-from pdtui.proxy.streaming import (DONE, finish_backend_response, iter_sse_data, sse_event,
-                                   sse_raw, start_sse)
+from pdtui.proxy.lmcache_answer import StreamShaper, collect, open_client_stream, \
+    relay_stream, whole_answer
+from pdtui.proxy.streaming import finish_backend_response, iter_sse_batches, sse_event, start_sse
+from pdtui.proxy.timeline import RequestTimeline, TimelineHub
 
 # Chat fields that a /v1/completions request does not take (or takes differently).
 _CHAT_ONLY = frozenset({
@@ -50,27 +54,6 @@ def requested_max_tokens(body: dict, chat: bool) -> int | None:
             raise bad_request(f"'{key}' must be an integer >= 1, got {value!r}")
         return value
     return None if chat else _DEFAULT_COMPLETION_MAX_TOKENS
-
-
-def _fix_usage(usage: dict) -> dict:
-    """The decoder counted P's first token as prompt; the client asked for it as output."""
-    out = dict(usage)
-    if isinstance(out.get("prompt_tokens"), int):
-        out["prompt_tokens"] -= 1
-    if isinstance(out.get("completion_tokens"), int):
-        out["completion_tokens"] += 1
-    return out
-
-
-def _merge_logprobs(acc: dict | None, part: dict | None) -> dict | None:
-    if not isinstance(part, dict):
-        return acc
-    if acc is None:
-        return {k: (list(v) if isinstance(v, list) else v) for k, v in part.items()}
-    for key, value in part.items():
-        if isinstance(value, list) and isinstance(acc.get(key), list):
-            acc[key].extend(value)
-    return acc
 
 
 class LmcachePdFlow:
@@ -112,11 +95,15 @@ class LmcachePdFlow:
         choices = prefill.get("choices") or [{}]
         first_choice = choices[0] if isinstance(choices[0], dict) else {}
 
-        await svc.unless_down(d, self._wait_kv(ex, p, d, kv_ready), "kv_wait",
-                              "the decoder receiving this request's KV went down")
-
         complete = (max_tokens is not None and max_tokens <= 1) or \
             first_choice.get("finish_reason") == "stop"
+        if svc.config.first_token_from_prefiller and ex.wants_stream and not complete:
+            # LMCache's first_token_from_prefiller: the client has P's token before the KV
+            # wait and the decode; a failure after this is reported in-band.
+            await open_client_stream(ex, StreamShaper(ex, prefill, first_choice))
+
+        await svc.unless_down(d, self._wait_kv(ex, p, d, kv_ready), "kv_wait",
+                              "the decoder receiving this request's KV went down")
         decode_body = dict(prefill_body)
         del decode_body["kv_transfer_params"]
         decode_body["prompt"] = [*tokens, first_tok]
@@ -143,7 +130,7 @@ class LmcachePdFlow:
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages:
                 raise bad_request("'messages' must be a non-empty list of chat messages")
-            tok_body = {"messages": messages}
+            tok_body: dict[str, Any] = {"messages": messages}
             tok_body.update({k: body[k] for k in _CHAT_TOKENIZE if k in body})
         else:
             prompt = body.get("prompt")
@@ -195,6 +182,7 @@ class LmcachePdFlow:
         try:
             await asyncio.wait_for(kv_ready, timeout)
         except asyncio.TimeoutError:
+            self.svc.degrade.kv_timed_out(p, ex.kv_req_id)
             got = self.svc.waiters.received(ex.kv_req_id)
             ex.timeline.end("kv_wait", p.url, {"received": got, **detail}, state="error")
             raise StageError(
@@ -207,6 +195,8 @@ class LmcachePdFlow:
                 "timeout",
             ) from None
         ex.timeline.end("kv_wait", p.url, detail)
+        if p.kv_timeouts:
+            self.svc.degrade.kv_ok(p)
 
     async def _drain_decoder(self, ex: Exchange, d: Backend, decode_body: dict) -> None:
         body = {**decode_body, "max_tokens": 1, "stream": False}
@@ -223,19 +213,24 @@ class LmcachePdFlow:
         with svc.outstanding(d):
             tl.start("decode", d.url)
             t_send = time.perf_counter()
+
+            def first_event() -> None:
+                tl.record("decode_ttft", time.perf_counter() - t_send, d.url)
+
             ok = False
             try:
                 resp = await svc.open_stream(d, "/v1/completions", decode_body, stage="decode",
                                              timeout_s=t.decode_s, req_id=ex.req_id)
                 try:
-                    events = iter_sse_data(resp, stage="decode", backend=d.url,
-                                           timeout_s=t.decode_s)
-                    first = await anext(events, None)
-                    tl.record("decode_ttft", time.perf_counter() - t_send, d.url)
+                    batches = iter_sse_batches(resp, stage="decode", backend=d.url,
+                                               timeout_s=t.decode_s)
                     if ex.wants_stream:
-                        out = await self._relay(ex, events, first, prefill, first_choice)
+                        # The decoder accepted: the client's stream opens now, with P's
+                        # token, not when D's first event comes in.
+                        out = await relay_stream(ex, StreamShaper(ex, prefill, first_choice),
+                                                 batches, first_event)
                     else:
-                        out = await self._collect(ex, events, first, prefill, first_choice)
+                        out = await collect(ex, prefill, first_choice, batches, first_event)
                     ok = True
                     return out
                 finally:
@@ -252,132 +247,17 @@ class LmcachePdFlow:
                 if ok:
                     tl.end("decode", d.url)
 
-    async def _relay(self, ex: Exchange, events, first, prefill: dict, first_choice: dict):
-        """Stream: P's first token, then D's events, re-wrapped for chat."""
-        out = ex.response = await start_sse(ex.request, ex.req_id)
-        chat = ex.is_chat
-        want_usage = ex.wants_usage_chunk
-        created = prefill.get("created") or int(time.time())
-        model = prefill.get("model")
-        chat_id = f"chatcmpl-{ex.req_id}"
-
-        def chat_chunk(delta: dict, finish=None, stop_reason=None) -> dict:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            if stop_reason is not None:
-                choice["stop_reason"] = stop_reason
-            return {"id": chat_id, "object": "chat.completion.chunk", "created": created,
-                    "model": model, "choices": [choice]}
-
-        if chat:
-            head = sse_event(chat_chunk({"role": "assistant", "content": ""})) + sse_event(
-                chat_chunk({"content": first_choice.get("text", "")}))
-        else:
-            head = sse_event({
-                "id": prefill.get("id"), "object": "text_completion", "created": created,
-                "model": model,
-                "choices": [{"index": 0, "text": first_choice.get("text", ""),
-                             "logprobs": first_choice.get("logprobs"), "finish_reason": None,
-                             "stop_reason": None}],
-                "usage": None,
-            })
-        await out.write(head)
-        ex.timeline.mark("ttft")
-
-        async def all_events():
-            if first is not None:
-                yield first
-            async for payload in events:
-                yield payload
-
-        async for payload in all_events():
-            if payload == DONE:
-                break
-            if not chat:
-                if b'"usage"' not in payload:
-                    await out.write(sse_raw(payload))
-                    continue
-                obj = json.loads(payload)
-                usage = obj.get("usage")
-                if usage:
-                    if not obj.get("choices") and not want_usage:
-                        continue  # the usage-only chunk we asked for ourselves
-                    obj["usage"] = _fix_usage(usage) if want_usage else None
-                await out.write(sse_event(obj))
-                continue
-            obj = json.loads(payload)
-            for c in obj.get("choices") or ():
-                await out.write(sse_event(chat_chunk(
-                    {"content": c.get("text", "")}, c.get("finish_reason"), c.get("stop_reason"))))
-            usage = obj.get("usage")
-            if usage and want_usage:
-                await out.write(sse_event({"id": chat_id, "object": "chat.completion.chunk",
-                                           "created": created, "model": model, "choices": [],
-                                           "usage": _fix_usage(usage)}))
-        await out.write(b"data: [DONE]\n\n")
-        ex.answered = True
-        await out.write_eof()
-        return out
-
-    async def _collect(self, ex: Exchange, events, first, prefill: dict, first_choice: dict):
-        """stream:false: one JSON body from P's first token and D's streamed events."""
-        ex.timeline.mark("ttft")
-        texts = [first_choice.get("text", "")]
-        finish = stop_reason = usage = None
-        logprobs = _merge_logprobs(None, first_choice.get("logprobs"))
-        payloads = [first] if first is not None else []
-        if first != DONE:
-            # up to [DONE], not to the decoder closing its stream, which may come later
-            async for payload in events:
-                payloads.append(payload)
-                if payload == DONE:
-                    break
-        for payload in payloads:
-            if payload == DONE:
-                break
-            obj = json.loads(payload)
-            for c in obj.get("choices") or ():
-                texts.append(c.get("text", ""))
-                logprobs = _merge_logprobs(logprobs, c.get("logprobs"))
-                if c.get("finish_reason") is not None:
-                    finish, stop_reason = c.get("finish_reason"), c.get("stop_reason")
-            if obj.get("usage"):
-                usage = _fix_usage(obj["usage"])
-        return web.json_response(
-            self._whole_answer(ex, prefill, "".join(texts), finish, stop_reason, usage, logprobs),
-            headers={"X-Request-Id": ex.req_id},
-        )
-
-    def _whole_answer(self, ex: Exchange, prefill: dict, text: str, finish, stop_reason,
-                      usage, logprobs) -> dict:
-        created = prefill.get("created") or int(time.time())
-        if ex.is_chat:
-            return {
-                "id": f"chatcmpl-{ex.req_id}", "object": "chat.completion", "created": created,
-                "model": prefill.get("model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "logprobs": None, "finish_reason": finish,
-                             "stop_reason": stop_reason}],
-                "usage": usage,
-            }
-        return {
-            "id": prefill.get("id") or f"cmpl-{ex.req_id}", "object": "text_completion",
-            "created": created, "model": prefill.get("model"),
-            "choices": [{"index": 0, "text": text, "logprobs": logprobs,
-                         "finish_reason": finish, "stop_reason": stop_reason}],
-            "usage": usage,
-        }
-
     async def _answer_from_prefill(self, ex: Exchange, prefill: dict, first_choice: dict):
         text = first_choice.get("text", "")
         finish = first_choice.get("finish_reason") or "length"
         usage = prefill.get("usage")
         ex.timeline.mark("ttft")
         if not ex.wants_stream:
-            return web.json_response(self._whole_answer(
+            return web.json_response(whole_answer(
                 ex, prefill, text, finish, first_choice.get("stop_reason"), usage,
                 first_choice.get("logprobs")), headers={"X-Request-Id": ex.req_id})
-        whole = self._whole_answer(ex, prefill, text, finish, first_choice.get("stop_reason"),
-                                   usage, None)
+        whole = whole_answer(ex, prefill, text, finish, first_choice.get("stop_reason"),
+                             usage, None)
         out = ex.response = await start_sse(ex.request, ex.req_id)
         choice = whole["choices"][0]
         if ex.is_chat:
@@ -387,7 +267,29 @@ class LmcachePdFlow:
             choice["logprobs"] = first_choice.get("logprobs")
         if not ex.wants_usage_chunk:
             whole.pop("usage")
-        await out.write(sse_event(whole) + b"data: [DONE]\n\n")
+        await out.write_eof(sse_event(whole) + b"data: [DONE]\n\n")
         ex.answered = True
-        await out.write_eof()
         return out
+
+    async def probe(self, p: Backend) -> str | None:
+        """One token through prefiller p and a decoder, the real path (degrade.py): None
+        when its KV-ready notifications arrived, else why not."""
+        try:
+            d = self.svc.pool.pick_decoder()
+        except NoBackendError as exc:
+            return str(exc)
+        req_id = f"probe-{uuid.uuid4().hex}"
+        ex = Exchange(request=None, req_id=req_id, route="completions",  # type: ignore[arg-type]
+                      timeline=RequestTimeline(_PROBE_HUB, req_id, "probe"),
+                      body={"prompt": "pdtui kv probe", "max_tokens": 1, "temperature": 0})
+        try:
+            await self._run(ex, p, d, 1)
+        except StageError as exc:
+            return exc.message
+        finally:
+            self.svc.waiters.forget(ex.kv_req_id)
+        return None
+
+
+# Probe requests are not client traffic: their timelines go nowhere.
+_PROBE_HUB = TimelineHub(history=0)

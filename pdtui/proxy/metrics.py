@@ -54,13 +54,46 @@ class ProxyMetrics:
         self.in_flight = Gauge(
             "pdtui_proxy_requests_in_flight", "Client requests being served", registry=r
         )
-        for stage in STAGES:
-            self.stage_seconds.labels(stage)
-        for kind in ("matched", "early", "late", "malformed", "other"):
-            self.kv_notifications.labels(kind)
+        # Label children looked up once here, not per request: prometheus_client's
+        # labels() takes a lock and builds a tuple key on every call.
+        self.stage_children = {stage: self.stage_seconds.labels(stage) for stage in STAGES}
+        self.request_children: dict = {}  # made on first use: no zero series
+        self.kv_children = {kind: self.kv_notifications.labels(kind)
+                            for kind in ("matched", "early", "late", "malformed", "other")}
 
     def observe_stage(self, stage: str, seconds: float) -> None:
-        self.stage_seconds.labels(stage).observe(seconds)
+        self.stage_children[stage].observe(seconds)
+
+    def count_request(self, route: str, outcome: str) -> None:
+        child = self.request_children.get((route, outcome))
+        if child is None:
+            child = self.request_children[(route, outcome)] = self.requests.labels(route, outcome)
+        child.inc()
+
+    def count_notification(self, kind: str) -> None:
+        self.kv_children[kind].inc()
+
+    def backend(self, role: str, url: str) -> BackendMetrics:
+        return BackendMetrics(self, role, url)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class BackendMetrics:
+    """One backend's label children, made once when the proxy starts."""
+
+    __slots__ = ("_metrics", "_role", "_url", "outstanding", "healthy", "_requests")
+
+    def __init__(self, metrics: ProxyMetrics, role: str, url: str) -> None:
+        self._metrics, self._role, self._url = metrics, role, url
+        self.outstanding = metrics.backend_outstanding.labels(role, url)
+        self.healthy = metrics.backend_healthy.labels(role, url)
+        self._requests: dict = {}  # outcome -> child, made on first use (no zero series)
+
+    def count(self, outcome: str) -> None:
+        child = self._requests.get(outcome)
+        if child is None:
+            child = self._requests[outcome] = self._metrics.backend_requests.labels(
+                self._role, self._url, outcome)
+        child.inc()

@@ -19,7 +19,8 @@ from pdtui.proxy.backends import Backend
 from pdtui.proxy.errors import StageError, stage_timeout
 from pdtui.proxy.exchange import Exchange, staged
 from pdtui.proxy.service import ProxyService
-from pdtui.proxy.streaming import SSE_HEADERS, DoneWatch, finish_backend_response
+from pdtui.proxy.streaming import SSE_HEADERS, CoalescingResponse, DoneWatch, \
+    finish_backend_response
 
 _PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 
@@ -108,20 +109,23 @@ class NixlFlow:
             })
         headers = {**SSE_HEADERS, "X-Request-Id": ex.req_id}
         headers["Content-Type"] = resp.headers.get("Content-Type", SSE_HEADERS["Content-Type"])
-        out = ex.response = web.StreamResponse(status=200, headers=headers)
+        out = ex.response = CoalescingResponse(status=200, headers=headers)
         await out.prepare(ex.request)
         done = DoneWatch()
         chunk, relayed = first, 0
         while chunk:
+            if done.feed(chunk):
+                # The client has the whole answer: end its response now rather than wait
+                # for the decoder to close its stream (run() lets go of that connection).
+                await out.write_eof(chunk)
+                ex.answered = True
+                if not relayed:
+                    tl.mark("ttft")
+                return out
             await out.write(chunk)
             relayed += 1
             if relayed == 1:
                 tl.mark("ttft")
-            if done.feed(chunk):
-                # The client has the whole answer: end its response now rather than wait
-                # for the decoder to close its stream (run() lets go of that connection).
-                ex.answered = True
-                break
             chunk = await self._read(resp, d)
         await out.write_eof()
         return out

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
 from aiohttp import web
 
+from pdtui.proxy import proxylog
 from pdtui.proxy.app import build_app
 from pdtui.proxy.config import ProxyConfig
+from pdtui.proxy.guard import ConnectionGuard
+from pdtui.proxy.resources import ACCEPT_BACKLOG, client_connection_budget, raise_nofile_limit
 
 log = logging.getLogger("pdtui.proxy")
 
@@ -20,10 +24,18 @@ class RunningProxy:
 
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
-        self.app = build_app(config)
+        self.nofile = raise_nofile_limit()
+        self.max_connections = client_connection_budget(config.client.max_connections,
+                                                        self.nofile)
+        self.guard = ConnectionGuard(config.client, self.max_connections)
+        self.app = build_app(config, guard=self.guard,
+                             backend_connections=self.max_connections)
         # handler_cancellation: a client that disconnects cancels its handler, which
         # closes the backend connections, which makes vLLM abort the request.
-        self.runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
+        # aiohttp's own keep-alive timer backs up the guard's idle timeout.
+        self.runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None,
+                                    keepalive_timeout=config.client.idle_timeout_s + 1.0)
+        self._server: asyncio.base_events.Server | None = None
 
     @property
     def url(self) -> str:
@@ -32,13 +44,20 @@ class RunningProxy:
     async def start(self) -> None:
         await self.runner.setup()  # binds the ZMQ socket (on_startup)
         try:
-            site = web.TCPSite(self.runner, self.config.host, self.config.port, backlog=1024)
-            await site.start()
+            server = self.runner.server
+            assert server is not None
+            self._server = await asyncio.get_running_loop().create_server(
+                self.guard.factory(server), self.config.host, self.config.port,
+                backlog=ACCEPT_BACKLOG, reuse_address=True)
         except BaseException:
             await self.runner.cleanup()
             raise
+        self.guard.start()
 
     async def stop(self) -> None:
+        await self.guard.stop()
+        if self._server is not None:
+            self._server.close()
         await self.runner.cleanup()
 
 
@@ -52,6 +71,9 @@ async def _serve(config: ProxyConfig) -> int:
     zmq = f", ZMQ PULL tcp://{config.zmq_host}:{config.zmq_port}" if config.mode == "lmcache-pd" else ""
     log.info("pdtui proxy (%s) listening on %s%s; %d prefiller(s), %d decoder(s)",
              config.mode, proxy.url, zmq, len(config.prefillers), len(config.decoders))
+    if proxy.max_connections < config.client.max_connections:
+        log.warning("client connections capped at %d (not %d): the open-files limit is %d",
+                    proxy.max_connections, config.client.max_connections, proxy.nofile)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -63,8 +85,19 @@ async def _serve(config: ProxyConfig) -> int:
 
 
 def serve_forever(config: ProxyConfig, log_level: str = "INFO") -> int:
-    logging.basicConfig(
-        level=getattr(logging, str(log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    return asyncio.run(_serve(config))
+    proxylog.configure(log_level)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_serve(config))
+
+
+def _loop_factory():
+    """uvloop where it is installed (a third less CPU per proxied request: fewer syscalls
+    and no Python in the transport layer); the standard loop otherwise, or when
+    PDTUI_PROXY_LOOP=asyncio asks for it."""
+    if os.environ.get("PDTUI_PROXY_LOOP", "") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

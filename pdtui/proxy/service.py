@@ -7,16 +7,17 @@ outstanding-request counts and the per-backend metrics are the same everywhere.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
+from typing import Any
 
 import aiohttp
 
 from pdtui.proxy.backends import HEALTH_DOWN, Backend, BackendPool
 from pdtui.proxy.config import ProxyConfig
+from pdtui.proxy.degrade import KvDegrade
 from pdtui.proxy.errors import BackendUnreachable, StageError, backend_status, stage_timeout
-from pdtui.proxy.health import HealthChecker
+from pdtui.proxy.health import HealthChecker, local_failure
 from pdtui.proxy.metrics import ProxyMetrics
 from pdtui.proxy.notifications import KvReadyWaiters, ProxyNotifListener
 from pdtui.proxy.timeline import TimelineHub
@@ -25,8 +26,11 @@ log = logging.getLogger(__name__)
 
 
 class ProxyService:
-    def __init__(self, config: ProxyConfig) -> None:
+    def __init__(self, config: ProxyConfig, backend_connections: int = 0) -> None:
         self.config = config
+        # 0 = no cap; the server sets one from the open-files budget (resources.py)
+        self._backend_connections = backend_connections
+        self.flow: Any = None  # set by build_app; the degraded-prefiller probe goes through it
         self.pool = BackendPool(config.prefillers, config.decoders, config.routing)
         self.metrics = ProxyMetrics()
         self.hub = TimelineHub(history=config.timeline_history)
@@ -38,34 +42,55 @@ class ProxyService:
             {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         )
         for b in self.pool.all:
+            b.metrics = self.metrics.backend(b.role, b.url)
             self._publish_health(b)
+        self.degrade = KvDegrade(config.kv_timeouts_to_degrade, config.degraded_probe_s,
+                                 config.timeouts.kv_s, self._on_health_change)
+        self._health_session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         if self.config.mode == "lmcache-pd":
             self.listener = ProxyNotifListener(
                 self.config.zmq_host, self.config.zmq_port, self.waiters,
-                observe=lambda kind: self.metrics.kv_notifications.labels(kind).inc(),
+                observe=self.metrics.count_notification,
             )
             self.listener.start()
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, enable_cleanup_closed=True)
+        connector = aiohttp.TCPConnector(limit=self._backend_connections, keepalive_timeout=60,
+                                         enable_cleanup_closed=True)
         self.session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=None),
             json_serialize=json.dumps, auto_decompress=False,
         )
+        # Health checks get a session of their own: one kept-alive connection per backend
+        # that requests in flight can never crowd out.
+        self._health_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=2, keepalive_timeout=60),
+            auto_decompress=False,
+        )
+        if self.flow is not None and hasattr(self.flow, "probe"):
+            self.degrade.probe = self.flow.probe
         self.health = HealthChecker(
-            self.session, self.pool.all, self.config.health_interval_s,
+            self._health_session, self.pool.all, self.config.health_interval_s,
             self.config.health_timeout_s, on_change=self._on_health_change,
             headers=self.auth_headers,
         )
         self.health.start()
 
     async def stop(self) -> None:
+        await self.degrade.stop()
         if self.health is not None:
             await self.health.stop()
         if self.listener is not None:
             await self.listener.stop()
         if self.session is not None:
             await self.session.close()
+        if self._health_session is not None:
+            await self._health_session.close()
+
+    async def check_now(self, backends: list[Backend]) -> None:
+        """Health-check these backends at once (POST /backends/check), not at the next round."""
+        if self.health is not None:
+            await asyncio.gather(*(self.health.check(b) for b in backends))
 
     def _on_health_change(self, backend: Backend) -> None:
         self._publish_health(backend)
@@ -76,8 +101,8 @@ class ProxyService:
         })
 
     def _publish_health(self, backend: Backend) -> None:
-        value = {"healthy": 1, "unhealthy": 0}.get(backend.state, -1)
-        self.metrics.backend_healthy.labels(backend.role, backend.url).set(value)
+        value = {"healthy": 1, "unhealthy": 0, "degraded": 0}.get(backend.state, -1)
+        backend.metrics.healthy.set(value)
 
     def mark_unreachable(self, backend: Backend, error: str) -> None:
         """Passive health: a failed connection takes the backend out until a check passes."""
@@ -86,50 +111,47 @@ class ProxyService:
         elif backend.set_state(HEALTH_DOWN, error):
             self._on_health_change(backend)
 
-    @contextlib.contextmanager
-    def outstanding(self, backend: Backend):
-        gauge = self.metrics.backend_outstanding.labels(backend.role, backend.url)
-        backend.outstanding += 1
-        gauge.inc()
-        outcome = "error"
-        try:
-            yield
-            outcome = "ok"
-        except asyncio.CancelledError:
-            outcome = "cancelled"
-            raise
-        except StageError as exc:
-            outcome = exc.outcome
-            raise
-        finally:
-            backend.outstanding -= 1
-            backend.served += 1
-            gauge.dec()
-            self.metrics.backend_requests.labels(backend.role, backend.url, outcome).inc()
+    def outstanding(self, backend: Backend) -> _Outstanding:
+        """`with svc.outstanding(b):` counts a request in flight at b and its outcome."""
+        return _Outstanding(backend)
 
     async def unless_down(self, backend: Backend, awaitable, stage: str, why: str):
         """Await `awaitable`, but give up with BackendUnreachable if `backend` goes down.
 
         A prefiller writing KV to a decoder that died blocks until its own timeouts;
         aborting (which cancels the prefill at the prefiller) lets the request be
-        retried on a live decoder instead.
+        retried on a live decoder instead. The backend cancels this task when it is
+        marked down, so no second task races the work.
         """
         if backend.state == HEALTH_DOWN:
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()
             raise BackendUnreachable(stage, backend.url, backend.last_error or "marked down")
-        work = asyncio.ensure_future(awaitable)
-        down = asyncio.ensure_future(backend.down_event().wait())
+        task = asyncio.current_task()
+        assert task is not None
+        watch = backend.watch(task)
         try:
-            await asyncio.wait((work, down), return_when=asyncio.FIRST_COMPLETED)
+            return await awaitable
+        except asyncio.CancelledError:
+            # Ours only if nobody else (a client hanging up) cancelled the task too.
+            if watch.fired and task.uncancel() == 0:
+                raise BackendUnreachable(
+                    stage, backend.url, f"{why}: {backend.last_error or 'marked down'}"
+                ) from None
+            raise
         finally:
-            for task in (work, down):
-                if not task.done():
-                    task.cancel()
-            if not work.done():
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await work
-        if work.done() and not work.cancelled():
-            return work.result()
-        raise BackendUnreachable(stage, backend.url, f"{why}: {backend.last_error or 'marked down'}")
+            backend.unwatch(watch)
+
+    def _unreachable(self, backend: Backend, stage: str, path: str,
+                     exc: Exception) -> StageError:
+        if local_failure(exc):
+            # Out of file descriptors (or memory) here: the backend is not to blame, so it
+            # stays routable, and the client hears that this proxy is overloaded.
+            return StageError(503, stage, backend.url,
+                              f"{stage}: this proxy cannot open a connection to {backend.url} "
+                              f"now: {exc}", "backend_unavailable")
+        self.mark_unreachable(backend, f"POST {path}: {exc}")
+        return BackendUnreachable(stage, backend.url, str(exc))
 
     def headers(self, req_id: str) -> dict[str, str]:
         return {**self.auth_headers, "X-Request-Id": req_id}
@@ -149,8 +171,7 @@ class ProxyService:
         except asyncio.TimeoutError:
             raise stage_timeout(stage, backend.url, timeout_s, f"the answer to POST {path}") from None
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            self.mark_unreachable(backend, f"POST {path}: {exc}")
-            raise BackendUnreachable(stage, backend.url, str(exc)) from None
+            raise self._unreachable(backend, stage, path, exc) from None
         except aiohttp.ClientError as exc:
             raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
                              "backend_error") from None
@@ -183,8 +204,7 @@ class ProxyService:
         except asyncio.TimeoutError:
             raise stage_timeout(stage, backend.url, timeout_s, f"the answer to POST {path}") from None
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-            self.mark_unreachable(backend, f"POST {path}: {exc}")
-            raise BackendUnreachable(stage, backend.url, str(exc)) from None
+            raise self._unreachable(backend, stage, path, exc) from None
         except aiohttp.ClientError as exc:
             raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
                              "backend_error") from None
@@ -197,3 +217,30 @@ class ProxyService:
                 resp.release()
             raise backend_status(stage, backend.url, resp.status, text)
         return resp
+
+
+class _Outstanding:
+    __slots__ = ("backend",)
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def __enter__(self) -> None:
+        b = self.backend
+        b.outstanding += 1
+        b.metrics.outstanding.inc()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        b = self.backend
+        b.outstanding -= 1
+        b.served += 1
+        b.metrics.outstanding.dec()
+        if exc_type is None:
+            outcome = "ok"
+        elif issubclass(exc_type, asyncio.CancelledError):
+            outcome = "cancelled"
+        elif isinstance(exc, StageError):
+            outcome = exc.outcome
+        else:
+            outcome = "error"
+        b.metrics.count(outcome)

@@ -22,7 +22,8 @@ SSE_HEADERS = {
 
 # The stream's last event, whole (its blank line included), at the start of a line.
 _DONE_EVENT = re.compile(rb"(?:^|\n)data: ?\[DONE\]\r?\n\r?\n")
-_DONE_TAIL = 32  # more than the longest form of that event, so a split one is still seen
+_DONE_TAIL = 32
+_MAX_LINE = 16 * 1024 * 1024  # more than the longest form of that event, so a split one is still seen
 
 
 class DoneWatch:
@@ -42,18 +43,34 @@ class DoneWatch:
         return False
 
 
-async def iter_sse_data(resp: aiohttp.ClientResponse, *, stage: str, backend: str,
-                        timeout_s: float) -> AsyncIterator[bytes]:
-    """Each `data:` payload of an SSE response; timeouts/drops become StageErrors."""
+async def iter_sse_batches(resp: aiohttp.ClientResponse, *, stage: str, backend: str,
+                           timeout_s: float) -> AsyncIterator[list[bytes]]:
+    """The `data:` payloads of an SSE response, a list per read from the socket: the
+    events that arrived together, so the caller can relay them in one write. Timeouts
+    and drops become StageErrors."""
+    content = resp.content
+    tail = b""
     try:
-        async for line in resp.content:
-            if line.startswith(b"data:"):
-                yield line[5:].strip()
+        while True:
+            chunk = await content.readany()
+            if not chunk:
+                break
+            if tail:
+                chunk = tail + chunk
+            lines = chunk.split(b"\n")
+            tail = lines.pop()  # an incomplete last line waits for the next read
+            if len(tail) > _MAX_LINE:
+                raise ValueError(f"an SSE line longer than {_MAX_LINE} bytes")
+            batch = [line[5:].strip() for line in lines if line.startswith(b"data:")]
+            if batch:
+                yield batch
     except asyncio.TimeoutError:
         raise stage_timeout(stage, backend, timeout_s, "the next streamed event") from None
     except (aiohttp.ClientError, ValueError) as exc:
         raise StageError(502, stage, backend, f"{stage}: stream from {backend} broke: {exc}",
                          "backend_error") from None
+    if tail.startswith(b"data:"):
+        yield [tail[5:].strip()]
 
 
 def sse_event(obj: dict) -> bytes:
@@ -64,8 +81,15 @@ def sse_raw(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
 
 
+class CoalescingResponse(web.StreamResponse):
+    """A stream whose header block goes out with its first body bytes: one send, not two
+    (aiohttp's switch for that; without it the headers are just sent on their own)."""
+
+    _send_headers_immediately = False
+
+
 async def start_sse(request: web.Request, req_id: str) -> web.StreamResponse:
-    resp = web.StreamResponse(status=200, headers={**SSE_HEADERS, "X-Request-Id": req_id})
+    resp = CoalescingResponse(status=200, headers={**SSE_HEADERS, "X-Request-Id": req_id})
     await resp.prepare(request)
     return resp
 

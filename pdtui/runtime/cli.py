@@ -23,6 +23,8 @@ def register(subparsers) -> None:
         help="overall readiness deadline: when not everything is ready S seconds after the start, "
         "stop it all and exit 1 (each instance's own startup_timeout_s still applies when smaller)",
     )
+    up.add_argument("--backend", choices=("local", "slurm"), default=None,
+                    help="where to run: local processes, or one Slurm job (default: slurm when the profile has cluster:)")
     up.set_defaults(func=cmd_up)
 
     down = subparsers.add_parser("down", help="stop a run (default: the newest live one)")
@@ -33,6 +35,7 @@ def register(subparsers) -> None:
     status.add_argument("name", nargs="?", help="one run (name or directory)")
     status.add_argument("--json", action="store_true")
     status.add_argument("--all", action="store_true", help="also runs that are no longer live")
+    status.add_argument("--gpus", action="store_true", help="Slurm runs: also each node's GPUs (`pdtui gpus` as a job step)")
     status.set_defaults(func=cmd_status)
 
     logs = subparsers.add_parser("logs", help="an instance's log (proxy, prefiller1, ...)")
@@ -106,12 +109,22 @@ def cmd_up(args) -> int:
     except (FileNotFoundError, LookupError, ValueError) as exc:
         _err(f"pdtui up: {exc}")
         return 2
+    from pdtui.clipaths import input_file_problem
+
+    if problem := input_file_problem(path):  # one line, like every CLI path error
+        _err(f"pdtui up: {args.profile}: {problem}")
+        return 2
     validation = validate_file(path)
     for problem in validation.problems:
         _err(problem.format(str(path)))
     if not validation.ok or validation.profile is None:
         _err(f"pdtui up: {path} is not valid; nothing started")
         return 2
+    from pdtui.cluster.cli import dispatch_up  # Slurm and multi-node profiles (docs/cluster.md)
+
+    handled = dispatch_up(validation.profile, args)
+    if handled is not None:
+        return handled
     sup = Supervisor.launch(validation.profile, detach=args.detach, auto_restart=args.auto_restart)
     start = time.monotonic()
     sup.subscribe(_progress_printer(start))
@@ -192,6 +205,12 @@ def _resolve(name: str | None):
 def cmd_status(args) -> int:
     from pdtui.runtime import AttachError, Supervisor, find_runs
 
+    from pdtui.cluster.cli import print_status, resolve_slurm_run, status_reports  # Slurm runs
+
+    slurm = status_reports(args.name, args.all) if not args.name or resolve_slurm_run(args.name) else []
+    if args.name and slurm:
+        print_status(slurm, args.json, getattr(args, "gpus", False))
+        return 0
     if args.name:
         run = _resolve(args.name)
         if run is None:
@@ -208,9 +227,10 @@ def cmd_status(args) -> int:
             continue
         reports.append(sup.status())
     if args.json:
-        print(json.dumps([r.to_dict() for r in reports], indent=2))
+        print(json.dumps([r.to_dict() for r in reports] + [r.to_dict() for r in slurm], indent=2))
         return 0
-    if not reports:
+    print_status(slurm, False, getattr(args, "gpus", False))
+    if not reports and not slurm:
         print("no live runs" + ("" if args.all else " (--all shows the others)"))
         return 0
     for report in reports:
@@ -229,12 +249,16 @@ def cmd_logs(args) -> int:
     from pdtui.runtime import AttachError, Supervisor
     from pdtui.runtime.logtail import LogTailer, last_lines
 
-    run = _resolve(args.run)
-    if run is None:
+    from pdtui.cluster.cli import slurm_log_path  # a Slurm run's logs are files in its run directory
+
+    path = slurm_log_path(args.run, args.instance)
+    run = None if path else _resolve(args.run)
+    if run is None and path is None:
         return 1
     try:
-        sup = Supervisor.attach(run, read_only=True)
-        path = sup.instance(args.instance).log_path
+        if path is None:
+            sup = Supervisor.attach(run, read_only=True)
+            path = sup.instance(args.instance).log_path
     except (AttachError, KeyError) as exc:
         _err(f"pdtui logs: {exc.args[0] if exc.args else exc}")
         return 1
@@ -276,8 +300,12 @@ def _act(run, action: str, timeout_s: float, **kwargs) -> tuple[bool, str]:
 
 
 def cmd_down(args) -> int:
-    from pdtui.runtime import AttachError
+    from pdtui.cluster.cli import cmd_down as slurm_down, resolve_slurm_run
+    from pdtui.runtime import AttachError, find_runs
 
+    slurm_run = resolve_slurm_run(args.name) if args.name or not find_runs(live_only=True) else None
+    if slurm_run is not None:
+        return slurm_down(slurm_run)
     run = _resolve(args.name)
     if run is None:
         return 1

@@ -21,6 +21,7 @@ class LaunchSpec:
     gpus: tuple[int, ...] = ()
     prometheus_dir: str | None = None
     log_path: str = ""
+    secret_keys: frozenset[str] = field(default=frozenset(), repr=False)  # env keys masked when written
 
     @property
     def is_proxy(self) -> bool:
@@ -31,7 +32,7 @@ class LaunchSpec:
         return {
             "kind": self.kind,
             "argv": list(self.argv),
-            "env": mask_env(self.env),
+            "env": mask_env(self.env, self.secret_keys),
             "health_url": self.health_url,
             "startup_timeout_s": self.startup_timeout_s,
             "port": self.port,
@@ -82,6 +83,7 @@ def specs_from_plan(plan: DeploymentPlan, run_dir: str | Path) -> list[LaunchSpe
             startup_timeout_s=plan.proxy.startup_timeout_s,
             port=plan.proxy.port,
             log_path=str(run_dir / "proxy.log"),
+            secret_keys=plan.proxy.secret_keys,
         )
     ]
     for inst in plan.start_order():
@@ -101,6 +103,7 @@ def specs_from_plan(plan: DeploymentPlan, run_dir: str | Path) -> list[LaunchSpe
                 gpus=tuple(inst.gpus),
                 prometheus_dir=inst.prometheus_dir,
                 log_path=str(run_dir / f"{inst.name}.log"),
+                secret_keys=inst.secret_keys,
             )
         )
     return specs

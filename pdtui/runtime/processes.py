@@ -96,6 +96,14 @@ def group_exists(pgid: int) -> bool:
     return True
 
 
+def open_private_log(path: str | Path):
+    """Open a log for appending, readable by its owner only (0600): engine logs can echo
+    configuration and request text."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab", buffering=0)
+
+
 def spawn(argv: list[str] | tuple[str, ...], env: dict[str, str], log_path: str | Path, cwd: str | Path | None = None) -> ProcessHandle:
     """Start argv in a new session, stdout+stderr appended straight to log_path.
 
@@ -106,7 +114,7 @@ def spawn(argv: list[str] | tuple[str, ...], env: dict[str, str], log_path: str 
 
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab", buffering=0) as log_file:
+    with open_private_log(log_path) as log_file:
         popen = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,

@@ -37,9 +37,10 @@ def new_run_dir(profile_name: str, root: Path | None = None, now: float | None =
     for n in range(1000):
         path = root / (base if n == 0 else f"{base}.{n}")
         try:
-            path.mkdir()
+            path.mkdir(mode=0o700)
         except FileExistsError:
             continue  # two launches of one profile in the same second
+        os.chmod(path, 0o700)  # logs and state are the operator's alone, whatever the umask
         return path
     raise RuntimeError(f"cannot create a run directory under {root}")
 

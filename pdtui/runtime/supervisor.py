@@ -36,7 +36,7 @@ from pdtui.runtime.events import (
 from pdtui.runtime.logtail import LogTailer, last_lines
 from pdtui.runtime.members import LaunchSpec, specs_from_plan
 from pdtui.runtime.preflight import PreflightError, preflight
-from pdtui.runtime.processes import DEFAULT_STOP_SEQUENCE, ProcessHandle, spawn, stop_group
+from pdtui.runtime.processes import DEFAULT_STOP_SEQUENCE, ProcessHandle, open_private_log, spawn, stop_group
 from pdtui.runtime.readiness import probe_health
 from pdtui.runtime.status import DeploymentStatus, InstanceState, InstanceStatus
 from pdtui.runtime.statefile import (
@@ -540,7 +540,7 @@ class Supervisor:
     def _write_argv_file(self, spec: LaunchSpec) -> None:
         from pdtui.model.files import atomic_write
 
-        record = {"argv": list(spec.argv), "env": mask_env(spec.env), "time": time.time()}
+        record = {"argv": list(spec.argv), "env": mask_env(spec.env, spec.secret_keys), "time": time.time()}
         try:
             atomic_write(self.run_dir / f"{spec.name}.argv.json", json.dumps(record, indent=2) + "\n")
         except OSError as exc:
@@ -829,7 +829,7 @@ class Supervisor:
             return
         read_end, write_end = os.pipe()  # both non-inheritable: later children never hold them
         try:
-            with open(self.run_dir / "watchdog.log", "ab") as log_file:
+            with open_private_log(self.run_dir / "watchdog.log") as log_file:
                 self._watchdog = subprocess.Popen(
                     [sys.executable, "-m", "pdtui.runtime.watchdog", str(self.run_dir)],
                     stdin=read_end,

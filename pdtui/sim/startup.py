@@ -6,9 +6,11 @@ file:line tags of the recorded logs, so a simulated log reads like the real one.
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import TYPE_CHECKING
 
+from pdtui.model.secret import MASK, SIM_SECRET_KEYS, is_secret
 from pdtui.sim.kvcache import ModelShape
 
 if TYPE_CHECKING:
@@ -41,13 +43,18 @@ def engine_id() -> str:
     return str(uuid.uuid4())
 
 
+def _masked(config: dict) -> dict:
+    declared = [k for k in os.environ.get(SIM_SECRET_KEYS, "").split(",") if k]
+    return {k: (MASK if is_secret(str(k), v, declared) else v) for k, v in config.items()}
+
+
 def _kv_transfer_repr(settings: SimSettings, eid: str) -> str:
     cfg = settings.kv_transfer_config or {}
     return (
         f"KVTransferConfig(kv_connector={cfg.get('kv_connector')!r}, engine_id={eid!r}, "
         f"kv_buffer_device='cuda', kv_buffer_size=1000000000.0, kv_role={cfg.get('kv_role')!r}, "
         f"kv_rank=None, kv_parallel_size=1, kv_ip='127.0.0.1', kv_port=14579, "
-        f"kv_connector_extra_config={settings.extra_config!r}, kv_connector_module_path=None, "
+        f"kv_connector_extra_config={_masked(settings.extra_config)!r}, kv_connector_module_path=None, "
         f"enable_permute_local_kv=False, kv_load_failure_policy='fail')"
     )
 
@@ -173,6 +180,8 @@ def lmcache_initialises(log: EngineLog, settings: SimSettings, shape: ModelShape
     config.update({k: v for k, v in lm.raw.items() if k != "chunk_size"})
     if lm.enable_pd:
         config["save_unfull_chunk"] = True
+    # Real LMCache echoes its whole config here; pdtui's simulator masks what is secret.
+    config = _masked(config)
     log.lmcache("INFO", f"Creating LMCacheEngine with config: {config!r}", "cache_engine.py:2115:lmcache.v1.cache_engine")
     for rank in range(tp):
         log.lmcache(

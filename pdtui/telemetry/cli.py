@@ -4,7 +4,9 @@ For logs of deployments pdtui did not launch (LMCache's example scripts write
 prefiller.log, decoder.log, proxy.log). Prints each KV-transfer event (store, lookup/hit,
 retrieve, NIXL transfer stats, handshake) and each alert, then a summary; with --json, one JSON object per
 line (`"type"` names the event; the last line is `{"type": "summary", ...}`).
-Exit status: 0, or 1 when a file could not be scanned (the reason goes to stderr).
+Exit status: 0; 1 when a file could not be scanned (a binary file, a read error); 2 when a
+path cannot be read at all (missing, a directory, no permission): one line per path on
+stderr, nothing scanned.
 
 Only the standard library is imported at module import time (pdtui --help stays fast).
 """
@@ -131,23 +133,33 @@ def run_logscan(args: argparse.Namespace) -> int:
     from pdtui.telemetry.events import StoreBeginEvent, EngineStatsEvent, MilestoneEvent, event_to_dict
     from pdtui.telemetry.logscan import scan_file, summarize
 
+    from pdtui.clipaths import EXIT_PATH_ERROR, input_file_problem
+
+    # A path that cannot be read at all is a usage error: say so for each, scan nothing.
+    bad = [(path, problem) for path in args.files if (problem := input_file_problem(path))]
+    for path, problem in bad:
+        print(f"pdtui logscan: {path}: {problem}", file=sys.stderr)
+    if bad:
+        return EXIT_PATH_ERROR
     out = sys.stdout
-    quiet_types = (StoreBeginEvent, EngineStatsEvent, MilestoneEvent)
+    encode = json.JSONEncoder(check_circular=False).encode  # json.dumps's output, less work per event
+    quiet_types = {StoreBeginEvent, EngineStatsEvent, MilestoneEvent}
     scans = []
     for path in args.files:
 
-        def emit(event, path=path) -> None:
-            if isinstance(event, quiet_types):
+        file_field = '{"file": ' + encode(path) + ", "  # the same text as {"file": path, ...}
+
+        def emit(event, path=path, file_field=file_field) -> None:
+            if type(event) in quiet_types:
                 return
             if args.json:
-                record = {"file": path} | event_to_dict(event)
-                out.write(json.dumps(record) + "\n")
+                out.write(file_field + encode(event_to_dict(event))[1:] + "\n")
             else:
                 text = _describe(event)
                 when = f"[{event.timestamp}] " if event.timestamp else ""
                 out.write(f"{path}: {when}{text}\n")
 
-        scan = scan_file(path, on_event=emit)
+        scan = scan_file(path, on_event=emit, keep_events=False)
         if scan.problem:
             print(f"pdtui logscan: {path}: {scan.problem}", file=sys.stderr)
         scans.append(scan)

@@ -72,10 +72,13 @@ _VLLM_HEAD = re.compile(
     re.DOTALL,
 )
 _LMCACHE_HEAD = re.compile(
-    r"\[(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:,\d+)?)\] LMCache (?P<level>[A-Z]+): ?(?P<msg>.*?)"
-    r"(?: \((?P<file>[^():\s]+):(?P<lineno>\d+):(?P<logger>[^()\s]+)\))?\s*",
+    r"\[(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:,\d+)?)\] LMCache (?P<level>[A-Z]+): ?(?P<msg>.*)",
     re.DOTALL,
 )
+# The ` (file:lineno:logger)` LMCache ends its lines with. Matched from the message's last
+# " (" rather than with a lazy message in one pattern: the same result at a fraction of
+# the cost (logscan parses millions of these).
+_LMCACHE_TAIL = re.compile(r" \((?P<file>[^():\s]+):(?P<lineno>\d+):(?P<logger>[^()\s]+)\)\s*")
 _UVICORN_HEAD = re.compile(r"(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL):\s+(?P<msg>.*)", re.DOTALL)
 _NIXL_HEAD = re.compile(
     r"(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) NIXL (?P<level>[A-Z]+)\s+"
@@ -120,18 +123,15 @@ def parse_header(raw: str) -> LogLine:
     text, process = clean_line(raw)
     first = text[:1]
     if first == "[":
-        m = _LMCACHE_HEAD.fullmatch(text)
+        m = _LMCACHE_HEAD.match(text)
         if m:
-            return LogLine(
-                "lmcache",
-                m["msg"],
-                m["level"],
-                m["ts"],
-                m["file"],
-                int(m["lineno"]) if m["lineno"] else None,
-                m["logger"],
-                process,
-            )
+            msg = m["msg"]
+            cut = msg.rfind(" (")
+            tail = _LMCACHE_TAIL.fullmatch(msg, cut) if cut >= 0 else None
+            if tail:
+                return LogLine("lmcache", msg[:cut], m["level"], m["ts"], tail["file"], int(tail["lineno"]),
+                               tail["logger"], process)
+            return LogLine("lmcache", msg.rstrip(), m["level"], m["ts"], None, None, None, process)
     elif first.isdigit():
         m = _NIXL_HEAD.fullmatch(text)
         if m:

@@ -63,7 +63,7 @@ def test_render_writes_configs_script_and_masked_plan(tmp_path):
     script = (out / "launch.sh").read_text()
     assert os.stat(out / "launch.sh").st_mode & stat.S_IXUSR
     assert "hf_secret_value" not in script and "hf_secret_value" not in (out / "plan.json").read_text()
-    assert '${HF_TOKEN:?' in script
+    assert 'require_env HF_TOKEN' in script
     assert yaml.safe_load((out / "lmcache-decoder1.yaml").read_text())["pd_peer_init_port"] == 7300
     subprocess.run(["bash", "-n", str(out / "launch.sh")], check=True)
     # Proxy first, then the decoder, then the prefiller.
@@ -77,3 +77,50 @@ def test_render_refuses_an_invalid_profile(tmp_path):
     path.write_text("name: x\nmodel: m\nprefillers: []\ndecoders: []\n")
     result = pdtui("render", str(path), "-o", str(tmp_path / "out"))
     assert result.returncode == 1 and not (tmp_path / "out").exists()
+
+
+# --- path errors (issue 15, item 6): one line with the path and the reason, exit 2 ---------
+
+def _one_line_path_error(result, path, reason):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [f"pdtui {result.args[3]}: {path}: {reason}"]
+
+
+def test_render_into_an_existing_file(tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("keep me\n")
+    _one_line_path_error(pdtui("render", "1p1d", "-o", str(target)), target, "exists and is not a directory")
+    assert target.read_text() == "keep me\n"
+
+
+def test_render_under_a_file(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    target = blocker / "sub" / "out"
+    _one_line_path_error(pdtui("render", "1p1d", "-o", str(target)), target, f"{blocker} is a file, not a directory")
+
+
+def test_render_into_an_unwritable_directory(tmp_path):
+    if os.geteuid() == 0:
+        # root writes through any mode bits: /proc refuses new directories even to root
+        target = "/proc/pdtui-render-test"
+        result = pdtui("render", "1p1d", "-o", target)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"pdtui render: {target}: ") and len(line) > len(f"pdtui render: {target}: ")
+        return
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    _one_line_path_error(pdtui("render", "1p1d", "-o", str(locked / "out")), locked / "out",
+                         f"not writable: permission denied on {locked}")
+
+
+def test_validate_and_render_a_missing_or_directory_profile(tmp_path):
+    _one_line_path_error(pdtui("validate", str(tmp_path / "nope.yaml")), tmp_path / "nope.yaml",
+                         "no such file (nor the name of a preset in configs/)")
+    _one_line_path_error(pdtui("render", str(tmp_path), "-o", str(tmp_path / "o")), tmp_path, "is a directory, not a file")
+
+
+def test_up_a_missing_profile(tmp_path):
+    _one_line_path_error(pdtui("up", str(tmp_path / "nope.yaml")), tmp_path / "nope.yaml", "no such file")

@@ -35,7 +35,12 @@ class FakeEngine:
     # > 0: keep a stream open this long after its `data: [DONE]` (vLLM's end can lag it)
     linger_after_done_s: float = 0.0
     error_status: int | None = None
+    # Held until the test sets them: a decoder's first streamed event (after its 200
+    # status line), a prefiller's KV-ready notifications (after its answer).
+    first_event_gate: asyncio.Event | None = None
+    notif_gate: asyncio.Event | None = None
     healthy: bool = True
+    health_hang_s: float = 0.0
     port: int = field(default_factory=free_port)
     requests: list[dict] = field(default_factory=list)
     headers: list[dict] = field(default_factory=list)
@@ -48,7 +53,7 @@ class FakeEngine:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=256 * 1024 * 1024)  # huge-prompt tests
         app.router.add_get("/health", self._health)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/tokenize", self._tokenize)
@@ -74,6 +79,8 @@ class FakeEngine:
         self._ctx.term()
 
     async def _health(self, request: web.Request) -> web.Response:
+        if self.health_hang_s:
+            await asyncio.sleep(self.health_hang_s)
         return web.json_response({}, status=200 if self.healthy else 503)
 
     async def _models(self, request: web.Request) -> web.Response:
@@ -84,11 +91,15 @@ class FakeEngine:
         self.tokenize_calls.append(body)
         if self.hang_tokenize_s:
             await asyncio.sleep(self.hang_tokenize_s)
-        if "messages" in body:
-            text = " ".join(m["content"] for m in body["messages"]) + " <assistant>"
-        else:
-            text = body["prompt"]
-        tokens = fake_tokenize(text)
+        try:
+            if "messages" in body:
+                text = " ".join(m["content"] for m in body["messages"]) + " <assistant>"
+            else:
+                text = body["prompt"]
+            tokens = fake_tokenize(text)
+        except (KeyError, TypeError, AttributeError) as exc:  # as vLLM: 400, not a crash
+            return web.json_response({"object": "error", "message": f"bad input: {exc!r}",
+                                      "type": "BadRequestError"}, status=400)
         return web.json_response({"tokens": tokens, "count": len(tokens), "max_model_len": 4096})
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
@@ -135,7 +146,7 @@ class FakeEngine:
         first_tok = 500 + len(body["prompt"])
         count = self.tp_notifs if self.tp_notifs is not None else len(spec["receiver_init_port"])
         if not self.drop_notif:
-            if self.notif_delay_s:
+            if self.notif_delay_s or self.notif_gate is not None:
                 task = asyncio.create_task(self._notify_later(spec["req_id"], count))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -147,11 +158,13 @@ class FakeEngine:
 
     async def _notify_later(self, req_id: str, count: int) -> None:
         await asyncio.sleep(self.notif_delay_s)
+        if self.notif_gate is not None:
+            await self.notif_gate.wait()
         for _ in range(count):
             await self._push.send(encode_proxy_notif(req_id))
 
     async def _decode(self, request: web.Request, body: dict) -> web.StreamResponse:
-        n = body.get("max_tokens") or 4
+        n = min(body.get("max_tokens") or 4, 64)
         prompt = body.get("prompt", [])
         n_prompt = len(prompt) if isinstance(prompt, list) else 3
         if not body.get("stream"):
@@ -160,6 +173,8 @@ class FakeEngine:
             return web.json_response(self._completion_json(body, texts, n, kv=None))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        if self.first_event_gate is not None:
+            await self.first_event_gate.wait()
         for i in range(n):
             chunk = {"id": "cmpl-dec", "object": "text_completion", "created": 1700000001,
                      "model": body.get("model", "fake-model"),

@@ -63,7 +63,9 @@ def _spawn(name: str, argv: list[str], tmp: Path, env: dict[str, str]) -> Proc:
     return Proc(name, popen, log)
 
 
-def _start(tmp: Path, n_p: int, n_d: int, *, p_fault: str = "", kv_timeout: float = 20) -> Deployment:
+def _start(tmp: Path, n_p: int, n_d: int, *, p_fault: str = "", kv_timeout: float = 20,
+           health_interval: float = 0.3, fault_only: int | None = None,
+           proxy_extra: tuple[str, ...] = ()) -> Deployment:
     zmq_port = free_port()
     base_env = {"PDTUI_SIM_STARTUP_S": "0.2", "PDTUI_SIM_PREFILL_US_PER_TOKEN": "0",
                 "PDTUI_SIM_DECODE_MS_PER_TOKEN": "1", "PYTHONHASHSEED": "0"}
@@ -103,7 +105,7 @@ def _start(tmp: Path, n_p: int, n_d: int, *, p_fault: str = "", kv_timeout: floa
                   "kv_connector_extra_config": {"discard_partial_chunks": False,
                                                 "lmcache_rpc_port": f"producer{i}"}}
             env = {**base_env, "LMCACHE_CONFIG_FILE": str(cfg)}
-            if p_fault:
+            if p_fault and fault_only in (None, i):
                 env["PDTUI_SIM_FAULT"] = p_fault
             procs[f"prefiller{i}"] = _spawn(f"prefiller{i}", [
                 sys.executable, "-m", "pdtui.sim", "serve", MODEL, "--port", str(port),
@@ -114,7 +116,7 @@ def _start(tmp: Path, n_p: int, n_d: int, *, p_fault: str = "", kv_timeout: floa
         proxy_port = free_port()
         proxy_argv += ["--host", "127.0.0.1", "--port", str(proxy_port), "--zmq-host",
                        "127.0.0.1", "--zmq-port", str(zmq_port), "--timeout-kv", str(kv_timeout),
-                       "--health-interval", "0.3"]
+                       "--health-interval", str(health_interval), *proxy_extra]
         procs["proxy"] = _spawn("proxy", proxy_argv, tmp, {})
         dep.proxy_url = f"http://127.0.0.1:{proxy_port}"
         return dep
@@ -268,3 +270,73 @@ async def test_dropped_notification_times_out_with_504(deployment_factory):
     assert err["stage"] == "kv_wait" and err["backend"] == dep.prefillers[0]
     assert elapsed < 20
     assert _metric(metrics, "pdtui_proxy_requests_total", outcome="timeout") == 1
+
+
+async def test_after_check_now_the_first_requests_spread_over_both_prefillers(deployment_factory):
+    """Ready means routable: once each engine answers its own /health, POST /backends/check
+    makes the proxy route to it at once; its own next round is 30 s away here."""
+    dep = deployment_factory(2, 1, health_interval=30)
+    async with aiohttp.ClientSession() as s:
+        deadline = time.monotonic() + 60
+        pending = dep.prefillers + dep.decoders
+        while pending:  # what a supervisor's readiness probe does, engine by engine
+            assert time.monotonic() < deadline, f"engines not up: {pending}\n{_logs(dep)}"
+            for url in list(pending):
+                try:
+                    async with s.get(url + "/health") as resp:
+                        if resp.status == 200:
+                            pending.remove(url)
+                except aiohttp.ClientError:
+                    pass
+            await asyncio.sleep(0.1)
+        while True:
+            assert time.monotonic() < deadline, _logs(dep)
+            try:
+                async with s.post(dep.proxy_url + "/backends/check") as resp:
+                    status, body = resp.status, await resp.json()
+                    break
+            except aiohttp.ClientError:  # the proxy is still starting
+                await asyncio.sleep(0.1)
+        assert status == 200, body
+        for i in range(8):
+            async with s.post(dep.proxy_url + "/v1/completions", json={
+                    "model": MODEL, "prompt": f"first requests {i} " * 10,
+                    "max_tokens": 3}) as resp:
+                assert resp.status == 200, f"{await resp.text()}\n{_logs(dep)}"
+        async with s.get(dep.proxy_url + "/metrics") as resp:
+            metrics = await resp.text()
+    for url in dep.prefillers:
+        assert _metric(metrics, "pdtui_proxy_backend_requests_total", role="prefiller",
+                       backend=url, outcome="ok") == 4, (url, metrics)
+
+
+async def test_a_prefiller_dropping_notifications_is_degraded_and_skipped(deployment_factory):
+    """Issue 16: a prefiller whose KV-ready notifications never come stops getting traffic."""
+    dep = deployment_factory(2, 1, p_fault="drop_notif", fault_only=1, kv_timeout=1.0,
+                             proxy_extra=("--kv-timeouts-to-degrade", "2",
+                                          "--degraded-probe-interval", "0.5"))
+    async with aiohttp.ClientSession() as s:
+        await _wait_ready(s, dep)
+
+        async def ask(i: int) -> int:
+            async with s.post(dep.proxy_url + "/v1/completions", json={
+                    "model": MODEL, "prompt": f"notify me {i} " * 8, "max_tokens": 3}) as resp:
+                await resp.read()
+                return resp.status
+
+        first = [await ask(i) for i in range(4)]  # round robin: 2 through the faulty one
+        async with s.get(dep.proxy_url + "/health") as resp:
+            health = await resp.json()
+        after = [await ask(10 + i) for i in range(6)]
+        async with s.get(dep.proxy_url + "/metrics") as resp:
+            metrics = await resp.text()
+    states = {p["url"]: p for p in health["prefillers"]}
+    assert first == [200, 504, 200, 504], _logs(dep)
+    assert states[dep.prefillers[1]]["state"] == "degraded", health
+    assert "KV-ready notification" in states[dep.prefillers[1]]["last_error"]
+    assert after == [200] * 6, _logs(dep)
+    assert _metric(metrics, "pdtui_proxy_backend_requests_total", role="prefiller",
+                   backend=dep.prefillers[0], outcome="ok") == 2 + 6
+    log = dep.procs["proxy"].log.read_text()
+    assert f"prefiller {dep.prefillers[1]} degraded" in log
+    assert "access " in log and " status=504 outcome=timeout " in log

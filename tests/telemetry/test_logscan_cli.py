@@ -54,14 +54,26 @@ def test_json_lines_of_the_real_026_logs(shared_fixtures: Path) -> None:
     assert {r["type"] for r in records[:-1]} == {"StoreEvent", "LookupHitEvent", "RetrieveEvent", "HandshakeEvent", "Alert"}
 
 
-def test_missing_binary_and_directory_arguments(tmp_path: Path) -> None:
+def test_missing_and_directory_arguments_are_path_errors(tmp_path: Path) -> None:
+    proc = _logscan(str(tmp_path / "nope.log"), str(tmp_path), str(tmp_path / "nope.log" / "x.log"))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"pdtui logscan: {tmp_path / 'nope.log'}: no such file",
+        f"pdtui logscan: {tmp_path}: is a directory, not a file",
+        f"pdtui logscan: {tmp_path / 'nope.log' / 'x.log'}: no such file",
+    ]
+    assert proc.stdout == ""
+
+
+def test_binary_argument_is_reported_and_the_others_scanned(tmp_path: Path) -> None:
     binary = tmp_path / "core.bin"
     binary.write_bytes(b"\x7fELF\x00\x00\x01" * 100)
-    proc = _logscan(str(tmp_path / "nope.log"), str(binary), str(tmp_path))
+    text = tmp_path / "decoder.log"
+    text.write_text("hello\n")
+    proc = _logscan(str(binary), str(text))
     assert proc.returncode == 1
-    assert f"{tmp_path / 'nope.log'}: no such file" in proc.stderr
     assert "looks like a binary file" in proc.stderr
-    assert "is a directory" in proc.stderr
+    assert f"{text}: 1 lines" in proc.stdout
     assert "Traceback" not in proc.stderr
 
 
