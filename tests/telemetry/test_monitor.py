@@ -61,8 +61,8 @@ def test_one_tail_and_one_scrape_per_interval_with_every_screen_open(deployment)
     try:
         # Every screen open at once: the cockpit, the full log screen and a second pane
         # of each file, each with its own view (and filter) of the one follower.
-        views = [monitor.follower(name).view(view=ViewFilter(min_level=level))
-                 for name in ("proxy", "prefiller0", "decoder0") for level in (1, 1, 2)]
+        filters = (ViewFilter(hide_polling=False), ViewFilter(), ViewFilter(min_level=2))
+        views = [monitor.follower(name).view(view=f) for name in ("proxy", "prefiller0", "decoder0") for f in filters]
         wait_until(lambda: monitor.latest_scrape("decoder0") is not None, what="a first scrape")
         log = deployment.procs["decoder0"].log
         before, t0 = metrics_gets(log), time.monotonic()
@@ -74,8 +74,10 @@ def test_one_tail_and_one_scrape_per_interval_with_every_screen_open(deployment)
             assert follower.opens == 1, (name, follower.opens)
         assert all(v.started for v in views)
         # The panes' views got the new lines without reading the file themselves.
-        batch, _ = views[6].take_pending()  # decoder0, all levels
-        assert batch, "the decoder's view received no line"
+        batch, _ = views[6].take_pending()  # decoder0, polling lines shown
+        assert any('"GET /metrics' in line for _, line in batch), "the decoder's view received no line"
+        hidden, _ = views[7].take_pending()  # decoder0, the default view: our polling hidden
+        assert not any('"GET /metrics' in line for _, line in hidden)
     finally:
         monitor.stop()
     assert not monitor.running
