@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Simulated EngineCores outlive a kill -9 of their API server, as vLLM's do; one that a test
+# orphans ends after this long instead of never (pdtui/sim/enginecore.py).
+os.environ.setdefault("PDTUI_SIM_ORPHAN_LINGER_S", "60")
 
 
 def shared_dir() -> Path:

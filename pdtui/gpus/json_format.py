@@ -114,6 +114,7 @@ def _process_to_dict(
         out["command"] = None if isinstance(info.command, NotAvailable) else list(info.command)
         out["started"] = _plain(info.started)
         out["instance"] = info.instance
+        out["orphan_of"] = info.orphan_of
     return out
 
 

@@ -29,6 +29,9 @@ class AttributedProcess:
     command: Maybe[tuple[str, ...]] = NotAvailable()
     started: Maybe[float] = NotAvailable()  # unix time
     instance: str | None = None  # the pdtui instance name when owner == "own"
+    # "RUN/INSTANCE" when it carries a pdtui run marker but its instance's main process is
+    # gone (an EngineCore left on the GPU after its API server died): pdtui can stop it.
+    orphan_of: str | None = None
 
     @property
     def command_line(self) -> str:
@@ -43,6 +46,7 @@ class _HostInfo:
     user: Maybe[str]
     command: Maybe[tuple[str, ...]]
     lineage: tuple[int, ...]  # the pid and its ancestors, nearest first
+    orphan_of: str | None = None
 
 
 class ProcessAttributor:
@@ -97,7 +101,9 @@ class ProcessAttributor:
                 lineage = (pid, *(_ancestor_pids(psutil, proc)))
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             return None
-        info = _HostInfo(create_time=create_time, user=user, command=command, lineage=lineage)
+        from pdtui.gpus.markers import orphan_of
+
+        info = _HostInfo(create_time=create_time, user=user, command=command, lineage=lineage, orphan_of=orphan_of(pid))
         self._known[pid] = info
         return info
 
@@ -149,6 +155,7 @@ def _classify(
         command=info.command,
         started=started,
         instance=instance,
+        orphan_of=info.orphan_of,
     )
 
 

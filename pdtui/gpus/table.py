@@ -76,6 +76,8 @@ def _process_row(process: AttributedProcess, now: float) -> list[str]:
     if len(command) > _MAX_COMMAND:
         command = command[: _MAX_COMMAND - 1] + "…"
     owner = process.owner if process.instance is None else f"own:{process.instance}"
+    if process.orphan_of:
+        owner = f"orphan of {process.orphan_of}"
     return [
         str(process.gpu_index),
         str(process.pid),

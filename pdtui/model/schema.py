@@ -13,9 +13,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+import pdtui.constants as C
 from pdtui.model.units import parse_size
 
-PD_MODES = ("lmcache-pd", "nixl")
+PD_MODES = C.MODES
 ENGINES = ("vllm", "sim")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 
@@ -155,7 +156,7 @@ class InstanceSpec(StrictModel):
     tensor_parallel_size: int = Field(1, ge=1)
     shared_gpus: bool = False  # sharing a GPU with another instance is intended
     nixl_side_channel_port: Port | None = None  # nixl mode: VLLM_NIXL_SIDE_CHANNEL_PORT
-    startup_timeout_s: float = Field(900.0, gt=0)
+    startup_timeout_s: float = Field(C.ENGINE_STARTUP_TIMEOUT_S, gt=0)
     vllm: VllmSettings = Field(default_factory=VllmSettings)
     lmcache: LmcacheSettings = Field(default_factory=LmcacheSettings)
     kv: KvTransferSettings = Field(default_factory=KvTransferSettings)
@@ -174,10 +175,10 @@ class DecoderSpec(InstanceSpec):
 
 
 class ProxyTimeouts(StrictModel):
-    tokenize: float = Field(10.0, gt=0)
-    prefill: float = Field(300.0, gt=0)
-    kv: float = Field(30.0, gt=0)
-    decode: float = Field(300.0, gt=0)
+    tokenize: float = Field(C.PROXY_TIMEOUT_TOKENIZE_S, gt=0)
+    prefill: float = Field(C.PROXY_TIMEOUT_PREFILL_S, gt=0)
+    kv: float = Field(C.PROXY_TIMEOUT_KV_S, gt=0)
+    decode: float = Field(C.PROXY_TIMEOUT_DECODE_S, gt=0)
 
 
 class ProxySpec(StrictModel):
@@ -188,7 +189,7 @@ class ProxySpec(StrictModel):
     routing: Literal["round-robin", "least-outstanding"] = "round-robin"
     sticky_header: str | None = None
     timeouts: ProxyTimeouts = Field(default_factory=ProxyTimeouts)
-    startup_timeout_s: float = Field(30.0, gt=0)
+    startup_timeout_s: float = Field(C.PROXY_STARTUP_TIMEOUT_S, gt=0)
     env: Env = Field(default_factory=dict)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import pdtui.constants as C
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("lmcache-pd", "nixl"), default="lmcache-pd",
@@ -32,11 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="round-robin")
     parser.add_argument("--sticky-header", metavar="NAME",
                         help="requests carrying this header stick to one prefiller/decoder pair")
-    parser.add_argument("--timeout-tokenize", type=float, default=30.0, metavar="S")
-    parser.add_argument("--timeout-prefill", type=float, default=600.0, metavar="S")
-    parser.add_argument("--timeout-kv", type=float, default=60.0, metavar="S",
+    parser.add_argument("--timeout-tokenize", type=float, default=C.PROXY_TIMEOUT_TOKENIZE_S, metavar="S")
+    parser.add_argument("--timeout-prefill", type=float, default=C.PROXY_TIMEOUT_PREFILL_S, metavar="S")
+    parser.add_argument("--timeout-kv", type=float, default=C.PROXY_TIMEOUT_KV_S, metavar="S",
                         help="wait for the KV-ready notifications (lmcache-pd)")
-    parser.add_argument("--timeout-decode", type=float, default=120.0, metavar="S",
+    parser.add_argument("--timeout-decode", type=float, default=C.PROXY_TIMEOUT_DECODE_S, metavar="S",
                         help="wait for the decoder's first byte, and longest silence after it")
     parser.add_argument("--health-interval", type=float, default=2.0, metavar="S",
                         help="seconds between background health checks of each backend")

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import pdtui.constants as C
+
 MODES = ("lmcache-pd", "nixl")
 ROUTING_POLICIES = ("round-robin", "least-outstanding")
 
@@ -44,12 +46,12 @@ class DecoderSpec:
 
 @dataclass(frozen=True)
 class Timeouts:
-    tokenize_s: float = 30.0
-    prefill_s: float = 600.0
-    kv_s: float = 60.0
+    tokenize_s: float = C.PROXY_TIMEOUT_TOKENIZE_S
+    prefill_s: float = C.PROXY_TIMEOUT_PREFILL_S
+    kv_s: float = C.PROXY_TIMEOUT_KV_S
     # Until the decoder's first streamed event, and also the longest silence between
     # two events afterwards (a stalled decoder must not hold a client forever).
-    decode_s: float = 120.0
+    decode_s: float = C.PROXY_TIMEOUT_DECODE_S
 
 
 @dataclass(frozen=True)

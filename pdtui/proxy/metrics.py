@@ -7,10 +7,12 @@ first token, the end-to-end TTFT seen by the client, and the total.
 
 from __future__ import annotations
 
+import pdtui.constants as C
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-STAGES = ("tokenize", "prefill", "kv_wait", "decode_ttft", "ttft", "total")
+STAGES = C.TIMED_STAGES
 OUTCOMES = ("ok", "client_error", "backend_error", "timeout", "no_backend", "cancelled")
 
 _BUCKETS = (

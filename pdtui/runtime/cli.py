@@ -27,8 +27,10 @@ def register(subparsers) -> None:
                     help="where to run: local processes, or one Slurm job (default: slurm when the profile has cluster:)")
     up.set_defaults(func=cmd_up)
 
-    down = subparsers.add_parser("down", help="stop a run (default: the newest live one)")
+    down = subparsers.add_parser("down", help="stop a run (default: the only live one)")
     down.add_argument("name", nargs="?", help="run name (see `pdtui status`)")
+    down.add_argument("--all", action="store_true",
+                      help="stop every run, and every process that carries a pdtui run marker (orphans too)")
     down.set_defaults(func=cmd_down)
 
     status = subparsers.add_parser("status", help="the live runs and the state of their processes")
@@ -102,7 +104,6 @@ def _progress_printer(start: float):
 def cmd_up(args) -> int:
     from pdtui.model import validate_file
     from pdtui.model.presets import resolve_profile_path
-    from pdtui.runtime import PreflightError, Supervisor
 
     try:
         path = resolve_profile_path(args.profile)
@@ -125,7 +126,22 @@ def cmd_up(args) -> int:
     handled = dispatch_up(validation.profile, args)
     if handled is not None:
         return handled
-    sup = Supervisor.launch(validation.profile, detach=args.detach, auto_restart=args.auto_restart)
+    from pdtui.runtime.launching import already_running, profile_lock
+
+    with profile_lock(validation.profile.name) as lock:
+        # Under the lock: a second `up` of this profile waits here, then sees the first.
+        running = already_running(validation.profile.name)
+        if running is not None:
+            _err(f"pdtui up: {validation.profile.name} is already running as {running} "
+                 f"(pdtui status {running} / pdtui down {running})")
+            return 1
+        return _up(args, validation.profile, lock.release)
+
+
+def _up(args, profile, start_over) -> int:
+    from pdtui.runtime import PreflightError, Supervisor
+
+    sup = Supervisor.launch(profile, detach=args.detach, auto_restart=args.auto_restart)
     start = time.monotonic()
     sup.subscribe(_progress_printer(start))
     _err(f"run {sup.run_name}: {sup.run_dir}")
@@ -151,8 +167,7 @@ def cmd_up(args) -> int:
                      "stopping everything:")
                 for line in _not_ready_lines(sup):
                     _err(line)
-                sup.close()
-                _err("all processes stopped")
+                _stop_and_say(sup)
                 return 1
         try:
             ok = future.result()
@@ -160,15 +175,16 @@ def cmd_up(args) -> int:
             _err("pdtui up: refused to start:")
             for problem in exc.problems:
                 _err(f"  - {problem}")
-            sup.close()
+            _stop_and_say(sup)
             return 1
         if not ok:
             failed = [i for i in sup.status().instances if i.state.value == "failed"]
             _err("pdtui up: the deployment did not come up; everything was stopped:")
             for inst in failed:
                 _err(f"  - {inst.name}: {inst.reason}  (log: {inst.log_path})")
-            sup.close()
+            _stop_and_say(sup)
             return 1
+        start_over()  # the run is live now: a second `up` of the profile will see it
         proxy = next((i for i in sup.status().instances if i.kind == "proxy"), None)
         url = proxy.health_url.rsplit("/health", 1)[0] if proxy else ""
         _err(f"[{time.monotonic() - start:6.1f}s] all ready: {url}  (run {sup.run_name})")
@@ -179,17 +195,30 @@ def cmd_up(args) -> int:
             return 0
         _err("Ctrl-C stops everything")
         # Foreground: until Ctrl-C/SIGTERM, or until another pdtui stopped it (`pdtui down`).
+        # Whatever state the instances ended in (one may have crashed before), a stop of
+        # the deployment from elsewhere ends this command.
         while not stop_requested.wait(0.5):
-            if sup.status().phase == "stopped":
+            if sup.stopped.is_set():
+                _err("the deployment was stopped (pdtui down or the TUI)")
                 sup.close()
                 return 0
         raise KeyboardInterrupt
     except KeyboardInterrupt:
         _err("stopping everything ...")
         was_ready = future.done() and not future.exception() and future.result()
-        sup.close()
-        _err("all processes stopped")
+        _stop_and_say(sup)
         return 0 if was_ready else 130
+
+
+def _stop_and_say(sup) -> None:
+    """Stop everything this run started, detached or not, and say what was stopped."""
+    earlier = list(getattr(sup, "last_stopped", []))  # a failed start stopped it already
+    stopped = earlier + sup._stop_all()
+    sup.close()
+    for line in stopped:
+        _err(f"  stopped {line}")
+    left = [i.name for i in sup.status().instances if i.pid]
+    _err("all processes stopped" if not left else f"still running: {', '.join(left)}")
 
 
 def _resolve(name: str | None):
@@ -203,7 +232,10 @@ def _resolve(name: str | None):
 
 
 def cmd_status(args) -> int:
-    from pdtui.runtime import AttachError, Supervisor, find_runs
+    """Every run; one whose state file cannot be read is listed as "unreadable: why" with
+    the live processes that carry its marker, and never hides the others."""
+    from pdtui.runtime import find_runs
+    from pdtui.runtime.runs import RunInfo
 
     from pdtui.cluster.cli import print_status, resolve_slurm_run, status_reports  # Slurm runs
 
@@ -211,26 +243,24 @@ def cmd_status(args) -> int:
     if args.name and slurm:
         print_status(slurm, args.json, getattr(args, "gpus", False))
         return 0
+    runs = find_runs()
     if args.name:
         run = _resolve(args.name)
         if run is None:
             return 1
-        runs = [run]
-    else:
-        runs = [r.path for r in find_runs() if r.live or args.all]
-    reports = []
-    for run in runs:
-        try:
-            sup = Supervisor.attach(run, read_only=True)
-        except AttachError as exc:
-            _err(f"pdtui status: {exc}")
-            continue
-        reports.append(sup.status())
+        runs = [r for r in runs if r.path == run] or [RunInfo(run, run.name, "?", 0.0, False, False, None, {})]
+    elif not args.all:
+        runs = [r for r in runs if r.live]
+    reports, problems = _status_reports(runs)
     if args.json:
-        print(json.dumps([r.to_dict() for r in reports] + [r.to_dict() for r in slurm], indent=2))
+        out = [r.to_dict() for r in reports] + [r.to_dict() for r in slurm] + [
+            {"run_name": r.name, "run_dir": str(r.path), "phase": "unreadable", "problem": r.problem,
+             "marked_pids": list(r.marked_pids), "instances": []} for r in problems
+        ]
+        print(json.dumps(out, indent=2))
         return 0
     print_status(slurm, False, getattr(args, "gpus", False))
-    if not reports and not slurm:
+    if not reports and not problems and not slurm:
         print("no live runs" + ("" if args.all else " (--all shows the others)"))
         return 0
     for report in reports:
@@ -238,11 +268,34 @@ def cmd_status(args) -> int:
         for inst in report.instances:
             up = f"{inst.uptime_s:7.0f}s" if inst.uptime_s is not None else "       -"
             gpus = ",".join(map(str, inst.gpus)) or "-"
-            line = f"  {inst.name:<14} {inst.kind:<9} {inst.state.value:<9} pid {str(inst.pid or '-'):<8} port {str(inst.port or '-'):<6} gpus {gpus:<5} up {up}"
-            if inst.reason:
-                line += f"  {inst.reason}"
+            state = inst.state.value + (f"/{inst.health}" if inst.health else "")
+            line = f"  {inst.name:<14} {inst.kind:<9} {state:<9} pid {str(inst.pid or '-'):<8} port {str(inst.port or '-'):<6} gpus {gpus:<5} up {up}"
+            if inst.reason or inst.health_detail:
+                line += f"  {inst.health_detail or inst.reason}"
             print(line)
+    for run in problems:
+        print(f"{run.name}  unreadable: {run.problem}  {run.path}")
+        if run.marked_pids:
+            print(f"  live processes carrying its run marker: {', '.join(map(str, run.marked_pids))} "
+                  f"(pdtui down {run.name} stops them)")
     return 0
+
+
+def _status_reports(runs):
+    from pdtui.runtime import AttachError, Supervisor
+
+    reports, problems = [], []
+    for run in runs:
+        if run.problem is not None:
+            problems.append(run)
+            continue
+        try:
+            reports.append(Supervisor.attach(run.path, read_only=True).status())
+        except AttachError as exc:
+            from dataclasses import replace
+
+            problems.append(replace(run, problem=str(exc)))
+    return reports, problems
 
 
 def cmd_logs(args) -> int:
@@ -278,56 +331,13 @@ def cmd_logs(args) -> int:
         return 0
 
 
-def _act(run, action: str, timeout_s: float, **kwargs) -> tuple[bool, str]:
-    """Ask the live owner of the run, or act directly when there is none."""
-    from pdtui.runtime import Supervisor, control, owner_of
-
-    owner = owner_of(run)
-    if owner is not None:
-        request_id = control.submit(run, action, **kwargs)
-        answer = control.wait_done(run, request_id, timeout_s, still_owned=lambda: owner_of(run) == owner)
-        if answer.get("ok") or "exited before answering" not in answer.get("message", ""):
-            return bool(answer.get("ok")), str(answer.get("message"))
-    sup = Supervisor.attach(run, take_ownership=False)
-    if action == "stop":
-        sup.stop().result(timeout=timeout_s)
-        left = [i.name for i in sup.status().instances if i.pid]
-        return not left, f"stopped {sup.run_name}" if not left else f"still running: {', '.join(left)}"
-    ok = sup.restart(kwargs["name"]).result(timeout=timeout_s)
-    st = sup.instance(kwargs["name"])
-    sup._persist()  # record the new pid for the next re-attach
-    return ok, f"{st.name}: {st.state.value}" + (f" ({st.reason})" if st.reason else "")
-
-
 def cmd_down(args) -> int:
-    from pdtui.cluster.cli import cmd_down as slurm_down, resolve_slurm_run
-    from pdtui.runtime import AttachError, find_runs
+    from pdtui.runtime.cli_actions import cmd_down as down
 
-    slurm_run = resolve_slurm_run(args.name) if args.name or not find_runs(live_only=True) else None
-    if slurm_run is not None:
-        return slurm_down(slurm_run)
-    run = _resolve(args.name)
-    if run is None:
-        return 1
-    try:
-        ok, message = _act(run, "stop", 120)
-    except AttachError as exc:
-        _err(f"pdtui down: {exc}")
-        return 1
-    _err(message)
-    return 0 if ok else 1
+    return down(args)
 
 
 def cmd_restart(args) -> int:
-    from pdtui.runtime import AttachError
+    from pdtui.runtime.cli_actions import cmd_restart as restart
 
-    run = _resolve(args.run)
-    if run is None:
-        return 1
-    try:
-        ok, message = _act(run, "restart", 1800, name=args.instance)
-    except (AttachError, KeyError) as exc:
-        _err(f"pdtui restart: {exc.args[0] if exc.args else exc}")
-        return 1
-    _err(message)
-    return 0 if ok else 1
+    return restart(args)

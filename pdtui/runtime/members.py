@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pdtui.constants as C
 from pdtui.model.render import MASK, DeploymentPlan, mask_env
 
 
@@ -16,7 +17,7 @@ class LaunchSpec:
     argv: tuple[str, ...]
     env: dict[str, str] = field(repr=False)  # on top of os.environ; may hold MASK for secrets after re-attach
     health_url: str = ""
-    startup_timeout_s: float = 600.0
+    startup_timeout_s: float = C.ENGINE_STARTUP_TIMEOUT_S
     port: int | None = None
     gpus: tuple[int, ...] = ()
     prometheus_dir: str | None = None
@@ -49,7 +50,7 @@ class LaunchSpec:
             argv=tuple(rec.get("argv") or ()),
             env=dict(rec.get("env") or {}),
             health_url=str(rec.get("health_url", "")),
-            startup_timeout_s=float(rec.get("startup_timeout_s") or 600.0),
+            startup_timeout_s=float(rec.get("startup_timeout_s") or C.ENGINE_STARTUP_TIMEOUT_S),
             port=rec.get("port"),
             gpus=tuple(rec.get("gpus") or ()),
             prometheus_dir=rec.get("prometheus_dir"),

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pdtui.constants import EXIT_CODE_UNKNOWN
+
 # (signal, seconds to wait for the whole group to exit after sending it)
 DEFAULT_STOP_SEQUENCE: tuple[tuple[str, float], ...] = (("SIGINT", 10.0), ("SIGTERM", 5.0), ("SIGKILL", 5.0))
 
@@ -45,12 +47,12 @@ class ProcessHandle:
         if self._proc_start is not None:
             stat = proc_stat(self.pid)
             if stat is None or stat[0] in ZOMBIE_STATES or stat[1] != self._proc_start:
-                self.exit_code = -999  # gone, a zombie, or the pid now belongs to another process
+                self.exit_code = EXIT_CODE_UNKNOWN  # gone, a zombie, or the pid now belongs to another process
             return self.exit_code
         from pdtui.runtime.statefile import verify_process
 
         if verify_process(self.pid, self.create_time, None) is not None:
-            self.exit_code = -999  # unknown
+            self.exit_code = EXIT_CODE_UNKNOWN  # unknown
         elif HAVE_PROC:
             stat = proc_stat(self.pid)
             self._proc_start = stat[1] if stat is not None else None

@@ -1,4 +1,4 @@
-"""state.json: what a later pdtui needs to find and verify the processes of a run.
+"""Reading, writing and verifying a run's state.json (the typed RunState).
 
 Written atomically (temp file + rename) so a reader never sees half a file, even if
 pdtui is killed while writing. A recorded pid counts as ours only when the process
@@ -7,49 +7,27 @@ with that pid has the recorded create_time and cmdline: pids get recycled.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from pdtui.model.files import atomic_write
-from pdtui.runtime.rundir import STATE_FILE
+from pdtui.runtime.runstate import STATE_FILE, STATE_VERSION, RunState, StateFileError
 
-STATE_VERSION = 1
+__all__ = ["STATE_FILE", "STATE_VERSION", "RunState", "StateFileError", "read_state", "write_state",
+           "process_identity", "verify_process", "verified_pids", "run_is_live", "live_owner_pid"]
 # psutil's create_time is derived from jiffies since boot: allow for rounding.
 _CREATE_TIME_TOLERANCE_S = 0.05
 
 
-class StateFileError(Exception):
-    pass
+def write_state(run_dir: str | Path, state: RunState | dict[str, Any]) -> None:
+    """Validate (a dict is checked against RunState first) and write atomically."""
+    if isinstance(state, dict):
+        state = RunState.model_validate({"run_name": Path(run_dir).name, **state})
+    state.save(run_dir)
 
 
-def write_state(run_dir: str | Path, state: dict[str, Any]) -> None:
-    atomic_write(Path(run_dir) / STATE_FILE, json.dumps(state, indent=2, sort_keys=False) + "\n")
-
-
-def read_state(run_dir: str | Path) -> dict[str, Any]:
-    path = Path(run_dir) / STATE_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StateFileError(f"{path}: no state file (not a pdtui run directory?)") from None
-    except OSError as exc:
-        raise StateFileError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        state = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StateFileError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from None
-    if not isinstance(state, dict):
-        raise StateFileError(f"{path}: expected a JSON object, found {type(state).__name__}")
-    if state.get("version") != STATE_VERSION:
-        raise StateFileError(f"{path}: version {state.get('version')!r} is not supported (expected {STATE_VERSION})")
-    instances = state.get("instances")
-    if not isinstance(instances, dict):
-        raise StateFileError(f"{path}: 'instances' must be an object of name -> record")
-    for name, record in instances.items():
-        if not isinstance(record, dict):
-            raise StateFileError(f"{path}: instances.{name} must be an object")
-    return state
+def read_state(run_dir: str | Path) -> RunState:
+    """The validated state; StateFileError (file + why) when it cannot be used."""
+    return RunState.load(run_dir)
 
 
 def process_identity(pid: int) -> tuple[float, list[str]] | None:
@@ -81,23 +59,23 @@ def verify_process(pid: Any, create_time: Any, cmdline: Any) -> str | None:
     return None
 
 
-def verified_pids(state: dict[str, Any]) -> dict[str, int]:
+def verified_pids(state: RunState) -> dict[str, int]:
     """name -> pid of the recorded processes that are verifiably still ours."""
     alive: dict[str, int] = {}
-    for name, rec in (state.get("instances") or {}).items():
-        if verify_process(rec.get("pid"), rec.get("create_time"), rec.get("cmdline")) is None:
-            alive[name] = rec["pid"]
+    for name, rec in state.instances.items():
+        if rec.pid is not None and verify_process(rec.pid, rec.create_time, rec.cmdline) is None:
+            alive[name] = rec.pid
     return alive
 
 
-def run_is_live(state: dict[str, Any]) -> bool:
+def run_is_live(state: RunState) -> bool:
     return bool(verified_pids(state))
 
 
-def live_owner_pid(state: dict[str, Any]) -> int | None:
-    owner = state.get("owner")
-    if not isinstance(owner, dict):
+def live_owner_pid(state: RunState) -> int | None:
+    owner = state.owner
+    if owner is None:
         return None
-    if verify_process(owner.get("pid"), owner.get("create_time"), None) is None:
-        return owner["pid"]
+    if verify_process(owner.pid, owner.create_time, None) is None:
+        return owner.pid
     return None

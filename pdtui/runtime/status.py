@@ -7,6 +7,16 @@ import time
 from dataclasses import dataclass, field, replace
 
 
+class InstanceHealth(str, enum.Enum):
+    """How a ready instance answers; stored as its value in InstanceStatus.health."""
+
+    UNRESPONSIVE = "unresponsive"  # its /health timed out (hung, SIGSTOP, overloaded)
+    DEGRADED = "degraded"  # the proxy reports it unhealthy / routes around it
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class InstanceState(str, enum.Enum):
     STOPPED = "stopped"
     STARTING = "starting"
@@ -26,6 +36,10 @@ class InstanceStatus:
     milestone: str | None = None  # latest start-up milestone kind (pdtui.telemetry.events.MILESTONE_KINDS)
     milestone_detail: str = ""
     reason: str | None = None  # why it failed
+    # While ready: None = answering, "unresponsive" = its /health timed out, "degraded" = the
+    # proxy reports it unhealthy (e.g. a prefiller whose KV notifications time out).
+    health: str | None = None
+    health_detail: str | None = None
     pid: int | None = None
     pgid: int | None = None
     exit_code: int | None = None
@@ -59,6 +73,8 @@ class InstanceStatus:
             "milestone": self.milestone,
             "milestone_detail": self.milestone_detail,
             "reason": self.reason,
+            "health": self.health,
+            "health_detail": self.health_detail,
             "pid": self.pid,
             "pgid": self.pgid,
             "exit_code": self.exit_code,
@@ -95,7 +111,7 @@ class DeploymentStatus:
         if self.stopping or InstanceState.STOPPING in states:
             return "stopping"
         if all(s == InstanceState.READY for s in states):
-            return "ready"
+            return "degraded" if any(i.health for i in self.instances) else "ready"
         if all(s == InstanceState.STOPPED for s in states):
             return "stopped"
         if InstanceState.FAILED in states:

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from pdtui.sim import startup
 from pdtui.sim.engine import SimEngine
-from pdtui.sim.gpufile import GpuUsageFile
+from pdtui.sim.enginecore import EngineCoreChild
 from pdtui.sim.logfmt import EngineLog
 from pdtui.sim.server import build_app
 from pdtui.sim.settings import SimSettings
@@ -53,12 +53,9 @@ class EngineProcess:
         self.log = log or EngineLog(self.pid)
         self.engine = SimEngine(settings, self.log)
         self.stop_signal: asyncio.Future[str] | None = None
-        self.gpu_file = (
-            GpuUsageFile(settings.gpu_dir, self.pid, settings.served_model_name, settings.role,
-                         settings.port, settings.gpus)
-            if settings.gpu_dir
-            else None
-        )
+        # Started once the port is bound (as vLLM starts its EngineCore): it holds the
+        # simulated GPU memory and outlives a kill -9 of this process (enginecore.py).
+        self.core: EngineCoreChild | None = None
 
     # ---------------------------------------------------------------- signals ----
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -86,6 +83,7 @@ class EngineProcess:
             self.log.api_raw(f"OSError: [Errno {exc.errno}] {exc.strerror}: ('{s.host}', {s.port})")
             self.log.api("ERROR", "api_server.py:1012", f"Port {s.port} on {s.host} is already in use; cannot start.")
             return 1
+        self.core = EngineCoreChild(s.gpu_dir, s.served_model_name, s.role, s.port, s.gpus, self.engine.tp)
         ticker = loop.create_task(self._tick())
         try:
             start = loop.create_task(self._start_up())
@@ -125,8 +123,8 @@ class EngineProcess:
             await asyncio.gather(ticker, return_exceptions=True)
             self.engine.close()
             http_sock.close()
-            if self.gpu_file is not None:
-                self.gpu_file.remove()
+            if self.core is not None:
+                self.core.stop()
 
     async def _start_up(self) -> None:
         """The milestones of a real start, spread over PDTUI_SIM_STARTUP_S (+ slow_start)."""
@@ -173,12 +171,8 @@ class EngineProcess:
         """GPU usage file, periodic stats line, held-block expiry; cheap when idle."""
         last_stats = time.monotonic()
         while True:
-            if self.gpu_file is not None:
-                try:
-                    self.gpu_file.update(self.engine.memory_bytes, self.engine.utilization)
-                except OSError as exc:
-                    self.log.api("WARNING", "sim", f"cannot write {self.gpu_file.path}: {exc}")
-                    self.gpu_file = None
+            if self.core is not None:
+                self.core.update(self.engine.memory_bytes, self.engine.utilization)
             now = time.monotonic()
             if self.engine.ready and not self.engine.hung and now - last_stats >= self.settings.stats_interval_s:
                 last_stats = now

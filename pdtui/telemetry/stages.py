@@ -8,6 +8,8 @@ window into a SeriesStore as `proxy/<stage>_p50` and `proxy/<stage>_p99` (second
 
 from __future__ import annotations
 
+import pdtui.constants as C
+
 from collections import deque
 
 from pdtui.telemetry.derive import counter_rate, histogram_delta, histogram_quantile
@@ -16,7 +18,7 @@ from pdtui.telemetry.series import RingSeries, SeriesStore
 
 __all__ = ["PROXY_STAGES", "ProxyStageTracker"]
 
-PROXY_STAGES = ("tokenize", "prefill", "kv_wait", "decode_ttft", "ttft", "total")
+PROXY_STAGES = C.TIMED_STAGES
 _FAMILY = "pdtui_proxy_stage_seconds"
 _REQUESTS = "pdtui_proxy_requests"
 

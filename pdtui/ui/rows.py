@@ -70,7 +70,9 @@ def gpu_holders(
     """Who holds each GPU: our instance names first, then other users' pids."""
     held: dict[int, list[str]] = {}
     for process in processes:
-        if process.owner == "own" and process.instance:
+        if process.orphan_of:  # left on the GPU by a dead API server: pdtui down --all stops it
+            label = f"orphan of {process.orphan_of}"
+        elif process.owner == "own" and process.instance:
             label = process.instance
         elif process.owner == "other":
             user = "" if fmt.missing(process.user) else f"{process.user}:"

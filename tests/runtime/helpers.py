@@ -104,3 +104,40 @@ def wait_for(predicate, timeout=30.0, interval=0.05):
             return True
         time.sleep(interval)
     return predicate()
+
+
+def marked_processes(run_name: str, instance: str | None = None) -> list:
+    """Live processes carrying the run marker of run_name (optionally one instance)."""
+    from pdtui.gpus.markers import find_marked
+
+    return find_marked(run_name, instance)
+
+
+def pdtui_cli(*args: str, timeout: float = 120, env: dict | None = None):
+    """`python -m pdtui ARGS` as an operator runs it; CompletedProcess with text output."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "pdtui", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=full_env)
+
+
+def sim_gpu_files(run_dir: Path) -> list[Path]:
+    return sorted((Path(run_dir) / "sim-gpus").glob("*.json"))
+
+
+def stop_marked(run_name: str) -> None:
+    """Test clean-up: SIGKILL whatever still carries the run's marker."""
+    import os
+    import signal
+
+    for proc in marked_processes(run_name):
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -42,7 +42,7 @@ def all_ready_in_state(root):
         state = read_state(runs[0].path)
     except Exception:
         return None
-    if all(rec.get("state") == "ready" for rec in state["instances"].values()):
+    if all(rec.state == "ready" for rec in state.instances.values()):
         return runs[0].path
     return None
 
@@ -64,7 +64,7 @@ def test_kill9_without_detach_leaves_nothing(tmp_path, private_state_home):
     try:
         assert wait_for(lambda: all_ready_in_state(root) is not None), up.stderr.read1().decode() if up.poll() is not None else "not ready"
         run_dir = all_ready_in_state(root)
-        pids = [rec["pid"] for rec in read_state(run_dir)["instances"].values()]
+        pids = [rec.pid for rec in read_state(run_dir).instances.values()]
         assert all(psutil.pid_exists(p) for p in pids)
         up.send_signal(signal.SIGKILL)
         up.wait(10)
@@ -72,7 +72,7 @@ def test_kill9_without_detach_leaves_nothing(tmp_path, private_state_home):
         assert wait_for(lambda: not processes_in_run(run_dir), 40), processes_in_run(run_dir)
         assert wait_for(lambda: not (set(profile_ports(data)) & listening_ports()), 15)
         state = read_state(run_dir)
-        assert all(rec["state"] == "stopped" and "watchdog" in rec["reason"] for rec in state["instances"].values())
+        assert all(rec.state == "stopped" and "watchdog" in rec.reason for rec in state.instances.values())
     finally:
         if up.poll() is None:
             up.kill()
@@ -95,8 +95,8 @@ def test_kill9_with_detach_then_reattach_and_down(tmp_path, private_state_home):
         up.wait(30)
         time.sleep(1.0)  # a watchdog, if there were one, would act now
         state = read_state(run_dir)
-        assert state["detached"] is True
-        pids = {n: rec["pid"] for n, rec in state["instances"].items()}
+        assert state.detached is True
+        pids = {n: rec.pid for n, rec in state.instances.items()}
         assert all(psutil.pid_exists(p) for p in pids.values())
 
         # Re-attach: the same processes, verified, ready.

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pdtui.runtime import InstanceState, LogLines, Supervisor
-from pdtui.runtime.supervisor import IDLE_TICK_S, QUIET_AFTER_S
+from pdtui.runtime.monitor import IDLE_TICK_S, QUIET_AFTER_S
 from tests.runtime.helpers import wait_for, demo_profile_dict, load_profile, write_profile
 
 pytestmark = pytest.mark.timeout(120)

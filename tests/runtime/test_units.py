@@ -11,7 +11,8 @@ import pytest
 
 from pdtui.runtime.logtail import LogTailer, last_lines
 from pdtui.runtime.preflight import check_command, engine_command
-from pdtui.runtime.rundir import find_runs, new_run_dir, runs_root
+from pdtui.runtime.rundir import new_run_dir, runs_root
+from pdtui.runtime.runs import find_runs
 from pdtui.runtime.statefile import StateFileError, read_state, write_state
 
 

@@ -53,7 +53,7 @@ def test_deadline_smaller_than_the_instances_own_stops_everything(tmp_path, priv
         assert f"{name}.log)" in done.stderr
     assert "all processes stopped" in done.stderr
     (run,) = find_runs(private_state_home / "pdtui" / "runs")
-    states = {name: rec["state"] for name, rec in read_state(run.path)["instances"].items()}
+    states = {name: rec.state for name, rec in read_state(run.path).instances.items()}
     assert set(states.values()) <= {"stopped", "failed"}, states
     assert _wait_for(lambda: not processes_in_run(run.path)), processes_in_run(run.path)
     assert _wait_for(lambda: not (set(profile_ports(data)) & listening_ports()))

@@ -99,7 +99,16 @@ class SimProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        # Its EngineCore outlives a kill of the API server (as vLLM's does): end the group.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         return self.proc.returncode
+
+
+# A safety net: an EngineCore orphaned by a test ends after this long (see pdtui/sim/enginecore.py).
+ORPHAN_LINGER_S = "60"
 
 
 def start_sim(
@@ -120,6 +129,7 @@ def start_sim(
             "PDTUI_SIM_PREFILL_US_PER_TOKEN": "0",
             "PDTUI_SIM_DECODE_MS_PER_TOKEN": "0",
             "PYTHONUNBUFFERED": "1",
+            "PDTUI_SIM_ORPHAN_LINGER_S": ORPHAN_LINGER_S,
         }
     )
     full_env.update(env or {})

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from tests.sim.helpers import clean, start_sim
@@ -79,7 +80,8 @@ def test_gpu_usage_file_follows_engine_and_is_removed(tmp_path):
                          "PDTUI_SIM_GPU_TOTAL_BYTES": str(100 * 2**30)})
     try:
         sim.wait_healthy()
-        path = gpu_dir / f"{sim.proc.pid}.json"
+        core = engine_core_of(sim)
+        path = gpu_dir / f"{core.pid}.json"
         deadline = time.monotonic() + 10
         record = None
         while time.monotonic() < deadline:
@@ -89,7 +91,7 @@ def test_gpu_usage_file_follows_engine_and_is_removed(tmp_path):
                     break
             time.sleep(0.1)
         assert record is not None, "no GPU usage file"
-        assert record["pid"] == sim.proc.pid
+        assert record["pid"] == core.pid  # the EngineCore holds the memory, as in vLLM
         assert record["name"] == "demo-8b"
         assert record["role"] == "both"
         assert record["port"] == sim.port
@@ -98,10 +100,49 @@ def test_gpu_usage_file_follows_engine_and_is_removed(tmp_path):
         assert 0 <= record["utilization"] <= 100
         assert abs(record["updated"] - time.time()) < 30
         assert not [p for p in gpu_dir.iterdir() if p.name.endswith(".tmp")]
+        # -tp 2: one worker per rank under the EngineCore
+        assert wait_until(lambda: len(core.children()) == 2)
         assert sim.stop() == 0
         assert not path.exists()
+        assert not core.is_running()
     finally:
         sim.stop(signal.SIGKILL)
+
+
+def test_engine_core_outlives_kill9_of_the_api_server(tmp_path):
+    """As vLLM's: kill -9 of the API server leaves the EngineCore running, holding the GPU."""
+    gpu_dir = tmp_path / "gpus"
+    sim = start_sim(tmp_path, env={"PDTUI_SIM_GPU_DIR": str(gpu_dir)})
+    try:
+        sim.wait_healthy()
+        core = engine_core_of(sim)
+        path = gpu_dir / f"{core.pid}.json"
+        assert wait_until(lambda: path.exists() and json.loads(path.read_text())["memory_bytes"] > 0)
+        assert core.name().startswith("VLLM::EngineCor")
+        sim.proc.kill()
+        sim.proc.wait(10)
+        time.sleep(1.5)
+        assert core.is_running() and core.status() != psutil.STATUS_ZOMBIE
+        assert core.ppid() != sim.proc.pid
+        record = json.loads(path.read_text())
+        assert record["memory_bytes"] > 0 and time.time() - record["updated"] < 5
+    finally:
+        sim.stop(signal.SIGKILL)
+
+
+def engine_core_of(sim):
+    assert wait_until(lambda: psutil.Process(sim.proc.pid).children())
+    (core,) = psutil.Process(sim.proc.pid).children()
+    return core
+
+
+def wait_until(predicate, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())
 
 
 def test_port_in_use_fails_fast_like_vllm(tmp_path):
@@ -164,7 +205,7 @@ def test_busy_engine_shows_running_kv_usage_and_gpu_utilization(tmp_path):
 
     try:
         sim.wait_healthy()
-        path = gpu_dir / f"{sim.proc.pid}.json"
+        path = gpu_dir / f"{engine_core_of(sim).pid}.json"
         worker = threading.Thread(
             target=sim.post, args=("/v1/completions", {"prompt": "busy " * 100, "max_tokens": 200}, 60))
         worker.start()

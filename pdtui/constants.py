@@ -1,0 +1,36 @@
+"""Facts several layers share, in the lowest layer: the standard library only, imports
+nothing of pdtui, so the proxy (bottom floor), the model, the runtime and the UI can all
+read one source. Change a value here and every default that names it follows."""
+
+from __future__ import annotations
+
+# ---- proxy timeouts (seconds): profile defaults (model/schema.py), the proxy's own
+# dataclass (proxy/config.py) and its argv defaults (proxy/cli.py).
+PROXY_TIMEOUT_TOKENIZE_S = 30.0
+PROXY_TIMEOUT_PREFILL_S = 600.0
+PROXY_TIMEOUT_KV_S = 60.0
+# Until the decoder's first streamed event, and also the longest silence between two
+# events afterwards (a stalled decoder must not hold a client forever).
+PROXY_TIMEOUT_DECODE_S = 120.0
+
+# ---- start-up deadlines (seconds): a vLLM engine may compile and load for many minutes.
+ENGINE_STARTUP_TIMEOUT_S = 900.0
+PROXY_STARTUP_TIMEOUT_S = 30.0
+
+# ---- the per-request stages the proxy reports (/events, /metrics) and the UI shows.
+STAGES = ("request", "route", "tokenize", "prefill", "kv_wait", "decode_ttft", "ttft", "decode", "total")
+# The stages with a duration histogram (pdtui_proxy_stage_seconds{stage}).
+TIMED_STAGES = ("tokenize", "prefill", "kv_wait", "decode_ttft", "ttft", "total")
+
+# ---- proxy modes (profile `kv.mode` / `pdtui proxy --mode`).
+MODE_LMCACHE_PD = "lmcache-pd"
+MODE_NIXL = "nixl"
+MODES = (MODE_LMCACHE_PD, MODE_NIXL)
+
+# ---- the run marker: every process pdtui starts carries RUN_MARKER_ENV=<run name>/<instance>
+# in its environment (inherited by EngineCore and worker children), so that pdtui finds
+# a run's processes from /proc even when the run directory or its state.json is gone.
+RUN_MARKER_ENV = "PDTUI_RUN"
+
+# ---- an exit code we cannot know: the process was not our child (re-attached run).
+EXIT_CODE_UNKNOWN = -999

@@ -1,0 +1,54 @@
+"""One deployment per profile: `pdtui up` of a profile that already runs is refused.
+
+The check and the launch happen under an exclusive lock per profile (flock on
+`<runs root>/.<profile>.lock`), held until the start is over, so that two `up` of one
+profile at once cannot both pass the check: the second waits, then finds the first.
+The kernel drops the lock when the process dies, so a killed `up` never blocks the next.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pdtui.runtime.rundir import runs_root
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class _Lock:
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        """Early release (a foreground `up` once its start is over); idempotent."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+@contextmanager
+def profile_lock(profile_name: str) -> Iterator[_Lock]:
+    root = runs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f".{_UNSAFE.sub('_', profile_name) or 'profile'}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    lock = _Lock(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield lock
+    finally:
+        lock.release()
+
+
+def already_running(profile_name: str) -> str | None:
+    """The name of a live run of this profile, if there is one."""
+    from pdtui.runtime.runs import find_runs
+
+    for run in find_runs(live_only=True):
+        if run.profile == profile_name:
+            return run.name
+    return None

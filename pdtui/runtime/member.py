@@ -1,0 +1,36 @@
+"""The supervisor's mutable record of one instance (guarded by the supervisor's lock)."""
+
+from __future__ import annotations
+
+import threading
+
+from pdtui.runtime.logtail import LogTailer
+from pdtui.runtime.members import LaunchSpec
+from pdtui.runtime.processes import ProcessHandle
+from pdtui.runtime.runstate import ProcessRef
+from pdtui.runtime.status import InstanceStatus
+
+
+class Member:
+    def __init__(self, spec: LaunchSpec) -> None:
+        self.spec = spec
+        self.status = InstanceStatus(
+            name=spec.name,
+            kind=spec.kind,
+            port=spec.port,
+            gpus=spec.gpus,
+            log_path=spec.log_path,
+            health_url=spec.health_url,
+            argv=spec.argv,
+        )
+        self.handle: ProcessHandle | None = None
+        self.generation = 0  # bumped on every (re)start so stale waits can tell
+        self.log_start = 0  # offset of this generation's output in the log file
+        self.tailer = LogTailer.at_end(spec.log_path) if spec.log_path else None
+        self.stopping = False
+        self.crashes = 0  # consecutive, for the auto-restart backoff
+        self.health_failures = 0  # consecutive /health timeouts while ready
+        self.tree: list[ProcessRef] = []  # descendants outside its process group
+        self.restarting = False  # a restart may spawn while a stop of the deployment is over
+        self.done = threading.Event()  # set when a start attempt ended (ready or failed)
+        self.done.set()
