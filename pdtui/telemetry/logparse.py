@@ -546,7 +546,5 @@ class LogScanner:
         return (event,)
 
 
-# Re-exported for the supervisor; imported last because rootcause uses this module.
-from pdtui.telemetry.rootcause import RootCause, find_root_cause  # noqa: E402
 
 __all__ += ["RootCause"]
