@@ -24,6 +24,7 @@ from pdtui.ui import keys, messages, paths
 from pdtui.ui.bindings import bindings_for
 from pdtui.ui.commands import DeploymentCommands
 from pdtui.ui.control import DeploymentControl, SupervisorEvent
+from pdtui.ui.drift import dashboard_note
 from pdtui.ui.screens.dashboard import CockpitScreen
 from pdtui.ui.session import Session
 from pdtui.ui.settings import UiSettings, load_settings, save_theme
@@ -57,6 +58,7 @@ class PdtuiApp(App):
         if background_load is not None:
             self.session.background_load = background_load
         self.commands = DeploymentCommands(self, self.session)
+        self.session.title_note = lambda: dashboard_note(self)
         self._gpu_source = gpu_source
         self.gpu_feed: GpuFeed | None = None
         self._offer_reattach = offer_reattach

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pdtui.telemetry.monitor import HOUR_AT_1S, DeploymentMonitor
@@ -39,6 +40,9 @@ class Session:
         self.gpu_reading: GpuReading | None = None
         self.document: Any = None  # pdtui.model.document.ProfileDocument, loaded after the first paint
         self.background_load = demo  # the demo tells its story with traffic, unless turned off
+        # Markup appended to the cockpit's title (the app sets it: the running deployment
+        # against the saved profile, pdtui.ui.drift).
+        self.title_note: Callable[[], str] = lambda: ""
 
     def status(self) -> Any:
         return self.control.status()

@@ -124,9 +124,7 @@ class CockpitScreen(Screen):
             job = session.monitor.jobs.get(BACKGROUND_JOB) if session.monitor is not None else None
             running = job is not None and not job.done
             load = f"  demo load {'[b]on[/b]' if session.background_load else 'off'}{' (running)' if running else ''} (b)"
-        from pdtui.ui.drift import dashboard_note
-
-        note = dashboard_note(self.app)  # what runs is not what is saved (cached comparison)
+        note = session.title_note()  # e.g. what runs is not what is saved (the app provides it)
         self.query_one("#title", TitleBar).show(f"{marker}[b]pdtui[/b]  {name}{load}  [dim]? help · ctrl+p commands[/dim]{note}")
 
     def _refresh_gpus(self) -> None:
