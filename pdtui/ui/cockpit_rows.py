@@ -16,7 +16,7 @@ from rich.text import Text
 
 from pdtui.ui import format as fmt
 from pdtui.ui import rows as rowfmt
-from pdtui.ui.spark import shared_max, sparkline
+from pdtui.ui.spark import shared_max, sparkline, time_buckets
 
 if TYPE_CHECKING:
     from pdtui.gpus.snapshot import GpuInventory
@@ -39,8 +39,10 @@ def history_width(box_width: int, fixed: int) -> int:
     return max(6, min(40, (box_width - fixed) // 2))
 
 
-def _values(store: SeriesStore, name: str) -> list[float]:
-    return store.values(name, HISTORY_S, now=None)
+def _values(store: SeriesStore, name: str, width: int) -> list[float]:
+    """The last five minutes as `width` time-aligned buckets (stable between samples)."""
+    series = store.get(name)
+    return time_buckets(series.window(HISTORY_S) if series is not None else [], width, HISTORY_S)
 
 
 def _rate(value: float | None, digits: str = "{:.1f}") -> str:
@@ -60,8 +62,8 @@ def gpu_rows(inventory: GpuInventory, holders: Mapping[int, str], store: SeriesS
         util = gpu.utilization_gpu
         util_pct = util if isinstance(util, (int, float)) else None
         mem_pct = fmt.percent_of(gpu.memory_used, gpu.memory_total)
-        util_hist = sparkline(_values(store, f"gpu/{gpu.index}/util"), width, 100.0)
-        mem_hist = sparkline(_values(store, f"gpu/{gpu.index}/mem"), width, 100.0)
+        util_hist = sparkline(_values(store, f"gpu/{gpu.index}/util", width), width, 100.0)
+        mem_hist = sparkline(_values(store, f"gpu/{gpu.index}/mem", width), width, 100.0)
         out.append((f"gpu-{gpu.index}", (
             f"{gpu.index} {rowfmt._short_name(gpu.name)}",
             Text(fmt.number(util, "{:>3.0f}", "%"), style=rowfmt._load_style(util_pct)),
@@ -75,24 +77,24 @@ def gpu_rows(inventory: GpuInventory, holders: Mapping[int, str], store: SeriesS
     return out
 
 
-def _tokens(store: SeriesStore, name: str) -> tuple[float | None, list[float]]:
+def _tokens(store: SeriesStore, name: str, width: int) -> tuple[float | None, list[float]]:
     """Tokens/s in + out (a prefiller's are prompt tokens, a decoder's generated ones)."""
-    prompt = _values(store, f"{name}/prompt_tokens_per_s")
-    gen = _values(store, f"{name}/generation_tokens_per_s")
+    prompt = _values(store, f"{name}/prompt_tokens_per_s", width)
+    gen = _values(store, f"{name}/generation_tokens_per_s", width)
     n = max(len(prompt), len(gen))
     prompt = [math.nan] * (n - len(prompt)) + prompt
     gen = [math.nan] * (n - len(gen)) + gen
     merged = [a + b if not (math.isnan(a) and math.isnan(b)) else math.nan
               for a, b in ((0.0 if math.isnan(p) and not math.isnan(g) else p, 0.0 if math.isnan(g) and not math.isnan(p) else g)
                            for p, g in zip(prompt, gen))]
-    latest = next((v for v in reversed(merged) if not math.isnan(v)), None)
-    return latest, merged
+    now = [v for v in (store.latest(f"{name}/prompt_tokens_per_s"), store.latest(f"{name}/generation_tokens_per_s")) if v is not None]
+    return (sum(now) if now else None), merged
 
 
 def instance_rows(found: list[rowfmt.InstanceRowData], store: SeriesStore, width: int
                   ) -> list[tuple[str, tuple[object, ...]]]:
-    tokens = {r.name: _tokens(store, r.name) for r in found if r.role != "proxy"}
-    kv = {r.name: _values(store, f"{r.name}/kv_cache_usage") for r in found if r.role != "proxy"}
+    tokens = {r.name: _tokens(store, r.name, width) for r in found if r.role != "proxy"}
+    kv = {r.name: _values(store, f"{r.name}/kv_cache_usage", width) for r in found if r.role != "proxy"}
     tok_max = shared_max([hist for _, hist in tokens.values()])
     out: list[tuple[str, tuple[object, ...]]] = []
     for row in found:
@@ -161,7 +163,7 @@ def kv_strip(monitor: DeploymentMonitor | None, width: int) -> tuple[object, Tab
             _ms(p.kv_wait_p99_ms),
         ]
         if history >= 6:
-            hist = store.values(f"{pair_key(p.prefiller, p.decoder)}/requests_per_s", HISTORY_S)
+            hist = _values(store, f"{pair_key(p.prefiller, p.decoder)}/requests_per_s", min(history, 40))
             cells.append(sparkline(hist, min(history, 40)))
         key.append(tuple(cells))
         table.add_row(*cells[:6], *(Text(str(c), style="green") for c in cells[6:]))

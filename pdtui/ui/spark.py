@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["BLOCKS", "sparkline", "shared_max"]
+__all__ = ["BLOCKS", "sparkline", "shared_max", "time_buckets"]
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -49,3 +49,38 @@ def sparkline(values: Sequence[float], width: int, scale_max: float | None = Non
 
 def shared_max(series: Sequence[Sequence[float]]) -> float:
     return max((v for values in series for v in values if not math.isnan(v)), default=0.0)
+
+
+def time_buckets(points: Sequence[tuple[float, float]], width: int, span_s: float) -> list[float]:
+    """`points` (time, value), oldest first, as exactly `width` buckets of `span_s / width`
+    seconds each (max of each), aligned to absolute time and ending with the newest point's.
+
+    Aligned buckets make a history cell stable: it changes when a bucket's max changes or a
+    new bucket starts (every `span_s / width` s), not with every sample as a window that
+    slides one point at a time does -- an idle cockpit repaints nothing. An empty bucket
+    after the first point repeats the one before (an idle engine is scraped less often and
+    its values do not move); a NaN point (a recorded gap) stays a gap.
+    """
+    if width <= 0:
+        return []
+    if not points:
+        return [math.nan] * width
+    bucket_s = span_s / width
+    last = int(points[-1][0] // bucket_s)
+    first = last - width + 1
+    out: list[float | None] = [None] * width
+    before: float | None = None  # the last value older than the window carries into it
+    for t, v in points:
+        index = int(t // bucket_s) - first
+        if index < 0:
+            before = v
+            continue
+        seen = out[index]
+        if seen is None or (math.isnan(seen) and not math.isnan(v)) or (not math.isnan(v) and v > seen):
+            out[index] = v
+    filled: list[float] = []
+    carry = math.nan if before is None else before
+    for v in out:
+        carry = carry if v is None else v
+        filled.append(carry)
+    return filled

@@ -75,3 +75,17 @@ async def test_cockpit_keys_history_and_load_across_screens(free_demo_profile):
         finally:
             if app.control.active:
                 app.control.supervisor.stop().result(timeout=30)
+
+
+def test_history_buckets_are_time_aligned_so_an_idle_cell_does_not_move():
+    from pdtui.ui.spark import time_buckets
+
+    points = [(float(t), 5.0) for t in range(1000, 1300)]  # 300 s of a flat series at 1 s
+    first = time_buckets(points, 20, 300.0)
+    assert len(first) == 20 and first == [5.0] * 20
+    # one more sample inside the same 15 s bucket: the cell is the same string
+    assert sparkline(time_buckets(points + [(1300.0, 5.0)], 20, 300.0), 20, 10.0) == sparkline(first, 20, 10.0)
+    # a gap recorded as NaN shows as a gap; a missing sample (idle scrape) repeats the value
+    sparse = [(1000.0, 1.0), (1100.0, float("nan")), (1200.0, 2.0)]
+    buckets = time_buckets(sparse, 20, 300.0)
+    assert buckets[-1] == 2.0 and any(b != b for b in buckets) and buckets.count(1.0) >= 1
