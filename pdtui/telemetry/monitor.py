@@ -48,14 +48,13 @@ from pdtui.telemetry.logparse import LogScanner
 from pdtui.telemetry.logtail import LogFollower
 from pdtui.telemetry.pairs import PairStats
 from pdtui.telemetry.scrape import ScrapeResult, ScrapeTarget, Scraper
-from pdtui.telemetry.series import SeriesStore
+from pdtui.telemetry.series import HOUR_AT_1S, SeriesStore
 from pdtui.telemetry.stages import ProxyStageTracker
 
 __all__ = ["HOUR_AT_1S", "DeploymentMonitor", "MonitoredInstance", "pair_key"]
 
 _log = logging.getLogger(__name__)
 
-HOUR_AT_1S = 3600
 SAMPLE_INTERVAL_S = 1.0
 TAIL_BUSY_S = 0.25  # a human reads no faster; our own polling makes the files grow all the time
 

@@ -19,9 +19,10 @@ import threading
 from array import array
 from collections.abc import Iterator
 
-__all__ = ["DEFAULT_CAPACITY", "RingSeries", "SeriesStore"]
+__all__ = ["DEFAULT_CAPACITY", "HOUR_AT_1S", "RingSeries", "SeriesStore"]
 
 DEFAULT_CAPACITY = 900  # 30 min at the default 2 s scrape interval
+HOUR_AT_1S = 3600  # a deployment's history: the last hour at 1 s per series
 
 
 class RingSeries:

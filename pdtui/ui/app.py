@@ -85,15 +85,21 @@ class PdtuiApp(App):
     def on_mount(self) -> None:
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
+        if self.profile_path is None and self.demo:
+            from pdtui.model.presets import resolve_profile_path  # standard library only
+
+            self.profile_path = resolve_profile_path("demo")
+        self.session.profile_path = self.profile_path  # the title names it from the first paint
+        if self._start_feeds:
+            self._start_gpu_feed()  # the GPU rows are what the operator waits for: first poll now
         self.call_after_refresh(lambda: self.run_worker(self._after_first_paint(), group="startup", exit_on_error=False))
 
     async def _after_first_paint(self) -> None:
-        """Paint first, then load the profile (pydantic is slow to import) and start feeds."""
+        """Paint first (with the GPU rows of the first poll), then load the profile (pydantic
+        is slow to import: on a thread, it would still slow the paint down) and the rest."""
         self.first_screen_at = time.monotonic()
-        if self.profile_path is None and self.demo:
-            from pdtui.model.presets import resolve_profile_path
-
-            self.profile_path = resolve_profile_path("demo")
+        if self._start_feeds:
+            await self._first_gpu_rows_painted()
         if self.profile_path is not None:
             self._startup_problems += await asyncio.to_thread(self.session.open_profile, self.profile_path)
         self.refresh_dashboard()
@@ -101,7 +107,6 @@ class PdtuiApp(App):
             self.notify(problem, severity="warning", timeout=10)
         if not self._start_feeds:
             return
-        self._start_gpu_feed()
         if self._attach_run is not None:
             self.commands.attach(self._attach_run)
         elif self._offer_reattach:
@@ -116,6 +121,19 @@ class PdtuiApp(App):
         self.gpu_feed.start()
 
     # -- data in ---------------------------------------------------------------------
+
+    async def _first_gpu_rows_painted(self, timeout_s: float = 2.0) -> None:
+        """Until the first GPU reading has been on screen (bounded: a slow driver must not
+        hold back the profile)."""
+        deadline = time.monotonic() + timeout_s
+        while self.session.gpu_reading is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        painted = asyncio.Event()
+        self.call_after_refresh(painted.set)
+        try:
+            await asyncio.wait_for(painted.wait(), max(0.1, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            pass
 
     def on_gpu_update(self, message: GpuUpdate) -> None:
         self.session.gpu_reading = message.reading

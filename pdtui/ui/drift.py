@@ -8,9 +8,10 @@ app: what runs (the supervisor's status) and what is saved (the open document).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pdtui.model.plandiff import InstanceDrift, drift
+if TYPE_CHECKING:  # pydantic & the model: imported once a deployment runs, not before the first paint
+    from pdtui.model.plandiff import InstanceDrift
 
 _cache: dict[str, Any] = {"key": None, "value": ([], None)}
 
@@ -36,6 +37,8 @@ def running_drift(app: Any) -> tuple[list[InstanceDrift], Any]:
                     lmcache[inst.name] = Path(inst.lmcache_config_path).read_text(encoding="utf-8")
                 except OSError:
                     pass
+        from pdtui.model.plandiff import drift
+
         result = (drift(running, plan, lmcache), plan)
     _cache["key"], _cache["value"] = key, result
     return result

@@ -16,12 +16,13 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pdtui.telemetry.monitor import HOUR_AT_1S, DeploymentMonitor
-from pdtui.telemetry.series import SeriesStore
+from pdtui.telemetry.series import HOUR_AT_1S, SeriesStore
 from pdtui.ui.control import DeploymentControl
 
 if TYPE_CHECKING:
     from textual.app import App
+
+    from pdtui.telemetry.monitor import DeploymentMonitor
 
     from pdtui.ui.gpu_feed import GpuReading
 
@@ -39,6 +40,7 @@ class Session:
         self.monitor: DeploymentMonitor | None = None
         self.gpu_reading: GpuReading | None = None
         self.document: Any = None  # pdtui.model.document.ProfileDocument, loaded after the first paint
+        self.profile_path: Path | None = None  # known before the document is loaded: the title names it at once
         self.background_load = demo  # the demo tells its story with traffic, unless turned off
         # Markup appended to the cockpit's title (the app sets it: the running deployment
         # against the saved profile, pdtui.ui.drift).
@@ -56,6 +58,7 @@ class Session:
         so it runs on a thread); the problems to show, if any."""
         from pdtui.model.document import ProfileDocument
 
+        self.profile_path = path
         try:
             self.document = ProfileDocument.open(path)
         except OSError as exc:
@@ -87,6 +90,8 @@ class Session:
             for spec in profile.instances():
                 ports[spec.name] = internal_api_ports(profile, spec)
         host = getattr(profile, "host", None) or "127.0.0.1"
+        from pdtui.telemetry.monitor import DeploymentMonitor  # aiohttp & co: not before the first paint
+
         return DeploymentMonitor.from_status(status, lmcache_ports=ports, host=host, store=self.store)
 
     def sim_gpu_dir(self) -> Path | None:

@@ -117,7 +117,8 @@ class CockpitScreen(Screen):
     def _refresh_title(self) -> None:
         session = self.session
         doc = session.document
-        name = doc.path.name if doc is not None else "no profile (e: editor, then ctrl+o)"
+        pending = session.profile_path  # named from the first paint, before pydantic has loaded it
+        name = doc.path.name if doc is not None else pending.name if pending is not None else "no profile (e: editor, then ctrl+o)"
         marker = "[reverse bold $warning] SIMULATION [/] " if session.demo else ""
         load = ""
         if session.demo:

@@ -15,15 +15,24 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import RichLog, Static
 
+from typing import TYPE_CHECKING
+
 from pdtui.telemetry.logtail import LogView, ViewFilter
-from pdtui.telemetry.monitor import DeploymentMonitor
-from pdtui.ui.observe.logpane import LEVEL_NAMES, LogPane
-from pdtui.ui.observe.logstyle import display_line
+
+if TYPE_CHECKING:  # imported when a deployment is attached, not before the first paint
+    from pdtui.telemetry.monitor import DeploymentMonitor
+    from pdtui.ui.observe.logpane import LogPane
 
 __all__ = ["CockpitLogs", "MergedLog"]
 
 PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
 TICK_S = 0.25  # four times a second: a merged view is for watching, not for reading back
+
+
+def _display_line(line: str, timestamps: bool) -> Text:
+    from pdtui.ui.observe.logstyle import display_line
+
+    return display_line(line, timestamps)
 
 
 class MergedLog(Vertical):
@@ -74,11 +83,13 @@ class MergedLog(Vertical):
         width = max(len(n) for n in self._views)
         for name, line in batch:
             text = Text(f"{name:<{width}} │ ", style=self._colours.get(name, ""))
-            text.append(display_line(line, self.timestamps))
+            text.append(_display_line(line, self.timestamps))
             log.write(text)
         self.lines_shown += len(batch)
 
     def _status(self) -> None:
+        from pdtui.ui.observe.logpane import LEVEL_NAMES
+
         parts = ["ALL INSTANCES (a: selected only)", f"level {LEVEL_NAMES[self.view.min_level]}"]
         parts.append("polling hidden (P shows)" if self.view.hide_polling else "polling shown")
         self.query_one("#log-status", Static).update(" | ".join(parts))
@@ -135,6 +146,8 @@ class CockpitLogs(Vertical):
         self.all = False
         self.following = name
         follower = monitor.follower(name)
+        from pdtui.ui.observe.logpane import LogPane
+
         pane = LogPane(follower.path, title=name, follower=follower.view(), save_dir=monitor.run_dir,
                        window=2000)
         self._replace(pane)
@@ -164,6 +177,6 @@ class CockpitLogs(Vertical):
     @property
     def pane(self) -> LogPane | MergedLog | None:
         for child in self.children:
-            if isinstance(child, (LogPane, MergedLog)):
+            if isinstance(child, MergedLog) or type(child).__name__ == "LogPane":
                 return child
         return None
