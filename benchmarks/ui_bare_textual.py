@@ -5,7 +5,7 @@ A header, an 8-row DataTable and a footer — what perf-anchors.md calls "a bare
 utilization/memory/temperature/power cells of its 8 rows (synthetic numbers; there is no
 NVML on the development machine) through `update_cell`, the cheapest way Textual offers.
 
-The title carries the same markers `ui_startup.py` waits for ("SIMULATION", "Held by"),
+Its rows read `0 H200` .. `7 H200`, like the demo's: `ui_startup.py` waits for all eight in both,
 so both programs are timed by one rule.
 
     python benchmarks/ui_bare_textual.py [--refresh 1.0]

@@ -90,6 +90,8 @@ class PdtuiApp(App):
 
             self.profile_path = resolve_profile_path("demo")
         self.session.profile_path = self.profile_path  # the title names it from the first paint
+        self._launch_after_load = False  # `u` pressed while the profile still loads: launch once it is
+        self._profile_loading = self.profile_path is not None
         if self._start_feeds:
             self._start_gpu_feed()  # the GPU rows are what the operator waits for: first poll now
         self.call_after_refresh(lambda: self.run_worker(self._after_first_paint(), group="startup", exit_on_error=False))
@@ -100,8 +102,13 @@ class PdtuiApp(App):
         self.first_screen_at = time.monotonic()
         if self._start_feeds:
             await self._first_gpu_rows_painted()
-        if self.profile_path is not None:
-            self._startup_problems += await asyncio.to_thread(self.session.open_profile, self.profile_path)
+        try:
+            if self.profile_path is not None:
+                self._startup_problems += await asyncio.to_thread(self.session.open_profile, self.profile_path)
+        finally:
+            self._profile_loading = False
+        if self._launch_after_load:
+            self.commands.launch()
         self.refresh_dashboard()
         for problem in self._startup_problems:
             self.notify(problem, severity="warning", timeout=10)
@@ -160,6 +167,9 @@ class PdtuiApp(App):
     # -- requests from screens -----------------------------------------------------------
 
     def on_launch_requested(self, _message: messages.LaunchRequested) -> None:
+        if self._profile_loading:  # the GPU rows come before the profile: wait for it, then launch
+            self._launch_after_load = True
+            return
         self.commands.launch()
 
     def on_stop_requested(self, _message: messages.StopRequested) -> None:

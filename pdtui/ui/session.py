@@ -63,6 +63,7 @@ class Session:
             self.document = ProfileDocument.open(path)
         except OSError as exc:
             self.document = None
+            self.profile_path = None  # the title says "no profile" again
             return [f"cannot open profile {path}: {exc.strerror or exc}"]
         return [self.document.load_error] if self.document.load_error else []
 
