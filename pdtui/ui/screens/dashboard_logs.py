@@ -17,9 +17,8 @@ from textual.widgets import RichLog, Static
 
 from typing import TYPE_CHECKING
 
-from pdtui.telemetry.logtail import LogView, ViewFilter
-
 if TYPE_CHECKING:  # imported when a deployment is attached, not before the first paint
+    from pdtui.telemetry.logtail import LogView, ViewFilter
     from pdtui.telemetry.monitor import DeploymentMonitor
     from pdtui.ui.observe.logpane import LogPane
 
@@ -48,6 +47,8 @@ class MergedLog(Vertical):
         super().__init__(id=id)
         self.monitor = monitor
         self.max_lines = max_lines
+        from pdtui.telemetry.logtail import ViewFilter
+
         self.view = ViewFilter()
         self.timestamps = True
         self.lines_shown = 0
@@ -102,10 +103,10 @@ class MergedLog(Vertical):
 
     def action_cycle_level(self) -> None:
         level = {1: 2, 2: 3, 3: 1}[self.view.min_level]
-        self._set_view(ViewFilter(self.view.text, self.view.only_matching, level, self.view.hide_polling))
+        self._set_view(type(self.view)(self.view.text, self.view.only_matching, level, self.view.hide_polling))
 
     def action_toggle_polling(self) -> None:
-        self._set_view(ViewFilter(self.view.text, self.view.only_matching, self.view.min_level, not self.view.hide_polling))
+        self._set_view(type(self.view)(self.view.text, self.view.only_matching, self.view.min_level, not self.view.hide_polling))
 
     def action_toggle_timestamps(self) -> None:
         self.timestamps = not self.timestamps
