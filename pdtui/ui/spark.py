@@ -79,8 +79,9 @@ def time_buckets(points: Sequence[tuple[float, float]], width: int, span_s: floa
         if seen is None or (math.isnan(seen) and not math.isnan(v)) or (not math.isnan(v) and v > seen):
             out[index] = v
     filled: list[float] = []
-    carry = math.nan if before is None else before
-    for v in out:
-        carry = carry if v is None else v
+    carry: float = math.nan if before is None else before
+    for bucket in out:
+        if bucket is not None:
+            carry = bucket
         filled.append(carry)
     return filled

@@ -28,7 +28,7 @@ PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_c
 TICK_S = 0.25  # four times a second: a merged view is for watching, not for reading back
 
 
-def _display_line(line: str, timestamps: bool) -> Text:
+def _display_line(line: str, timestamps: bool) -> str:
     from pdtui.ui.observe.logstyle import display_line
 
     return display_line(line, timestamps)
@@ -177,7 +177,9 @@ class CockpitLogs(Vertical):
 
     @property
     def pane(self) -> LogPane | MergedLog | None:
+        from pdtui.ui.observe.logpane import LogPane  # imported by then: a pane exists only once attached
+
         for child in self.children:
-            if isinstance(child, MergedLog) or type(child).__name__ == "LogPane":
+            if isinstance(child, (LogPane, MergedLog)):
                 return child
         return None
