@@ -26,7 +26,7 @@ HOUR_AT_1S = 3600  # a deployment's history: the last hour at 1 s per series
 
 
 class RingSeries:
-    __slots__ = ("_times", "_values", "_capacity", "_start", "_len", "dropped")
+    __slots__ = ("_times", "_values", "_capacity", "_start", "_len", "dropped", "__weakref__")
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         if capacity < 1:

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from pdtui.ui import format as fmt
 from pdtui.ui import rows as rowfmt
-from pdtui.ui.spark import shared_max, sparkline, time_buckets
+from pdtui.ui.spark import BucketCache, shared_max, sparkline, time_buckets
 
 if TYPE_CHECKING:
     from pdtui.gpus.snapshot import GpuInventory
@@ -32,6 +32,7 @@ INSTANCE_COLUMNS = ("Instance", "Role", "State", "Up", "Req/s", "Tok/s", "Tok/s 
 GPU_FIXED_WIDTH = 62
 INSTANCE_FIXED_WIDTH = 64
 HISTORY_S = 300.0  # what a history cell covers: the last five minutes
+_BUCKETS = BucketCache()  # per series: its history cells, updated by the new samples only
 
 
 def history_width(box_width: int, fixed: int) -> int:
@@ -42,7 +43,7 @@ def history_width(box_width: int, fixed: int) -> int:
 def _values(store: SeriesStore, name: str, width: int) -> list[float]:
     """The last five minutes as `width` time-aligned buckets (stable between samples)."""
     series = store.get(name)
-    return time_buckets(series.window(HISTORY_S) if series is not None else [], width, HISTORY_S)
+    return _BUCKETS.buckets(series, width, HISTORY_S) if series is not None else time_buckets([], width, HISTORY_S)
 
 
 def _rate(value: float | None, digits: str = "{:.1f}") -> str:

@@ -8,9 +8,11 @@ the same axis), so a row's bars compare with the other rows'.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["BLOCKS", "sparkline", "shared_max", "time_buckets"]
+__all__ = ["BLOCKS", "BucketCache", "sparkline", "shared_max", "time_buckets"]
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -85,3 +87,35 @@ def time_buckets(points: Sequence[tuple[float, float]], width: int, span_s: floa
             carry = bucket
         filled.append(carry)
     return filled
+
+
+class BucketCache:
+    """`time_buckets` of a series' window, kept between calls: a sample that lands in the
+    newest bucket folds into it (the common case once a second), a new bucket recomputes.
+    Without it every cockpit refresh walked five minutes of points of every series."""
+
+    def __init__(self) -> None:
+        self._cache: weakref.WeakKeyDictionary[Any, dict[tuple[int, float], tuple[float, list[float]]]] = weakref.WeakKeyDictionary()
+
+    def buckets(self, series: Any, width: int, span_s: float) -> list[float]:
+        """`series` is a `RingSeries` (last(), since(t), window(seconds))."""
+        last = series.last()
+        if last is None or width <= 0:
+            return time_buckets([], width, span_s)
+        per_series = self._cache.setdefault(series, {})
+        key = (width, span_s)
+        bucket_s = span_s / width
+        cached = per_series.get(key)
+        if cached is not None and cached[0] == last[0]:
+            return cached[1]
+        if cached is not None and int(cached[0] // bucket_s) == int(last[0] // bucket_s):
+            out = list(cached[1])
+            for _, v in series.since(cached[0]):
+                seen = out[-1]
+                if math.isnan(seen) or (not math.isnan(v) and v > seen):
+                    out[-1] = v
+        else:  # the buckets' own window (plus a minute before it: the value a leading empty bucket carries)
+            first_start = (int(last[0] // bucket_s) - width + 1) * bucket_s
+            out = time_buckets(series.since(first_start - 60.0), width, span_s)
+        per_series[key] = (last[0], out)
+        return out

@@ -89,3 +89,19 @@ def test_history_buckets_are_time_aligned_so_an_idle_cell_does_not_move():
     sparse = [(1000.0, 1.0), (1100.0, float("nan")), (1200.0, 2.0)]
     buckets = time_buckets(sparse, 20, 300.0)
     assert buckets[-1] == 2.0 and any(b != b for b in buckets) and buckets.count(1.0) >= 1
+
+
+def test_bucket_cache_gives_what_a_full_recompute_gives():
+    import random
+
+    from pdtui.telemetry.series import RingSeries
+    from pdtui.ui.spark import BucketCache, time_buckets
+
+    rng = random.Random(3)
+    series, cache = RingSeries(600), BucketCache()
+    t = 1000.0
+    for _ in range(700):
+        t += rng.choice((0.5, 1.0, 1.0, 7.0))
+        series.append(t, rng.choice((float("nan"), rng.random() * 100)) if rng.random() < 0.1 else rng.random() * 100)
+        got, want = cache.buckets(series, 20, 300.0), time_buckets(series.since(t - 400.0), 20, 300.0)
+        assert [round(v, 9) if v == v else "gap" for v in got] == [round(v, 9) if v == v else "gap" for v in want]
