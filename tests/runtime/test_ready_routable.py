@@ -13,6 +13,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from pdtui.runtime.routable import routes_to
+from pdtui.runtime.statefile import read_state
 from tests.runtime.helpers import demo_profile_dict, pdtui_cli, stop_marked, write_profile
 
 ACCESS = re.compile(r"access \S+ completions (\S+) -> (\S+) status=200")
@@ -44,6 +45,12 @@ def test_first_requests_after_up_reach_every_prefiller(tmp_path):
         prefillers = {f"http://127.0.0.1:{p['port']}" for p in data["prefillers"]}
         assert len(used) == 8, log.read_text()[-3000:]
         assert set(used) == prefillers, used
+        # The proxy started beside the engines, not before them; an engine was reported
+        # ready only after the proxy was (it is ready once the proxy routes to it).
+        instances = read_state(log.parent).instances
+        proxy = instances.pop("proxy")
+        assert max(i.started_at for i in instances.values()) < proxy.ready_at
+        assert min(i.ready_at for i in instances.values()) >= proxy.ready_at
     finally:
         down = pdtui_cli("down", run)
         stop_marked(run)
