@@ -89,9 +89,8 @@ def time_floor(profile: Path, env: dict, workdir: Path) -> tuple[float, float]:
     try:
         for k, (argv, extra, url, any_status) in enumerate(jobs):
             start = time.perf_counter()
-            log = open(workdir / f"floor-{k}.log", "wb")
-            procs.append(subprocess.Popen(list(argv), env={**env, **extra, "PYTHONPATH": str(REPO)}, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-            log.close()
+            with open(workdir / f"floor-{k}.log", "wb") as log:
+                procs.append(subprocess.Popen(list(argv), env={**env, **extra, "PYTHONPATH": str(REPO)}, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             t = threading.Thread(target=watch, args=(k, start, url, any_status), daemon=True)
             t.start()
             threads.append(t)
@@ -148,7 +147,7 @@ def main() -> int:
                 tmp_path = Path(tmp)
                 env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
 
-                def fresh(name: str) -> Path:
+                def fresh(name: str, tmp_path: Path = tmp_path) -> Path:
                     return write_profile(tmp_path, demo_profile_dict(startup_s=args.startup), name)
 
                 engine, proxy = time_floor(fresh("floor.yaml"), env, tmp_path)

@@ -266,17 +266,17 @@ def _proxy_options_set(proxy) -> list[str]:
     the same value: pdtui/constants.py), so profiles that set none render as before."""
     argv: list[str] = []
     client = proxy.client
-    for field, flag in (("header_timeout", "--client-header-timeout"), ("body_timeout", "--client-body-timeout"),
+    for name, flag in (("header_timeout", "--client-header-timeout"), ("body_timeout", "--client-body-timeout"),
                         ("idle_timeout", "--client-idle-timeout"), ("max_connections", "--max-connections"),
                         ("max_body_bytes", "--max-body-bytes")):
-        if field in client.model_fields_set:
-            argv += [flag, _arg(getattr(client, field))]
+        if name in client.model_fields_set:
+            argv += [flag, _arg(getattr(client, name))]
     if "first_token_from_prefiller" in proxy.model_fields_set and proxy.first_token_from_prefiller:
         argv.append("--first-token-from-prefiller")
-    for field, flag in (("kv_timeouts_to_degrade", "--kv-timeouts-to-degrade"),
+    for name, flag in (("kv_timeouts_to_degrade", "--kv-timeouts-to-degrade"),
                         ("degraded_probe_interval", "--degraded-probe-interval")):
-        if field in proxy.model_fields_set:
-            argv += [flag, _arg(getattr(proxy, field))]
+        if name in proxy.model_fields_set:
+            argv += [flag, _arg(getattr(proxy, name))]
     return argv
 
 

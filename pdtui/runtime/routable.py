@@ -60,8 +60,8 @@ def routes_to(proxy_health_url: str, backend: str, since: float) -> tuple[bool, 
     if status == 400:
         return True, ""  # not one of its backends
     if status == 503:
-        checked = [c for c in body.get("checked", []) if isinstance(c, dict)]
-        error = checked[0].get("last_error") if checked else None
+        verdicts = [c for c in body.get("checked", []) if isinstance(c, dict)]
+        error = verdicts[0].get("last_error") if verdicts else None
         return False, f"the proxy's check of it failed: {error}" if error else "the proxy does not route to it yet"
     # Not pdtui's proxy (or an older one), or it did not answer: read its /health listing.
     status, report = _request("GET", proxy_health_url, CHECK_TIMEOUT_S)

@@ -14,7 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from pdtui.runtime.routable import routes_to
 from pdtui.runtime.statefile import read_state
-from tests.runtime.helpers import demo_profile_dict, pdtui_cli, stop_marked, write_profile
+from tests.runtime.helpers import (
+    demo_profile_dict,
+    pdtui_cli,
+    stop_marked,
+    write_profile,
+)
 
 ACCESS = re.compile(r"access \S+ completions (\S+) -> (\S+) status=200")
 
@@ -60,14 +65,14 @@ def test_first_requests_after_up_reach_every_prefiller(tmp_path):
 class _OldProxy(BaseHTTPRequestHandler):
     """A proxy without POST /backends/check: only a /health listing."""
 
-    listing: dict = {}
+    listing: dict = {}  # noqa: RUF012 - set by the test between requests
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.send_response(404)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = json.dumps(self.listing).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
