@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import subprocess
-import os
-import statistics
 import sys
 import tempfile
 import threading

@@ -17,7 +17,7 @@ from pathlib import Path
 _COMMAND_MODULES = (
     "pdtui.model.cli",  # validate, render
     "pdtui.gpus.cli",  # gpus
-    "pdtui.runtime.cli",  # up, down, status, logs, restart
+    "pdtui.deploy.cli",  # up, down, status, logs, restart (local or Slurm)
     "pdtui.proxy.cli",  # proxy
     "pdtui.telemetry.cli",  # logscan
     "pdtui.sim.cli",  # sim-engine

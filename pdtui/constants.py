@@ -43,6 +43,9 @@ MODES = (MODE_LMCACHE_PD, MODE_NIXL)
 # in its environment (inherited by EngineCore and worker children), so that pdtui finds
 # a run's processes from /proc even when the run directory or its state.json is gone.
 RUN_MARKER_ENV = "PDTUI_RUN"
+# ... and RUN_ROOT_ENV=<the runs folder it lives in>, so that `status` under one state home
+# (XDG_STATE_HOME) does not count the runs of another one as its own.
+RUN_ROOT_ENV = "PDTUI_RUN_ROOT"
 
 # ---- an exit code we cannot know: the process was not our child (re-attached run).
 EXIT_CODE_UNKNOWN = -999

@@ -1,4 +1,7 @@
-"""The layering rule: nothing outside pdtui/ui imports textual (checked by import-linter)."""
+"""The layering rules (checked by import-linter, contracts in pyproject.toml): nothing outside
+pdtui/ui imports textual; the floors ui > deploy > cluster > runtime > sim | loadgen > model >
+proxy | telemetry | gpus > constants | clipaths, never an import back up; no import cycle
+between the modules of any package."""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ def test_import_linter_contracts_hold():
     lint = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"]
     result = subprocess.run(lint, capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "KEPT" in result.stdout
+    for contract in ("textual only in pdtui.ui", "layers", "no cycles inside a layer"):
+        assert f"{contract} KEPT" in result.stdout, result.stdout
 
 
 def test_headless_commands_do_not_load_textual():

@@ -1,4 +1,4 @@
-"""`pdtui up / down / status` for Slurm runs: called from pdtui.runtime.cli.
+"""`pdtui up / down / status` for Slurm runs: called from pdtui.deploy.cli.
 
 `up` takes this path when the profile has `cluster: {type: slurm}` or `--backend slurm`
 is given; `down` and `status` when the run directory holds a `slurm.json`.

@@ -87,7 +87,6 @@ def engine_load(health_url: str) -> dict | None:
 
 def last_error_line(log_path: Path) -> str | None:
     from pdtui.runtime.logtail import last_lines
-    from pdtui.telemetry import logparse  # noqa: F401 (loads rootcause in its own order: they import each other)
     from pdtui.telemetry.rootcause import find_root_cause
 
     try:

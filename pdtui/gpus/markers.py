@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from pdtui.constants import RUN_MARKER_ENV
+from pdtui.constants import RUN_MARKER_ENV, RUN_ROOT_ENV
 
 _NEEDLE = RUN_MARKER_ENV.encode() + b"="
+_ROOT_NEEDLE = RUN_ROOT_ENV.encode() + b"="
 
 
 def marker_value(run_name: str, instance: str) -> str:
@@ -36,6 +37,7 @@ class MarkedProcess:
     cmdline: tuple[str, ...]
     pgid: int | None
     ppid: int | None
+    root: str | None = None  # the runs folder of its run (None: started by an older pdtui)
 
     @property
     def marker(self) -> str:
@@ -49,22 +51,32 @@ class MarkedProcess:
 def read_marker(pid: int) -> tuple[str, str] | None:
     """(run name, instance) from a process's environment, None when it has no marker
     (or is gone, or belongs to another user)."""
+    found = _read_environ_marker(pid)
+    return (found[0], found[1]) if found else None
+
+
+def _read_environ_marker(pid: int) -> tuple[str, str, str | None] | None:
     try:
         with open(f"/proc/{pid}/environ", "rb") as handle:
             data = handle.read()
     except OSError:
         return None
+    marker: tuple[str, str] | None = None
+    root: str | None = None
     for entry in data.split(b"\0"):
         if entry.startswith(_NEEDLE):
             value = entry[len(_NEEDLE):].decode("utf-8", "replace")
             run, _, instance = value.rpartition("/")
             if run:
-                return run, instance
-    return None
+                marker = (run, instance)
+        elif entry.startswith(_ROOT_NEEDLE):
+            root = entry[len(_ROOT_NEEDLE):].decode("utf-8", "replace")
+    return (marker[0], marker[1], root) if marker else None
 
 
-def find_marked(run_name: str | None = None, instance: str | None = None) -> list[MarkedProcess]:
-    """Live (not zombie) processes carrying a run marker, optionally of one run / instance."""
+def find_marked(run_name: str | None = None, instance: str | None = None, root: str | None = None) -> list[MarkedProcess]:
+    """Live (not zombie) processes carrying a run marker, optionally of one run / instance /
+    runs folder (with a folder, only processes that name that very folder)."""
     import psutil
 
     me = os.getpid()
@@ -75,8 +87,10 @@ def find_marked(run_name: str | None = None, instance: str | None = None) -> lis
         if not entry.isdigit() or int(entry) == me:
             continue
         pid = int(entry)
-        marker = read_marker(pid)
+        marker = _read_environ_marker(pid)
         if marker is None or (run_name is not None and marker[0] != run_name) or (instance is not None and marker[1] != instance):
+            continue
+        if root is not None and marker[2] != root:
             continue
         try:
             proc = psutil.Process(pid)
@@ -84,7 +98,7 @@ def find_marked(run_name: str | None = None, instance: str | None = None) -> lis
                 if proc.status() == psutil.STATUS_ZOMBIE:
                     continue
                 found.append(MarkedProcess(proc.pid, marker[0], marker[1], proc.create_time(), proc.name(),
-                                           tuple(proc.cmdline()), _pgid(proc.pid), proc.ppid()))
+                                           tuple(proc.cmdline()), _pgid(proc.pid), proc.ppid(), marker[2]))
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
@@ -109,10 +123,10 @@ def orphan_of(pid: int, marker: tuple[str, str] | None = None) -> str | None:
     return marker_value(*marker)
 
 
-def marked_runs() -> dict[str, list[MarkedProcess]]:
-    """run name -> its live marked processes, for every run that has any."""
+def marked_runs(root: str | None = None) -> dict[str, list[MarkedProcess]]:
+    """run name -> its live marked processes, for every run that has any (of one runs folder)."""
     runs: dict[str, list[MarkedProcess]] = {}
-    for proc in find_marked():
+    for proc in find_marked(root=root):
         runs.setdefault(proc.run_name, []).append(proc)
     return runs
 

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pdtui.model import compat, effective, envchecks
+from pdtui.model.ports import port_claims
 from pdtui.model.problems import Problem
-from pdtui.model.schema import DecoderSpec, InstanceSpec, ModelShape, Profile
+from pdtui.model.schema import InstanceSpec, ModelShape, Profile
 from pdtui.model.secret import (
     MASK,
     is_secret,
@@ -87,7 +88,7 @@ def check_profile(profile: Profile, profile_dir: Path | None = None) -> list[Pro
     ):
         problems.extend(rule(profile))
     problems.extend(_buffer_alignment(profile, profile_dir))
-    from pdtui.model.checks_cluster import check_cluster  # multi-node rules (it imports this module)
+    from pdtui.model.checks_cluster import check_cluster  # multi-node rules (lazy: single-box profiles never load them)
 
     problems.extend(check_cluster(profile))
     return [_without_secret_value(p, profile.secrets) for p in problems]
@@ -115,31 +116,6 @@ def _unique_names(profile: Profile) -> Iterable[Problem]:
             yield Problem(here, f"instance name already used by {seen[inst.name]}", inst.name, "give every instance its own name")
         else:
             seen[inst.name] = profile.instance_path(inst)
-
-
-def port_claims(profile: Profile) -> list[tuple[int, str, str]]:
-    """Every TCP port the deployment will listen on: (port, profile path, what it is)."""
-    claims: list[tuple[int, str, str]] = [
-        (profile.proxy.port, "proxy.port", "the proxy's HTTP port"),
-    ]
-    if profile.mode == "lmcache-pd":
-        claims.append((profile.proxy.zmq_port, "proxy.zmq_port", "the proxy's ZMQ notification port"))
-    for inst in profile.instances():
-        claims.append((inst.port, _path(profile, inst, "port"), f"{inst.name}'s HTTP port"))
-        if profile.mode == "lmcache-pd" and isinstance(inst, DecoderSpec):
-            for i, p in enumerate(inst.nixl_init_ports):
-                claims.append((p, _path(profile, inst, f"nixl_init_ports[{i}]"), f"{inst.name}'s NIXL init port (rank {i})"))
-            for i, p in enumerate(inst.nixl_alloc_ports):
-                claims.append((p, _path(profile, inst, f"nixl_alloc_ports[{i}]"), f"{inst.name}'s NIXL alloc port (rank {i})"))
-        if profile.mode == "nixl":
-            base = effective.nixl_side_channel_port(profile, inst)
-            for rank in range(inst.tensor_parallel_size):
-                claims.append((base + rank, _path(profile, inst, "nixl_side_channel_port"), f"{inst.name}'s NIXL side channel (rank {rank})"))
-        if profile.mode == "lmcache-pd":
-            for i, p in enumerate(effective.internal_api_ports(profile, inst)):
-                what = "scheduler" if i == 0 else f"worker {i - 1}"
-                claims.append((p, _path(profile, inst, "lmcache.internal_api_server_port_start"), f"{inst.name}'s LMCache internal API server ({what})"))
-    return claims
 
 
 def _unique_ports(profile: Profile) -> Iterable[Problem]:

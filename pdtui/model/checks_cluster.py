@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from pdtui.model.checks import port_claims
+from pdtui.model.ports import port_claims
 from pdtui.model.placement import (
     has_rdma_transport,
     is_loopback,

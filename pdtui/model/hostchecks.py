@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pdtui.model.checks import port_claims
+from pdtui.model.ports import port_claims
 from pdtui.model.problems import Problem
 from pdtui.model.schema import Profile
 from pdtui.model.units import format_size

@@ -206,7 +206,6 @@ def _suggest_key(loc: tuple, err: dict[str, Any]) -> str:
 
 
 def _fields_at(loc: tuple, model: type) -> list[str]:
-    from typing import get_args, get_origin
 
     from pydantic import BaseModel
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from pdtui.proxy.backends import HEALTH_DEGRADED, HEALTH_DOWN, HEALTH_UP, Backend
 

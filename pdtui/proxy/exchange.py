@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Awaitable, TypeVar
+from typing import TypeVar
+from collections.abc import Awaitable
 
 from aiohttp import web
 

@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 

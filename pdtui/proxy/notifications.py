@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import zmq
 import zmq.asyncio

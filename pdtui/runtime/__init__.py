@@ -1,7 +1,7 @@
 """The supervisor: run directories, process groups, start order, readiness, stop/restart,
 crash detection, the state file for detach/re-attach. See docs/interfaces.md.
 
-Names are imported lazily (PEP 562) so that `pdtui.runtime.cli`, imported by
+Names are imported lazily (PEP 562) so that `pdtui.deploy.cli`, imported by
 `pdtui --help`, pulls in nothing beyond the standard library.
 """
 

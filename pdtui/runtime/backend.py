@@ -10,10 +10,12 @@ that carry its run marker); a Slurm/Kubernetes backend implements the same five 
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Protocol
 
-from pdtui.constants import RUN_MARKER_ENV
+from pdtui.constants import RUN_MARKER_ENV, RUN_ROOT_ENV
 from pdtui.gpus.markers import marker_value
 from pdtui.runtime.members import LaunchSpec
 from pdtui.runtime.processes import DEFAULT_STOP_SEQUENCE, ProcessHandle, spawn
@@ -51,6 +53,7 @@ class LocalProcessBackend:
     def spawn(self, spec: LaunchSpec, env: dict[str, str]) -> ProcessHandle:
         env = dict(env)
         env[RUN_MARKER_ENV] = self.marker(spec)
+        env[RUN_ROOT_ENV] = os.path.realpath(self.run_dir.parent)
         return spawn(spec.argv, env, self.log_path(spec), cwd=self.run_dir)
 
     def exit_code(self, handle: ProcessHandle) -> int | None:

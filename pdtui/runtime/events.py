@@ -12,7 +12,8 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Union
+from collections.abc import Callable
 
 from pdtui.runtime.status import InstanceState, InstanceStatus
 
@@ -88,7 +89,7 @@ class EventBus:
 
         return unsubscribe
 
-    def subscribe_queue(self, maxsize: int = 10000) -> "queue.Queue[Event]":
+    def subscribe_queue(self, maxsize: int = 10000) -> queue.Queue[Event]:
         q: queue.Queue[Event] = queue.Queue(maxsize=maxsize)
 
         def put(event: Event) -> None:

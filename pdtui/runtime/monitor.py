@@ -101,9 +101,7 @@ class MonitorMixin(SupervisorBase):
                 member.status = member.status.evolve(state=S(rec.state), reason=rec.reason, **common)
 
     def _gone_reason(self, member: Member, problem: str) -> str:
-        from pdtui.telemetry.logparse import (
-            find_root_cause,  # (re-exported there; importing rootcause first is a cycle)
-        )
+        from pdtui.telemetry.rootcause import find_root_cause
 
         cause = find_root_cause(last_lines(member.spec.log_path, 400, start_offset=member.log_start))
         return f"{problem}: {cause.summary}" if cause is not None else problem
@@ -238,9 +236,7 @@ class MonitorMixin(SupervisorBase):
         return True
 
     def _exit_reason(self, member: Member, code: int, was: S) -> str:
-        from pdtui.telemetry.logparse import (
-            find_root_cause,  # (re-exported there; importing rootcause first is a cycle)
-        )
+        from pdtui.telemetry.rootcause import find_root_cause
 
         when = "during start-up" if was == S.STARTING else "while running"
         if code == EXIT_CODE_UNKNOWN:

@@ -3,6 +3,8 @@ that exist only as live processes carrying a run marker (their directory was del
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +38,7 @@ def find_runs(root: Path | None = None, live_only: bool = False, with_markers: b
     if with_markers:
         from pdtui.gpus.markers import marked_runs
 
-        marked = {run: [p.pid for p in procs] for run, procs in marked_runs().items()}
+        marked = {run: [p.pid for p in procs] for run, procs in marked_runs(os.path.realpath(root)).items()}
     runs: list[RunInfo] = []
     seen: set[str] = set()
     entries = list(root.iterdir()) if root.is_dir() else []

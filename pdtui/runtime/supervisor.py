@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from pdtui.model.render import DeploymentPlan
 from pdtui.runtime import control

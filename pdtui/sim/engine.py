@@ -12,7 +12,8 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 import zmq.asyncio
 

@@ -13,7 +13,8 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from pdtui.sim.faults import Faults, FaultSpecError, parse_faults
 

@@ -21,7 +21,8 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import msgpack
 import zmq
@@ -345,7 +346,7 @@ class LMCacheReceiver:
         """Take the hit chunks out of the buffer (LMCache frees them once loaded); bytes moved."""
         nbytes = 0
         for rank in range(self._tp):
-            for key, count in chunk_keys(self._model, tokens[:hit], self._chunk_size, rank, self._tp):
+            for key, _count in chunk_keys(self._model, tokens[:hit], self._chunk_size, rank, self._tp):
                 received = self._chunks.pop(key, None)
                 if received is not None:
                     nbytes += received.nbytes

@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Iterable
 
 from pdtui.telemetry.series import SeriesStore
 

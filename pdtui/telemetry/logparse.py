@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from pdtui.telemetry.events import (
     Alert,
@@ -54,7 +54,6 @@ __all__ = [
     "LogLine",
     "LogScanner",
     "clean_line",
-    "find_root_cause",
     "is_milestone",
     "milestones",
     "parse_header",
@@ -546,7 +545,3 @@ class LogScanner:
         return (event,)
 
 
-# Re-exported for the supervisor; imported last because rootcause uses this module.
-from pdtui.telemetry.rootcause import RootCause, find_root_cause  # noqa: E402
-
-__all__ += ["RootCause"]

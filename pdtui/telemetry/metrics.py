@@ -20,7 +20,8 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
+from collections.abc import Iterable
 
 __all__ = [
     "METRIC_ALIASES",

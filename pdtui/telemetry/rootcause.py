@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable
+from collections.abc import Iterable
 
 from pdtui.telemetry.logparse import parse_header
 

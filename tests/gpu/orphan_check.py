@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         status = status_text()
         (out / "status-after-kill.txt").write_text(status)
         report.info["status_after_kill"] = status[-1500:]
-        report.check("status reports the failure", args.victim in status and "fail" in status.lower(), status[-400:])
+        line = next((ln.strip() for ln in status.splitlines() if ln.strip().startswith(args.victim)), "")
+        report.check("status reports the failure", "failed" in line and "stopped" in line, line or status[-400:])
 
         t1 = time.monotonic()
         restart = pdtui("restart", args.victim, timeout=args.up_timeout)

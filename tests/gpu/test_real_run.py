@@ -155,3 +155,18 @@ def test_down_left_the_gpu_empty():
     for run in (LMC, NIXL):
         inv = json.loads((run / "gpus_after.json").read_text())
         assert inv["error"] is None and inv["gpus"][0]["processes"] == []
+
+
+def test_h200_orphan_run_left_nothing_on_the_gpu():
+    """Issue 20 on the H200 (tests/fixtures/real-run/orphan): after kill -9 of decoder1's API
+    server, its EngineCore (35.7 GiB) was stopped and named, and down left the GPU empty."""
+    base = Path(__file__).resolve().parents[1] / "fixtures" / "real-run" / "orphan"
+    summary = json.loads((base / "summary.json").read_text())
+    assert summary["passed"] and summary["engine"] == "vllm"
+    checks = {c["check"]: c for c in summary["checks"]}
+    for name in ("old tree stopped", "victim's GPU memory released", "restart", "request after restart", "GPU empty"):
+        assert checks[name]["ok"], name
+    status = (base / "status-after-kill.txt").read_text()
+    victim = next(ln for ln in status.splitlines() if ln.strip().startswith("decoder1"))
+    assert "failed" in victim and "EngineCore" in victim and "GiB on GPU 0: stopped" in victim
+    assert "No running processes found" in (base / "nvidia-smi-after.txt").read_text()

@@ -113,7 +113,7 @@ def test_up_keeps_every_secret_form_out_of_the_run_dir_and_the_process_list(tmp_
     profile.write_text(yaml.safe_dump(secret_profile(), sort_keys=False))
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "PYTHONPATH": str(REPO_ROOT)}
     up = _pdtui("up", str(profile), "--detach", env=env)
-    runs = [p for p in (tmp_path / "state" / "pdtui" / "runs").iterdir() if p.is_dir()]  # not the profile lock
+    runs = [p for p in (tmp_path / "state" / "pdtui" / "runs").iterdir() if p.is_dir()]  # not the .lock files
     try:
         assert up.returncode == 0, up.stderr
         for secret in ALL:

@@ -263,11 +263,11 @@ async def test_routing_round_robin_and_sticky_sessions():
     async with engines(*ps, *ds), running_proxy(ps, ds, zmq_port=zmq_port,
                                                 sticky_header="X-Session") as proxy:
         async with aiohttp.ClientSession() as s:
-            for i in range(4):
+            for _i in range(4):
                 async with s.post(proxy.url + "/v1/completions", json={"prompt": "x", "max_tokens": 2}) as resp:
                     assert resp.status == 200
             assert [len(e.requests) for e in (*ps, *ds)] == [2, 2, 2, 2]
-            for i in range(4):
+            for _i in range(4):
                 async with s.post(proxy.url + "/v1/completions", headers={"X-Session": "abc"},
                                   json={"prompt": "x", "max_tokens": 2}) as resp:
                     assert resp.status == 200

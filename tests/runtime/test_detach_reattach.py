@@ -166,7 +166,7 @@ def test_recycled_pid_is_not_ours(tmp_path, private_state_home):
         assert not find_runs()[0].live
         sup.stop().result(timeout=30)
         assert stranger.poll() is None  # the stranger was left alone
-        down = subprocess.run([sys.executable, "-m", "pdtui", "down", run_dir.name], cwd=REPO_ROOT, capture_output=True, timeout=60)
+        subprocess.run([sys.executable, "-m", "pdtui", "down", run_dir.name], cwd=REPO_ROOT, capture_output=True, timeout=60)
         assert stranger.poll() is None
     finally:
         stranger.kill()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pdtui.telemetry.logparse import find_root_cause
+from pdtui.telemetry.rootcause import find_root_cause
 
 
 def test_real_failed_start_reduced_to_flashinfer(shared_fixtures: Path) -> None:

@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 
 from pdtui.telemetry.events import LookupHitEvent, MilestoneEvent
-from pdtui.telemetry.logparse import LogScanner, find_root_cause
+from pdtui.telemetry.logparse import LogScanner
+from pdtui.telemetry.rootcause import find_root_cause
 from pdtui.telemetry.scrape import ScrapeTarget, scrape_once
 from tests.conftest import REPO_ROOT, free_port
 

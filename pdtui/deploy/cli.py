@@ -336,12 +336,12 @@ def cmd_logs(args) -> int:
 
 
 def cmd_down(args) -> int:
-    from pdtui.runtime.cli_actions import cmd_down as down
+    from pdtui.deploy.actions import cmd_down as down
 
     return down(args)
 
 
 def cmd_restart(args) -> int:
-    from pdtui.runtime.cli_actions import cmd_restart as restart
+    from pdtui.deploy.actions import cmd_restart as restart
 
     return restart(args)

@@ -1,6 +1,6 @@
 """`pdtui down` and `pdtui restart`: ask a run's live owner, act directly on a run without
 one, or stop by run marker what nobody else can reach (unreadable state, deleted run dir,
-orphans). Imported by pdtui/runtime/cli.py when one of them runs."""
+orphans). Imported by pdtui/deploy/cli.py when one of them runs."""
 
 from __future__ import annotations
 
