@@ -40,12 +40,15 @@ class SwitchableSource:
     """A GpuSource whose simulated-usage directory can change at runtime (each run has its
     own run directory, known only once a deployment starts)."""
 
-    def __init__(self, factory: Callable[[Path | None], GpuSource], sim_gpu_dir: Path | None = None) -> None:
+    def __init__(self, factory: Callable[[Path | None], GpuSource], sim_gpu_dir: Path | None = None,
+                 kind: str = "simulated") -> None:
         self._factory = factory
         self._sim_gpu_dir = sim_gpu_dir
-        self._source = factory(sim_gpu_dir)
+        # Built by the poller thread on its first poll: loading the recording (~17 ms) is
+        # not the first paint's work.
+        self._source: GpuSource | None = None
         self._pending: tuple[Path | None] | None = None  # (directory,) when a change was asked
-        self.kind = self._source.kind
+        self.kind = kind  # what the built source will say (the demo synthesizes GPUs: "simulated")
 
     def set_sim_gpu_dir(self, directory: Path | None) -> None:
         if directory != self._sim_gpu_dir:
@@ -55,20 +58,24 @@ class SwitchableSource:
         if self._pending is not None:
             (directory,) = self._pending
             self._pending = None
-            self._source.close()
+            if self._source is not None:
+                self._source.close()
             self._sim_gpu_dir = directory
-            self._source = self._factory(directory)
+            self._source = None
+        if self._source is None:
+            self._source = self._factory(self._sim_gpu_dir)
         return self._source.poll()
 
     def close(self) -> None:
-        self._source.close()
+        if self._source is not None:
+            self._source.close()
 
 
 def demo_source(seed: int | None = 7) -> SwitchableSource:
     from pdtui.gpus.recorded_source import RecordedSource
 
     count = int(os.environ.get("PDTUI_DEMO_GPUS", DEMO_GPU_COUNT))
-    return SwitchableSource(lambda d: RecordedSource.demo(count, seed=seed, sim_gpu_dir=d))
+    return SwitchableSource(lambda d: RecordedSource.demo(count, seed=seed, sim_gpu_dir=d), kind="simulated")
 
 
 def nvml_source() -> GpuSource:
