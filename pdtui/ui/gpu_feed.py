@@ -102,6 +102,7 @@ class GpuFeed:
         self._post = post
         self._attributor = ProcessAttributor()
         self.own_pids: dict[int, str] = {}
+        self._posted = False  # a reading went out (the poller thread's flag)
         self._poller = GpuPoller(source, self._on_inventory, interval_s)
 
     def start(self) -> None:
@@ -127,5 +128,8 @@ class GpuFeed:
             # A replay's pids belong to another machine: show what was recorded.
             processes = tuple(getattr(self.source, "recorded_processes", ()))
         else:
+            if not self._posted:  # the first rows now; who holds each GPU (psutil, /proc) right after
+                self._post(GpuUpdate(GpuReading(inventory, ())))
+                self._posted = True
             processes = self._attributor.attribute(inventory.gpus, self.own_pids)
         self._post(GpuUpdate(GpuReading(inventory, processes)))
