@@ -1,4 +1,8 @@
-"""CPU of the idle dashboard: 8 simulated GPUs, 4 ready instances + proxy, nothing typed.
+"""CPU of the idle cockpit: 8 simulated GPUs, 4 ready instances + proxy, nothing typed.
+
+The cockpit includes the deployment monitor (one scrape per second of every engine and
+the proxy, one tail loop over every log, the proxy's /events reader, the 1 s sampler)
+and the interleaved log pane; the demo's background load is off (idle means no traffic).
 
 The deployment is started headless first (`pdtui up PROFILE --detach`), so its engines
 are not children of the UI; then the UI is started in a 120x40 pty, re-attached to that
@@ -40,7 +44,7 @@ def child(run_dir: str) -> None:
     from pdtui.ui.app import PdtuiApp
 
     sys.path.insert(0, str(REPO))
-    PdtuiApp(None, demo=True, attach_run=Path(run_dir), offer_reattach=False).run()
+    PdtuiApp(None, demo=True, attach_run=Path(run_dir), offer_reattach=False, background_load=False).run()
 
 
 def main() -> int:
@@ -79,7 +83,7 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "pdtui", "down", run_dir.name], env=env, timeout=120)
     print(json.dumps(result))
     if "cpu_pct_of_one_core" in result:
-        print(f"idle dashboard CPU: {result['cpu_pct_of_one_core']:.2f} % of one core over {args.window:g} s "
+        print(f"idle cockpit CPU: {result['cpu_pct_of_one_core']:.2f} % of one core over {args.window:g} s "
               f"(8 GPUs, 4 instances + proxy up {uptime_at_window:.0f} s at its start; target < 2 %), RSS {result['rss_mb']} MiB, "
               f"{result['bytes_out'] / args.window / 1024:.1f} KiB/s to the terminal")
     if baseline is not None:

@@ -7,9 +7,6 @@ No textual here (headless use and tests stay light). Modules:
 - `load`      `LoadSpec`, `run_load(proxy_url, spec) -> LoadSummary`, `summarize(results)`.
 - `timeline`  `fetch_timeline(session, proxy_url, req_id)`: the proxy's `GET /events`
               stage events of one request, and `stage_durations(events)`.
-- `stages`    the proxy's `pdtui_proxy_stage_seconds` histograms -> windowed p50/p99.
-- `pairs`     `PairStats`: `GET /events` stage events -> per prefiller -> decoder pair
-              requests/s, prefill and kv_wait p50/p99, errors/timeouts, slowest hand-offs.
-- `events_reader` `ProxyEventsReader(proxy_url, on_line)`: reads `/events` on its own
-              thread, reconnecting with backoff.
+(The proxy-telemetry readers -- stage quantiles, per-pair stats, the /events reader --
+are in `pdtui.telemetry`: they belong to the deployment's monitor.)
 """

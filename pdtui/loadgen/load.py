@@ -21,6 +21,7 @@ import aiohttp
 
 from pdtui.loadgen.client import RequestResult, first_model, stream_completion
 from pdtui.loadgen.prompts import synthetic_prompt
+from pdtui.telemetry.derive import percentile
 
 __all__ = ["LoadSpec", "LoadSummary", "percentile", "run_load", "summarize"]
 
@@ -82,17 +83,6 @@ class LoadSummary:
         for message, count in sorted(self.error_kinds.items(), key=lambda kv: -kv[1]):
             rows.append((f"error x{count}", message))
         return rows
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Linear-interpolated q-quantile (0..1) of the values; None when there are none."""
-    if not values:
-        return None
-    data = sorted(values)
-    pos = q * (len(data) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
 def summarize(results: list[RequestResult], wall_s: float) -> LoadSummary:

@@ -168,4 +168,27 @@ def stop_tree(
     if late:
         how = signal_processes(late, None, sequence) or how
         rest += [p for p in late if p.pid not in {q.pid for q in rest}]
+    _forget_sim_gpu_files(gpu_dirs, {p.pid for p in rest} | ({leader} if leader else set()))
     return TreeStop(how, tuple(rest), leader_was_running)
+
+
+def _forget_sim_gpu_files(gpu_dirs: tuple[str, ...], pids: set[int]) -> None:
+    """A simulated engine removes its GPU file when it exits; one that was killed cannot, and
+    its stale file would show memory held by a process that is gone (NVML frees it)."""
+    for directory in gpu_dirs:
+        for pid in pids:
+            if not _pid_alive(pid):
+                try:
+                    (Path(directory) / f"{pid}.json").unlink()
+                except OSError:
+                    pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -10,5 +10,13 @@ Modules (import the one you need; this package imports nothing heavy):
 - `series`    `RingSeries` / `SeriesStore`: bounded time series.
 - `derive`    rates, windowed p50/p99, LMCache tokens/s, decoder hit rate (`Deriver`).
 - `export`    CSV/JSON export of a run's series.
+- `logtail`   `LogFollower`: one tail per log file (sparse line index, read-back),
+              with any number of `LogView`s (filter, search, pending lines each).
+- `kvstats`   KV-transfer numbers per instance from parsed log events.
+- `pairs`     `PairStats`: per prefiller -> decoder pair numbers from the proxy's /events.
+- `stages`    the proxy's stage histograms -> windowed p50/p99.
+- `events_reader` `ProxyEventsReader`: the proxy's /events stream, reconnecting.
+- `jobs`      `BackgroundJobs`: coroutines (load runs) owned by the deployment.
+- `monitor`   `DeploymentMonitor`: all of the above for one deployment, headless.
 - `logscan`   whole-file scanning and the summary behind `pdtui logscan`.
 """

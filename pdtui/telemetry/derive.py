@@ -36,8 +36,10 @@ __all__ = [
     "LMCACHE_FLUSH_INTERVAL_S",
     "counter_increase",
     "counter_rate",
+    "deriver_families",
     "histogram_delta",
     "histogram_quantile",
+    "percentile",
 ]
 
 LMCACHE_FLUSH_INTERVAL_S = 10.0
@@ -89,6 +91,17 @@ def counter_rate(points: Sequence[tuple[float, float]]) -> float | None:
         return None
     increase = counter_increase(valid)
     return None if increase is None else increase / span
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear-interpolated q-quantile (0..1) of the values; None when there are none."""
+    if not values:
+        return None
+    data = sorted(values)
+    pos = q * (len(data) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
 def histogram_delta(old: Histogram | None, new: Histogram) -> Histogram:
@@ -149,6 +162,16 @@ _HIT_RATE_SOURCES = (
     ("external_prefix_cache_hits", "external_prefix_cache_queries", "rate_window_s"),
     ("lmcache_hit_tokens", "lmcache_requested_tokens", "lmcache_window_s"),
 )
+
+
+def deriver_families() -> tuple[str, ...]:
+    """Every metric family spelling the deriver reads: a scrape that keeps only these
+    skips the rest of a ~50 KB vLLM body (cheap enough to scrape every second)."""
+    from pdtui.telemetry.metrics import METRIC_ALIASES
+
+    keys = {key for _, key, _ in _COUNTER_RATES} | {key for _, key in _GAUGES} | {key for _, key in _QUANTILES}
+    keys |= {k for hits, queries, _ in _HIT_RATE_SOURCES for k in (hits, queries)}
+    return tuple(sorted(name for key in keys for name in METRIC_ALIASES[key]))
 
 
 class InstanceDeriver:

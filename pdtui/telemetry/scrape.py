@@ -127,10 +127,20 @@ class Scraper:
         interval_s: float = 2.0,
         timeout_s: float | None = None,
         on_result: ResultCallback | None = None,
+        idle_interval_s: float | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
+        if idle_interval_s is not None and idle_interval_s < interval_s:
+            raise ValueError(f"idle_interval_s must be >= interval_s, got {idle_interval_s!r}")
         self.interval_s = interval_s
+        # With `idle_interval_s`, targets are polled that slowly unless `busy()` was called
+        # within `busy_hold_s`: an idle deployment's counters do not move, so scraping it
+        # every second buys nothing but CPU; traffic (the caller knows) wakes it at once.
+        self.idle_interval_s = idle_interval_s
+        self.busy_hold_s = 15.0
+        self._busy_until = 0.0
+        self._wake: asyncio.Event | None = None
         self.timeout_s = timeout_s if timeout_s is not None else min(interval_s, 5.0)
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
@@ -158,9 +168,22 @@ class Scraper:
     def latest(self, name: str) -> ScrapeResult | None:
         return self._latest.get(name)
 
+    def current_interval(self) -> float:
+        if self.idle_interval_s is None or time.monotonic() < self._busy_until:
+            return self.interval_s
+        return self.idle_interval_s
+
+    def busy(self) -> None:
+        """Traffic: poll at `interval_s` for the next `busy_hold_s` (call on the loop)."""
+        was_idle = time.monotonic() >= self._busy_until
+        self._busy_until = time.monotonic() + self.busy_hold_s
+        if was_idle and self._wake is not None:
+            self._wake.set()  # cut the idle sleeps short
+
     async def start(self) -> None:
         if self._session is not None:
             return
+        self._wake = asyncio.Event()
         # Fresh connection per scrape: a dead or restarted engine must not leave a stale
         # keep-alive socket behind, and scrapes are seconds apart anyway.
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True, limit=0))
@@ -216,4 +239,18 @@ class Scraper:
                     raise
                 except Exception:  # a consumer bug must not kill the poll loop
                     _log.exception("scrape callback failed for %s", target.name)
-            await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - t0)))
+            await self._sleep(max(0.0, self.current_interval() - (time.monotonic() - t0)), t0)
+
+    async def _sleep(self, seconds: float, started: float) -> None:
+        wake = self._wake
+        if wake is None or self.idle_interval_s is None:
+            await asyncio.sleep(seconds)
+            return
+        try:
+            await asyncio.wait_for(wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            return
+        # Woken: every poller saw it; clear once they had the chance, and keep the
+        # busy pace from the start of the last scrape.
+        asyncio.get_running_loop().call_soon(wake.clear)
+        await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))

@@ -6,12 +6,16 @@ seconds and must not go backwards (an out-of-order point is dropped and counted 
 `dropped`). A missing value is stored as NaN so plots show a gap rather than a fake zero.
 
 `SeriesStore` is a dict of named RingSeries created on first use, all with the same
-capacity (default: 30 minutes at one point every 2 s).
+capacity (default: 30 minutes at one point every 2 s; the deployment monitor's store holds
+an hour at 1 s). Writers (the monitor's thread) and readers (the UI) may be different
+threads: creating a series and listing names take a lock; a reader may see a point
+appended while it reads, never a torn buffer. `memory_bytes()` is what the buffers hold.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from array import array
 from collections.abc import Iterator
 
@@ -106,18 +110,39 @@ class SeriesStore:
             raise ValueError(f"capacity must be >= 1, got {capacity!r}")
         self.capacity = capacity
         self._series: dict[str, RingSeries] = {}
+        self._lock = threading.Lock()
 
     def record(self, name: str, t: float, value: float | None) -> None:
         series = self._series.get(name)
         if series is None:
-            series = self._series[name] = RingSeries(self.capacity)
+            with self._lock:
+                series = self._series.get(name)
+                if series is None:
+                    series = self._series[name] = RingSeries(self.capacity)
         series.append(t, value)
 
     def get(self, name: str) -> RingSeries | None:
         return self._series.get(name)
 
+    def values(self, name: str, seconds: float | None = None, now: float | None = None) -> list[float]:
+        """The named series' values (empty when it does not exist yet)."""
+        series = self._series.get(name)
+        return [] if series is None else series.values(seconds, now)
+
+    def latest(self, name: str) -> float | None:
+        """The newest value, None when missing or NaN (a gap)."""
+        series = self._series.get(name)
+        last = series.last() if series is not None else None
+        return None if last is None or math.isnan(last[1]) else last[1]
+
     def names(self, prefix: str = "") -> list[str]:
-        return sorted(n for n in self._series if n.startswith(prefix))
+        with self._lock:
+            return sorted(n for n in self._series if n.startswith(prefix))
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the series' buffers (two float64 arrays of `capacity` each)."""
+        with self._lock:
+            return len(self._series) * (2 * 8 * self.capacity + 200)
 
     def __contains__(self, name: object) -> bool:
         return name in self._series

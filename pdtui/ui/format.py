@@ -36,23 +36,29 @@ def number(value: object, fmt: str = "{:.0f}", suffix: str = "") -> str:
     return fmt.format(value) + suffix
 
 
+def _real(value: object) -> float | None:
+    """A number, or None for N/A and anything that is not one."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def gib(value: object) -> str:
-    if missing(value):
-        return "N/A"
-    return f"{value / GIB:.0f}"  # type: ignore[operator]
+    number = _real(value)
+    return "N/A" if number is None else f"{number / GIB:.0f}"
 
 
 def memory_pair(used: object, total: object) -> str:
     """'12/141G' — compact enough for 80 columns."""
-    if missing(used) or missing(total):
+    u, t = _real(used), _real(total)
+    if u is None or t is None:
         return "N/A"
-    return f"{used / GIB:.0f}/{total / GIB:.0f}G"  # type: ignore[operator]
+    return f"{u / GIB:.0f}/{t / GIB:.0f}G"
 
 
 def percent_of(used: object, total: object) -> float | None:
-    if missing(used) or missing(total) or not total:
+    u, t = _real(used), _real(total)
+    if u is None or not t:
         return None
-    return 100.0 * used / total  # type: ignore[operator]
+    return 100.0 * u / t
 
 
 def duration(seconds: float | None) -> str:

@@ -44,20 +44,20 @@ class SwitchableSource:
         self._factory = factory
         self._sim_gpu_dir = sim_gpu_dir
         self._source = factory(sim_gpu_dir)
-        self._pending: Path | None | bool = False  # False = no change asked
+        self._pending: tuple[Path | None] | None = None  # (directory,) when a change was asked
         self.kind = self._source.kind
 
     def set_sim_gpu_dir(self, directory: Path | None) -> None:
         if directory != self._sim_gpu_dir:
-            self._pending = directory  # applied by the poller thread on its next poll
+            self._pending = (directory,)  # applied by the poller thread on its next poll
 
     def poll(self) -> GpuInventory:
-        if self._pending is not False:
-            directory = self._pending
-            self._pending = False
+        if self._pending is not None:
+            (directory,) = self._pending
+            self._pending = None
             self._source.close()
-            self._sim_gpu_dir = directory  # type: ignore[assignment]
-            self._source = self._factory(directory)  # type: ignore[arg-type]
+            self._sim_gpu_dir = directory
+            self._source = self._factory(directory)
         return self._source.poll()
 
     def close(self) -> None:

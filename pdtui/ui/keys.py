@@ -25,7 +25,7 @@ class KeySpec:
     action: str  # the Textual action
     description: str  # shown in the footer and in `?` help
     show: bool = True  # in the footer (help lists every binding anyway)
-    scope: str = "app"  # "app", "dashboard", "editor", "picker", "instance"
+    scope: str = "app"  # "app", "dashboard", "editor", "picker", "instance", "observe"
 
 
 # The app-wide bindings and those of each screen, in the order help shows them.
@@ -41,6 +41,12 @@ KEY_SPECS: tuple[KeySpec, ...] = (
     KeySpec("restart-pair", "R", "restart_pair", "Restart P/D pair", show=False, scope="dashboard"),
     KeySpec("details", "enter", "details", "Details", scope="dashboard"),
     KeySpec("focus-next", "tab", "focus_next_table", "Next table", show=False, scope="dashboard"),
+    KeySpec("all-logs", "a", "toggle_all_logs", "All logs", scope="dashboard"),
+    KeySpec("background-load", "b", "toggle_background_load", "Demo load", scope="dashboard"),
+    KeySpec("observe-logs", "o", "observe", "Log screen", scope="dashboard"),
+    KeySpec("observe-kv", "k", "observe('kv')", "KV", scope="dashboard"),
+    KeySpec("observe-latency", "y", "observe('latency')", "Latency", show=False, scope="dashboard"),
+    KeySpec("observe-playground", "p", "observe('playground')", "Playground", show=False, scope="dashboard"),
     KeySpec("save", "ctrl+s", "save", "Save", scope="editor"),
     KeySpec("save-as", "ctrl+shift+s,A", "save_as", "Save as", show=False, scope="editor"),
     KeySpec("undo", "ctrl+z", "undo", "Undo", show=False, scope="editor"),
@@ -58,6 +64,10 @@ KEY_SPECS: tuple[KeySpec, ...] = (
     KeySpec("cancel-gpus", "escape", "cancel", "Cancel", scope="picker"),
     KeySpec("instance-back", "escape", "back", "Back", scope="instance"),
     KeySpec("observe", "l", "observe", "Logs, KV, latency, playground", scope="instance"),
+    KeySpec("tab-kv", "k", "tab('kv')", "KV", scope="observe"),
+    KeySpec("tab-latency", "y", "tab('latency')", "Latency", scope="observe"),
+    KeySpec("tab-playground", "p", "tab('playground')", "Playground", scope="observe"),
+    KeySpec("observe-back", "escape", "app.pop_screen", "Back", scope="observe"),
 )
 
 _ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]*$")

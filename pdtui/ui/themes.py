@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.terminal_theme import TerminalTheme
 from textual._ansi_theme import ALABASTER, MONOKAI
@@ -31,6 +32,9 @@ from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 from pdtui.ui import paths
+
+if TYPE_CHECKING:
+    from textual.app import App
 
 COLOUR_FIELDS = (
     "primary", "secondary", "warning", "error", "success", "accent",
@@ -58,7 +62,7 @@ def theme_from_dict(data: object, source: str) -> tuple[Theme | None, list[str]]
     for key in data:
         if key not in allowed:
             problems.append(f"{source}: unknown field {key!r}; valid: {', '.join(sorted(allowed))}")
-    kwargs: dict[str, object] = {"name": name}
+    kwargs: dict[str, Any] = {"name": name}  # checked field by field above Theme(**kwargs)
     for field_name in COLOUR_FIELDS:
         value = data.get(field_name)
         if value is None:
@@ -98,7 +102,7 @@ def theme_from_dict(data: object, source: str) -> tuple[Theme | None, list[str]]
                 kwargs[number] = float(value)
             else:
                 problems.append(f"{source}: {number}: must be a number between 0 and 1, got {value!r}")
-    return Theme(**kwargs), problems  # type: ignore[arg-type]
+    return Theme(**kwargs), problems
 
 
 def load_theme_file(path: Path) -> tuple[Theme | None, list[str]]:
@@ -128,6 +132,32 @@ def load_themes(directories: list[Path | None] | None = None) -> ThemeLoad:
             if theme is not None:
                 themes[theme.name] = theme
     return ThemeLoad(themes, problems)
+
+
+def install_themes(app: App, wanted: str) -> list[str]:
+    """Register the theme files and select `wanted` before Textual parses any CSS:
+    setting `App.theme` once the app runs re-parses every stylesheet and restyles every
+    widget, which cost the first frame tens of ms. Returns the problems to show."""
+    loaded = load_themes()
+    problems = list(loaded.problems)
+    for theme in loaded.themes.values():
+        app.register_theme(theme)
+    if wanted not in app.available_themes:
+        problems.append(f"theme {wanted!r} not found; available: {', '.join(theme_names(app))}")
+        wanted = DEFAULT_THEME if DEFAULT_THEME in app.available_themes else "textual-dark"
+    app.theme = wanted
+    # Its watcher ran (classes, ANSI filter) but nothing is parsed yet; setting the
+    # variables now leaves the queued CSS refresh nothing to do.
+    app.stylesheet.set_variables(app.get_css_variables())
+    return problems
+
+
+def theme_names(app: App) -> list[str]:
+    """Ours first, then the user's theme files (Textual's built-ins are not offered)."""
+    ours = [n for n in app.available_themes if n.startswith("pdtui-")]
+    files = load_themes().themes
+    user = [n for n in app.available_themes if n not in ours and not n.startswith("textual-") and n in files]
+    return sorted(ours) + sorted(user)
 
 
 def ansi_palette(theme: Theme) -> TerminalTheme:

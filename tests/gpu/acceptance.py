@@ -239,7 +239,8 @@ def exercise(args, report: Report, run_dir: Path, out: Path, mode: str, model: s
     check_metrics(report, before, after, roles, mode, ok)
     check_logs(report, run_dir, roles, mode, ok, out)
     if args.capture_dashboard:
-        argv = [sys.executable, str(Path(__file__).with_name("capture_dashboard.py")), str(run_dir), args.profile, str(out)]
+        argv = [sys.executable, str(Path(__file__).with_name("capture_dashboard.py")), str(run_dir), args.profile, str(out),
+                "--load", "--model", model] + (["--sim"] if args.sim else [])
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
             report.info["dashboard_capture"] = (done.stdout + done.stderr[-500:]).strip()

@@ -6,8 +6,9 @@ import aiohttp
 import pytest
 
 from pdtui.loadgen.client import stream_completion
-from pdtui.loadgen.load import LoadSpec, run_load, percentile
-from pdtui.loadgen.stages import ProxyStageTracker
+from pdtui.loadgen.load import LoadSpec, run_load
+from pdtui.telemetry.derive import percentile
+from pdtui.telemetry.stages import ProxyStageTracker
 from pdtui.loadgen.timeline import fetch_timeline, stage_durations
 from pdtui.telemetry.metrics import parse_metrics
 from pdtui.telemetry.series import SeriesStore

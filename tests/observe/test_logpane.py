@@ -188,3 +188,26 @@ async def test_escape_closes_the_search_box_only(logfile):
         assert box.has_class("shown") and box.has_focus
         await pilot.press("escape")
         assert not box.has_class("shown") and pane.log.has_focus
+
+
+async def test_own_polling_lines_hidden_by_default_and_P_shows_them(tmp_path):
+    path = tmp_path / "decoder1.log"
+    poll = '(APIServer pid=7) INFO:     127.0.0.1:{} - "GET /{} HTTP/1.1" 200 OK'
+    lines = []
+    for i in range(30):
+        lines += [poll.format(40000 + i, "health"), poll.format(41000 + i, "metrics"), vllm(i, msg=f"request {i} done")]
+    path.write_text("".join(line + "\n" for line in lines))
+    app = PaneApp(path)
+    async with app.run_test(size=(120, 30)) as pilot:
+        pane = app.query_one(LogPane)
+        await wait_for(pilot, lambda: len(pane.shown_lines()) == 30)
+        assert not any("GET /" in line for line in pane.shown_lines())
+        append(path, [poll.format(42000, "metrics"), vllm(99, msg="after")])
+        await wait_for(pilot, lambda: pane.shown_lines()[-1:] == [vllm(99, msg="after")])
+        assert len(pane.shown_lines()) == 31
+        await pilot.press("P")
+        await wait_for(pilot, lambda: len(pane.shown_lines()) == 92)
+        assert "polling shown" in pane.status_text
+        await pilot.press("P")
+        await wait_for(pilot, lambda: len(pane.shown_lines()) == 31)
+    assert path.read_text().count("GET /") == 61  # the file keeps every line

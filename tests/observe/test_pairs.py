@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from pdtui.loadgen.pairs import PairStats
+from pdtui.telemetry.pairs import PairStats
 from pdtui.telemetry.logparse import LogScanner
-from pdtui.ui.observe.kvstats import KvRow, KvTransferStats, pair_view_rows, url_namer
+from pdtui.telemetry.kvstats import KvRow, KvTransferStats, pair_view_rows, url_namer
 from tests.conftest import REPO_ROOT
 
 RUN = REPO_ROOT / "tests/fixtures/real-run/lmcache-pd"

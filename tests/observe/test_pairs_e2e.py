@@ -21,8 +21,9 @@ from rich.console import Console
 from textual.app import App
 
 from pdtui.loadgen.client import stream_completion
-from pdtui.loadgen.events_reader import ProxyEventsReader
-from pdtui.loadgen.pairs import PairStats
+from pdtui.telemetry.events_reader import ProxyEventsReader
+from pdtui.telemetry.pairs import PairStats
+from pdtui.telemetry.monitor import DeploymentMonitor
 from pdtui.ui.observe import ObservedInstance, ObserveScreen
 from pdtui.ui.observe.kvview import KvTransferView
 from tests.observe.test_logpane import wait_for
@@ -110,7 +111,8 @@ async def test_kv_view_in_the_observe_screen_names_the_pairs(deployment, tmp_pat
     for role, urls in (("prefiller", dep.prefillers), ("decoder", dep.decoders)):
         for k, url in enumerate(urls):
             instances.append(ObservedInstance(f"{role}{k}", role, str(dep.procs[f"{role}{k}"].log), url + "/metrics"))
-    screen = ObserveScreen(instances, dep.proxy_url, tmp_path, scrape=False)
+    monitor = DeploymentMonitor(instances, dep.proxy_url, run_dir=str(tmp_path), scrape=False).start()
+    screen = ObserveScreen(monitor)
     app = App()
     async with app.run_test(size=(160, 60)) as pilot:
         await app.push_screen(screen)
@@ -124,4 +126,7 @@ async def test_kv_view_in_the_observe_screen_names_the_pairs(deployment, tmp_pat
         text = console.export_text()
         assert "prefiller0 → decoder0" in text and "prefiller1 → decoder1" in text
         assert "est. GB/s" in text
-    assert screen._events_reader is None  # stopped on unmount
+    # Leaving the screen stops nothing of the deployment's: the reader goes on.
+    assert monitor.running
+    await asyncio.to_thread(monitor.stop)
+    assert not monitor.running

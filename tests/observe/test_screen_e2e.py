@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 
 import aiohttp
 import pytest
 from textual.app import App
 from textual.widgets import Button, DataTable, Input, Static
 
+from pdtui.telemetry.monitor import DeploymentMonitor
 from pdtui.ui.observe import LogPane, ObservedInstance, ObserveScreen
 from pdtui.ui.observe.playground import Playground
 from tests.observe.test_logpane import wait_for
 from tests.proxy.test_e2e_sim import _wait_ready
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(180)
 
 
 async def test_observe_screen_on_a_live_deployment(deployment, tmp_path):
@@ -25,7 +27,8 @@ async def test_observe_screen_on_a_live_deployment(deployment, tmp_path):
         ObservedInstance("prefiller0", "prefiller", str(procs["prefiller0"].log), deployment.prefillers[0] + "/metrics"),
         ObservedInstance("decoder0", "decoder", str(procs["decoder0"].log), deployment.decoders[0] + "/metrics"),
     ]
-    screen = ObserveScreen(instances, deployment.proxy_url, tmp_path, scrape_interval_s=0.5)
+    monitor = DeploymentMonitor(instances, deployment.proxy_url, run_dir=str(tmp_path), scrape_interval_s=0.5).start()
+    screen = ObserveScreen(monitor)
     app = App()
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(screen)
@@ -61,3 +64,40 @@ async def test_observe_screen_on_a_live_deployment(deployment, tmp_path):
         assert "requests: 'lots' is not a whole number" in str(pg.query_one("#pg-message", Static).render())
         # The latency series come from the proxy's /metrics.
         await wait_for(pilot, lambda: "proxy/ttft_p50" in screen.series, timeout=15)
+    await asyncio.to_thread(monitor.stop)
+
+
+async def test_a_load_run_goes_on_after_leaving_the_playground(deployment, tmp_path):
+    async with aiohttp.ClientSession() as s:
+        await _wait_ready(s, deployment)
+    procs = deployment.procs
+    instances = [
+        ObservedInstance("proxy", "proxy", str(procs["proxy"].log), deployment.proxy_url + "/metrics"),
+        ObservedInstance("decoder0", "decoder", str(procs["decoder0"].log), deployment.decoders[0] + "/metrics"),
+    ]
+    monitor = DeploymentMonitor(instances, deployment.proxy_url, run_dir=str(tmp_path)).start()
+    app = App()
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = ObserveScreen(monitor, initial="playground")
+            await app.push_screen(screen)
+            await pilot.pause()
+            pg = screen.query_one(Playground)
+            for field, value in (("#pg-n", "120"), ("#pg-c", "1"), ("#pg-p", "40"), ("#pg-o", "8")):
+                pg.query_one(field, Input).value = value
+            pg.query_one("#pg-run", Button).press()
+            await wait_for(pilot, lambda: monitor.jobs.get("load") is not None, timeout=10)
+            job = monitor.jobs.get("load")
+            await app.pop_screen()  # the operator leaves while the run goes on
+            await pilot.pause()
+            assert not job.done, "the run should still be going (120 requests, one at a time)"
+            await wait_for(pilot, lambda: job.done, timeout=120)
+            assert job.error is None and job.result.ok == 120
+            back = ObserveScreen(monitor, initial="playground")  # and comes back
+            await app.push_screen(back)
+            pg2 = back.query_one(Playground)
+            await wait_for(pilot, lambda: pg2.last_summary is not None, timeout=10)
+            assert pg2.last_summary.ok == 120
+            assert "120/120 ok" in str(pg2.query_one("#pg-message", Static).render())
+    finally:
+        await asyncio.to_thread(monitor.stop)

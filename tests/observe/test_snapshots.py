@@ -10,13 +10,13 @@ import pytest
 from textual.app import App, ComposeResult
 
 from pdtui.proxy.metrics import ProxyMetrics
-from pdtui.loadgen.stages import ProxyStageTracker
+from pdtui.telemetry.stages import ProxyStageTracker
 from pdtui.telemetry.derive import Deriver
 from pdtui.telemetry.logparse import LogScanner
 from pdtui.telemetry.metrics import parse_metrics
 from pdtui.telemetry.scrape import ScrapeResult, ScrapeTarget
 from pdtui.telemetry.series import SeriesStore
-from pdtui.ui.observe.kvstats import KvTransferStats
+from pdtui.telemetry.kvstats import KvTransferStats
 from pdtui.ui.observe.kvview import KvTransferView
 from pdtui.ui.observe.latency import LatencyView
 from pdtui.ui.observe.logpane import LogPane

@@ -7,6 +7,7 @@ import pytest
 
 from pdtui.model.plandiff import argv_diff, argv_lines
 from pdtui.ui.app import PdtuiApp
+from pdtui.ui.messages import RestartRequested
 from pdtui.ui.screens.dialogs import ChoiceScreen
 from tests.ui.test_app import SIZE, wait_for
 
@@ -31,24 +32,21 @@ async def test_saved_change_is_shown_and_restart_applies_it(free_demo_profile):
             assert "running ≠ saved" not in title()
             app.document.set_text("decoders[0].vllm.max_model_len", "int", "4096")
             app.document.save()
-            app.refresh_dashboard()
-            await pilot.pause()
-            assert "running ≠ saved profile (decoder1)" in title()
-            app.action_restart_instance("decoder1")
-            await pilot.pause()
+            app.refresh_dashboard()  # the cockpit re-reads the session (a message: wait for it)
+            await wait_for(pilot, lambda: "running ≠ saved profile (decoder1)" in title(), 10, "the drift note")
+            app.post_message(RestartRequested("decoder1"))  # what the cockpit posts on r
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 10, "the restart question")
             dialog = app.screen
-            assert isinstance(dialog, ChoiceScreen)
             question = str(dialog.query_one("#question").render())
             assert "+ --max-model-len 4096" in question
             await pilot.click("#new")
             await wait_for(pilot, lambda: "--max-model-len" in app.control.status().instance("decoder1").argv
                            and str(app.control.status().instance("decoder1").state) == "ready", 60, "decoder1 restarted")
             app.refresh_dashboard()
-            await pilot.pause()
-            assert "running ≠ saved" not in title()
+            await wait_for(pilot, lambda: "running ≠ saved" not in title(), 10, "the note gone")
             # Same settings now: restart asks the plain question again.
-            app.action_restart_instance("decoder1")
-            await pilot.pause()
+            app.post_message(RestartRequested("decoder1"))  # what the cockpit posts on r
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 10, "the restart question")
             assert "Restart decoder1?" in str(app.screen.query_one("#question").render())
             await pilot.press("escape")
         finally:

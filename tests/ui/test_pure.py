@@ -139,16 +139,22 @@ def test_pdtui_info_prints_every_path_without_textual(ui_home):
     assert found["shipped themes"].endswith("themes")
 
 
-def test_dashboard_scrape_keeps_only_what_the_table_shows(shared_fixtures):
+def test_monitor_scrape_keeps_only_what_the_deriver_reads(shared_fixtures):
+    """The deployment monitor scrapes every second with traffic: it parses only the
+    families the deriver reads, and gets the same figures as from the whole body."""
+    from pdtui.telemetry.derive import InstanceDeriver, deriver_families
     from pdtui.telemetry.metrics import parse_metrics
-    from pdtui.ui.app import dashboard_families
+    from pdtui.telemetry.series import SeriesStore
 
-    families = dashboard_families()
+    families = deriver_families()
     assert "vllm:kv_cache_usage_perc" in families and "vllm:gpu_cache_usage_perc" in families  # old vLLM too
     for name in ("metrics_decoder.txt", "metrics_prefiller.txt"):
         body = (shared_fixtures / "real-vllm" / "lmcache-pd" / name).read_text()
-        full = parse_metrics(body)
-        kept = parse_metrics(body, keep_prefixes=families)
+        full = parse_metrics(body, 100.0)
+        kept = parse_metrics(body, 100.0, keep_prefixes=families)
         for key in ("running", "waiting", "kv_cache_usage"):
             assert kept.value(key) is not None and kept.value(key) == full.value(key), (name, key)
-        assert len(kept.families) <= len(families) < len(full.families)
+        assert len(kept.families) < len(full.families)
+        from_full = InstanceDeriver("x", SeriesStore(10)).ingest(full)
+        from_kept = InstanceDeriver("x", SeriesStore(10)).ingest(kept)
+        assert from_kept == from_full, name

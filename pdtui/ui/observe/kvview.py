@@ -16,8 +16,8 @@ from textual.widgets import Static
 
 from collections.abc import Callable
 
-from pdtui.loadgen.pairs import PairStats
-from pdtui.ui.observe.kvstats import KvTransferStats, pair_view_rows
+from pdtui.telemetry.pairs import PairStats
+from pdtui.telemetry.kvstats import KvTransferStats, pair_view_rows
 
 __all__ = ["KvTransferView"]
 

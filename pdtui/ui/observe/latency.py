@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from textual.widgets import Static
 
-from pdtui.loadgen.stages import PROXY_STAGES
+from pdtui.telemetry.stages import PROXY_STAGES
 from pdtui.telemetry.series import SeriesStore
 
 __all__ = ["LatencyView", "sparkline"]

@@ -6,7 +6,8 @@ lines; older lines are read back from the file on demand (`[`, `g`, a search hit
 
 Keys (while the log has focus): `/` search, `n`/`N` next/previous match, `f` show only
 matching lines, `l` level filter (all / warnings+errors / errors), `w` wrap, `t`
-timestamps, `e` jump to the last error, `[`/`]` older/newer lines from the file, `g` top
+timestamps, `P` show/hide pdtui's own /health and /metrics polling lines (hidden by
+default; the file keeps them), `e` jump to the last error, `[`/`]` older/newer lines from the file, `g` top
 of the file, `end`/`G` follow again, `s` save the lines shown (a filter saves every
 matching line of the file) and `c` copy the visible lines to the clipboard.
 """
@@ -25,7 +26,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Input, Log, Static
 
-from pdtui.ui.observe.logfile import LogFollower, ViewFilter
+from pdtui.telemetry.logtail import LogFollower, LogView, ViewFilter
 from pdtui.ui.observe.logstyle import LogHighlighter, display_line, wrap_line
 
 __all__ = ["LEVEL_NAMES", "LogPane"]
@@ -61,6 +62,7 @@ class LogPane(Vertical):
         Binding("l", "cycle_level", "Level"),
         Binding("w", "toggle_wrap", "Wrap"),
         Binding("t", "toggle_timestamps", "Time"),
+        Binding("P", "toggle_polling", "Polling lines", show=False),
         Binding("e", "last_error", "Last error"),
         Binding("left_square_bracket", "older", "Older", show=False),
         Binding("right_square_bracket", "newer", "Newer", show=False),
@@ -72,14 +74,16 @@ class LogPane(Vertical):
     ]
 
     def __init__(self, path: str | os.PathLike[str], *, title: str | None = None, window: int = 5000,
-                 save_dir: str | os.PathLike[str] | None = None, follower: LogFollower | None = None,
+                 save_dir: str | os.PathLike[str] | None = None, follower: LogFollower | LogView | None = None,
                  id: str | None = None) -> None:
         super().__init__(id=id)
         self.path = Path(path)
         self.title = title or self.path.stem
         self.window = window
         self.save_dir = Path(save_dir) if save_dir is not None else self.path.parent
-        self.follower = follower or LogFollower(self.path, window=window)
+        # A view of a follower someone else polls (the deployment monitor), or a follower
+        # of its own (a standalone pane, tests).
+        self.follower: LogFollower | LogView = follower or LogFollower(self.path, window=window)
         self.following = True
         self.new_lines = 0  # arrived while paused
         self.view = ViewFilter()
@@ -112,7 +116,7 @@ class LogPane(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = self.title
-        self.run_worker(self._start_follower, thread=True, group="log-start")
+        self.run_worker(self._start_follower, thread=True, group="log-start", exit_on_error=False)
         self.set_interval(TICK_S, self._tick)
 
     def _start_follower(self) -> None:
@@ -211,6 +215,8 @@ class LogPane(Vertical):
         if self.search_text:
             where = "-" if self.current_match is None else str(self.current_match + 1)
             parts.append(f"/{self.search_text} {where}/{len(self.matches)}")
+        if not self.view.hide_polling:
+            parts.append("polling shown")
         if self.wrap:
             parts.append("wrap")
         if not self.timestamps:
@@ -244,7 +250,7 @@ class LogPane(Vertical):
             items = compute()
             self.app.call_from_thread(self._show, items, focus_line, follow)
 
-        self.run_worker(job, thread=True, exclusive=True, group="log-load")
+        self.run_worker(job, thread=True, exclusive=True, group="log-load", exit_on_error=False)
 
     def _goto(self, line_no: int) -> None:
         self.following = False
@@ -309,9 +315,9 @@ class LogPane(Vertical):
             found = self.follower.search(text)
             self.app.call_from_thread(self._search_done, text, found)
 
-        self.run_worker(job, thread=True, exclusive=True, group="log-search")
+        self.run_worker(job, thread=True, exclusive=True, group="log-search", exit_on_error=False)
         if self.view.only_matching:
-            self._set_view(ViewFilter(text, True, self.view.min_level))
+            self._set_view(ViewFilter(text, True, self.view.min_level, self.view.hide_polling))
 
     def _search_done(self, text: str, found: list[int]) -> None:
         if text != self.search_text:
@@ -356,11 +362,15 @@ class LogPane(Vertical):
             self._update_status()
             return
         self._message = ""
-        self._set_view(ViewFilter(self.search_text, not self.view.only_matching, self.view.min_level))
+        self._set_view(ViewFilter(self.search_text, not self.view.only_matching, self.view.min_level, self.view.hide_polling))
 
     def action_cycle_level(self) -> None:
         level = {1: 2, 2: 3, 3: 1}[self.view.min_level]
-        self._set_view(ViewFilter(self.view.text, self.view.only_matching, level))
+        self._set_view(ViewFilter(self.view.text, self.view.only_matching, level, self.view.hide_polling))
+
+    def action_toggle_polling(self) -> None:
+        view = self.view
+        self._set_view(ViewFilter(view.text, view.only_matching, view.min_level, not view.hide_polling))
 
     def _rerender(self) -> None:
         items = list(self._window)
@@ -427,7 +437,7 @@ class LogPane(Vertical):
                 message, path = f"cannot save to {dest}: {exc.strerror or exc}", None
             self.app.call_from_thread(self._saved, message, path)
 
-        self.run_worker(job, thread=True, group="log-save")
+        self.run_worker(job, thread=True, group="log-save", exit_on_error=False)
 
     def _saved(self, message: str, path: Path | None) -> None:
         self.last_saved = path

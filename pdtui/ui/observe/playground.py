@@ -1,8 +1,11 @@
 """Request playground: one prompt through the proxy with the answer streaming in and the
 request's stage timeline; and a small load run with its summary table.
 
-The HTTP work runs as async workers on the app's loop (aiohttp never blocks a frame);
-the answer is appended at most ~10 times a second.
+The single request runs as an async worker on the app's loop (aiohttp never blocks a
+frame); the answer is appended at most ~10 times a second. A load run is not the
+playground's: `Run` posts `LoadRunRequested`, the observe screen starts it as a job of the
+deployment's monitor (`start_load_run`), and the playground only shows that job's
+progress and summary -- so it goes on when the operator leaves, and is there on return.
 """
 
 from __future__ import annotations
@@ -16,10 +19,23 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 
 from pdtui.loadgen.client import stream_completion
 from pdtui.loadgen.load import LoadSpec, run_load
+from pdtui.telemetry.jobs import BackgroundJobs, Job
+from pdtui.ui.messages import LoadRunRequested, LoadRunStopRequested
+from pdtui.ui.session import LOAD_JOB
 from pdtui.loadgen.prompts import synthetic_prompt
 from pdtui.loadgen.timeline import fetch_timeline, stage_durations
 
-__all__ = ["Playground", "parse_int_field"]
+__all__ = ["Playground", "parse_int_field", "start_load_run"]
+
+
+def start_load_run(jobs: BackgroundJobs, proxy_url: str, spec: LoadSpec, notify) -> Job | None:
+    """Start `spec` as the deployment's load job; a clear message when one is running."""
+    try:
+        return jobs.start(LOAD_JOB, lambda job: run_load(proxy_url, spec, on_result=job.count),
+                          detail=f"{spec.requests} requests, {spec.concurrency} at a time", total=spec.requests)
+    except RuntimeError as exc:
+        notify(str(exc), severity="warning")
+        return None
 
 
 def parse_int_field(label: str, text: str, low: int, high: int, default: int | None = None) -> int:
@@ -48,9 +64,10 @@ class Playground(Vertical):
     Playground #pg-message { height: 1; color: $warning; }
     """
 
-    def __init__(self, proxy_url: str, id: str | None = None) -> None:
+    def __init__(self, proxy_url: str, id: str | None = None, *, jobs: BackgroundJobs | None = None) -> None:
         super().__init__(id=id)
         self.proxy_url = proxy_url
+        self.jobs = jobs  # the deployment's (its monitor's); None: the run is this widget's
         self.last_result = None
         self.last_summary = None
         self.last_timeline: list = []
@@ -96,7 +113,7 @@ class Playground(Vertical):
         self.query_one("#pg-timeline", Static).update("")
         self._send(prompt, max_tokens)
 
-    @work(exclusive=True, group="playground-send")
+    @work(exclusive=True, group="playground-send", exit_on_error=False)
     async def _send(self, prompt: str, max_tokens: int) -> None:
         answer = self.query_one("#pg-answer", Static)
         pieces: list[str] = []
@@ -154,9 +171,40 @@ class Playground(Vertical):
             self._message(str(exc))
             return
         self._message(f"load run: {spec.requests} requests, {spec.concurrency} at a time ...")
-        self._run(spec)
+        self._start(spec)
 
-    @work(exclusive=True, group="playground-load")
+    def _start(self, spec: LoadSpec) -> None:
+        if self.jobs is None:
+            self._run(spec)  # no deployment monitor: the run lives with this widget
+            return
+        self.post_message(LoadRunRequested(spec))
+
+    def on_mount(self) -> None:
+        if self.jobs is not None:
+            self._shown_job: Job | None = None
+            self.set_interval(0.25, self._watch_job)
+            self._watch_job()
+
+    def _watch_job(self) -> None:
+        """Show the deployment's load job: progress while it runs, its summary when done."""
+        job = self.jobs.get(LOAD_JOB) if self.jobs is not None else None
+        if job is None:
+            return
+        if not job.done:
+            self._message(f"load run ({job.detail}): {job.completed}/{job.total} done, {job.failed} failed")
+            return
+        if job is self._shown_job:
+            return
+        self._shown_job = job
+        if job.result is not None:
+            self._show_summary(job.result)
+        else:
+            self._message(f"load run {job.error or 'ended'} after {job.completed} requests")
+
+    def stop_run(self) -> None:
+        self.post_message(LoadRunStopRequested())
+
+    @work(exclusive=True, group="playground-load", exit_on_error=False)
     async def _run(self, spec: LoadSpec) -> None:
         done = [0, 0]
 
@@ -170,6 +218,9 @@ class Playground(Vertical):
             summary = await run_load(self.proxy_url, spec, on_result=progress)
         finally:
             timer.stop()
+        self._show_summary(summary)
+
+    def _show_summary(self, summary) -> None:
         self.last_summary = summary
         table = self.query_one("#pg-summary", DataTable)
         table.clear(columns=True)

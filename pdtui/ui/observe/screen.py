@@ -1,52 +1,33 @@
 """`ObserveScreen`: log panes (one per instance and the proxy), the KV-transfer view, the
 latency view and the request playground, in tabs.
 
-    from pdtui.ui.observe import ObserveScreen, ObservedInstance
-    app.push_screen(ObserveScreen.from_status(status))              # a DeploymentStatus
-    app.push_screen(ObserveScreen(instances, proxy_url, run_dir))   # or by hand
+    app.push_screen(ObserveScreen(monitor, initial="decoder1"))   # a DeploymentMonitor
 
-Each instance's log is read once, by its pane's follower thread, which also feeds the
-lines to a `LogScanner` for the KV-transfer numbers. /metrics of the proxy and of the
-instances are scraped every 2 s by `pdtui.telemetry.scrape.Scraper` on the app's loop.
-The proxy's `GET /events` stream is read by a `ProxyEventsReader` on its own thread
-(reconnecting with backoff) into a `PairStats`, for the KV view's prefiller -> decoder rows.
+The screen owns nothing that must outlive it: every pane is a view of the monitor's one
+tail of that file, the KV and latency views read the monitor's stats and store, and a
+load run started in the playground is a job of the monitor (the deployment), so leaving
+the screen neither loses history nor stops the run. Keys: 1-9 jump to the tabs in
+order, `k` KV transfer, `y` latency, `p` playground, escape back.
 """
 
 from __future__ import annotations
-
-import asyncio
-import os
-from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from pdtui.loadgen.events_reader import ProxyEventsReader
-from pdtui.loadgen.pairs import PairStats
-from pdtui.loadgen.stages import ProxyStageTracker
-from pdtui.telemetry.derive import Deriver
-from pdtui.telemetry.logparse import LogScanner
-from pdtui.telemetry.series import SeriesStore
-from pdtui.ui.observe.kvstats import KvTransferStats, url_namer
+from pdtui.telemetry.monitor import DeploymentMonitor, MonitoredInstance
+from pdtui.ui.bindings import bindings_for
+from pdtui.ui.messages import LoadRunRequested, LoadRunStopRequested
 from pdtui.ui.observe.kvview import KvTransferView
 from pdtui.ui.observe.latency import LatencyView
-from pdtui.ui.observe.logfile import LogFollower
 from pdtui.ui.observe.logpane import LogPane
-from pdtui.ui.observe.playground import Playground
+from pdtui.ui.observe.playground import Playground, start_load_run
 
 __all__ = ["ObserveScreen", "ObservedInstance"]
 
-
-@dataclass(frozen=True)
-class ObservedInstance:
-    name: str
-    kind: str  # "prefiller" | "decoder" | "proxy"
-    log_path: str
-    metrics_url: str | None = None  # http://127.0.0.1:PORT/metrics
+ObservedInstance = MonitoredInstance  # the name the observe screens used before the monitor
 
 
 def _tab_id(name: str) -> str:
@@ -54,117 +35,67 @@ def _tab_id(name: str) -> str:
 
 
 class ObserveScreen(Screen):
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
-    DEFAULT_CSS = "ObserveScreen TabbedContent { height: 1fr; }"
+    BINDINGS = bindings_for("observe") + [
+        Binding(str(n), f"tab_number({n})", f"tab {n}", show=False) for n in range(1, 10)
+    ]
 
-    def __init__(self, instances: list[ObservedInstance], proxy_url: str | None = None,
-                 run_dir: str | os.PathLike[str] | None = None, *, initial: str | None = None,
-                 scrape_interval_s: float = 2.0, scrape: bool = True) -> None:
+    def __init__(self, monitor: DeploymentMonitor, *, initial: str | None = None) -> None:
         super().__init__()
-        self.instances = list(instances)
-        self.proxy_url = proxy_url
-        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.monitor = monitor
         self.initial = initial
-        self.scrape_interval_s = scrape_interval_s
-        self.kv_stats = KvTransferStats()
-        self.series = SeriesStore()
-        self._deriver = Deriver(self.series)
-        self._stages = ProxyStageTracker(self.series)
-        self._scrape = scrape
-        self._scraper = None
-        self.pair_stats = PairStats(window_s=self.kv_stats.window_s)
-        self._events_reader: ProxyEventsReader | None = None
+        self.kv_stats = monitor.kv_stats
+        self.series = monitor.store
+        self.pair_stats = monitor.pair_stats
+        self.proxy_url = monitor.proxy_url
 
-    @classmethod
-    def from_status(cls, status, initial: str | None = None, **kw) -> ObserveScreen:
-        """From `pdtui.runtime.DeploymentStatus`: every instance's log, the proxy's URL."""
-        instances, proxy_url = [], None
-        for inst in status.instances:
-            port = inst.port
-            if inst.kind == "proxy":
-                proxy_url = f"http://127.0.0.1:{port}" if port else None
-            instances.append(ObservedInstance(inst.name, inst.kind, inst.log_path or str(Path(status.run_dir) / f"{inst.name}.log"),
-                                              f"http://127.0.0.1:{port}/metrics" if port else None))
-        return cls(instances, proxy_url, status.run_dir, initial=initial, **kw)
-
-    def _follower(self, inst: ObservedInstance) -> LogFollower:
-        role = None if inst.kind == "proxy" else inst.kind
-        scanner = LogScanner(role)
-        stats = self.kv_stats
-
-        def on_lines(_first: int, lines: list[str]) -> None:
-            events = []
-            for line in lines:
-                events.extend(scanner.feed(line))
-            if events:
-                stats.feed(inst.name, scanner.role or inst.kind, events)
-
-        return LogFollower(inst.log_path, on_lines=on_lines)
+    def _tab_ids(self) -> list[str]:
+        ids = [_tab_id(inst.name) for inst in self.monitor.instances]
+        ids += ["kv", "latency"] + (["playground"] if self.proxy_url else [])
+        return ids
 
     def compose(self) -> ComposeResult:
-        initial = _tab_id(self.initial) if self.initial else None
+        initial = self.initial
+        if initial and initial not in ("kv", "latency", "playground"):
+            initial = _tab_id(initial)
+        if initial not in self._tab_ids():
+            initial = None
+        monitor = self.monitor
         with TabbedContent(initial=initial or ""):
-            for inst in self.instances:
-                with TabPane(inst.name, id=_tab_id(inst.name)):
-                    yield LogPane(inst.log_path, title=inst.name, follower=self._follower(inst),
-                                  save_dir=self.run_dir)
-            with TabPane("KV transfer", id="kv"):
+            for number, inst in enumerate(monitor.instances, start=1):
+                follower = monitor.follower(inst.name)
+                label = f"{number} {inst.name}" if number < 10 else inst.name
+                with TabPane(label, id=_tab_id(inst.name)):
+                    yield LogPane(inst.log_path, title=inst.name, follower=follower.view(), save_dir=monitor.run_dir)
+            n = len(monitor.instances)
+            with TabPane(f"{n + 1} KV transfer" if n < 9 else "KV transfer", id="kv"):
                 yield KvTransferView(self.kv_stats, pairs=self.pair_stats if self.proxy_url else None,
-                                     name=url_namer(self._ports()), source_status=self._events_status)
-            with TabPane("latency", id="latency"):
-                yield LatencyView(self.series, [i.name for i in self.instances if i.kind != "proxy"])
+                                     name=monitor.namer, source_status=monitor.events_problem)
+            with TabPane(f"{n + 2} latency" if n < 8 else "latency", id="latency"):
+                yield LatencyView(self.series, monitor.instance_names())
             if self.proxy_url:
-                with TabPane("playground", id="playground"):
-                    yield Playground(self.proxy_url)
+                with TabPane(f"{n + 3} playground" if n < 7 else "playground", id="playground"):
+                    yield Playground(self.proxy_url, jobs=monitor.jobs)
         yield Footer()
 
-    def _ports(self) -> dict[int, str]:
-        """Instance port -> name, to name the proxy's backend URLs."""
-        ports = {}
-        for inst in self.instances:
-            if inst.metrics_url and inst.kind != "proxy":
-                try:
-                    port = urlsplit(inst.metrics_url).port
-                except ValueError:
-                    continue
-                if port is not None:
-                    ports[port] = inst.name
-        return ports
+    def action_tab(self, tab: str) -> None:
+        if tab in self._tab_ids():
+            self.query_one(TabbedContent).active = tab
 
-    def _events_status(self) -> str | None:
-        reader = self._events_reader
-        if reader is None or reader.connected:
-            return None
-        return f"proxy /events not connected, retrying: {reader.last_error or 'connecting'}"
+    def action_tab_number(self, number: int) -> None:
+        ids = self._tab_ids()
+        if 1 <= number <= len(ids):
+            self.query_one(TabbedContent).active = ids[number - 1]
 
-    async def on_mount(self) -> None:
+    def on_load_run_requested(self, message: LoadRunRequested) -> None:
+        """The run is the deployment's (a job of its monitor): it goes on after this screen."""
+        message.stop()
         if self.proxy_url:
-            self._events_reader = ProxyEventsReader(self.proxy_url, on_line=self.pair_stats.feed_line)
-            self._events_reader.start()
-        if self._scrape:
-            from pdtui.telemetry.scrape import ScrapeTarget, Scraper
+            start_load_run(self.monitor.jobs, self.proxy_url, message.spec, self.notify)
 
-            targets = []
-            for inst in self.instances:
-                if inst.metrics_url:
-                    targets.append(ScrapeTarget(inst.name, inst.metrics_url, kind="proxy" if inst.kind == "proxy" else "vllm"))
-            if self.proxy_url and not any(t.kind == "proxy" for t in targets):
-                targets.append(ScrapeTarget("proxy", self.proxy_url.rstrip("/") + "/metrics", kind="proxy"))
-            if targets:
-                self._scraper = Scraper(targets, interval_s=self.scrape_interval_s, on_result=self.ingest_scrape)
-                await self._scraper.start()
+    def on_load_run_stop_requested(self, message: LoadRunStopRequested) -> None:
+        message.stop()
+        from pdtui.ui.session import LOAD_JOB
 
-    def ingest_scrape(self, result) -> None:
-        if result.target.kind == "proxy":
-            if result.snapshot is not None:
-                self._stages.ingest(result.snapshot)
-        else:
-            self._deriver.ingest(result)
-
-    async def on_unmount(self) -> None:
-        if self._events_reader is not None:
-            # stop() joins the reader's thread: not on the UI thread.
-            await asyncio.to_thread(self._events_reader.stop)
-            self._events_reader = None
-        if self._scraper is not None:
-            await self._scraper.stop()
+        job = self.monitor.jobs.get(LOAD_JOB)
+        if job is not None:
+            job.cancel()

@@ -1,82 +1,207 @@
-"""The dashboard: GPUs, instances (with the proxy), and one line of health."""
+"""The cockpit, the first screen: GPUs with history, instances with rates and history,
+the KV-transfer strip per prefiller -> decoder pair, a log pane, one line of health.
+
+Attributes down: the screen is given the app's `Session` and reads it (status, the
+deployment monitor and its store, the GPU reading) once a second and when told that
+something changed (`DeploymentChanged`, `GpuReadingChanged`). Messages up: every action
+on the deployment is a request message (pdtui.ui.messages) the app acts on.
+
+Layout: stacked up to 169 columns; from 170 the GPU and instance tables sit side by side
+so the log pane gets the height (styles in pdtui/ui/app.tcss, `-wide` / `-short`
+breakpoint classes set by Textual from the terminal size).
+"""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Static
 
+from pdtui.ui import cockpit_rows
 from pdtui.ui import rows as rowfmt
 from pdtui.ui.bindings import bindings_for
+from pdtui.ui.messages import (BackgroundLoadToggle, DeploymentChanged, GpuReadingChanged, LaunchRequested,
+                               RestartPairRequested, RestartRequested, ShowInstance, ShowObserve, StopRequested)
+from pdtui.ui.screens.dashboard_logs import CockpitLogs
+from pdtui.ui.session import BACKGROUND_JOB, Session
 from pdtui.ui.widgets.diff_table import DiffTable
 from pdtui.ui.widgets.status_line import StatusLine
+
+__all__ = ["CockpitScreen", "DashboardScreen", "TitleBar"]
 
 
 class TitleBar(StatusLine):
     """One line: app, profile, and a loud SIMULATION marker in demo mode."""
 
-    DEFAULT_CSS = """
-    TitleBar { height: 1; background: $panel; color: $foreground; padding: 0 1; }
-    """
 
-
-class DashboardScreen(Screen):
+class CockpitScreen(Screen):
     BINDINGS = bindings_for("dashboard")
     AUTO_FOCUS = "#instance-table"
-    DEFAULT_CSS = """
-    DashboardScreen #gpu-box { height: auto; max-height: 60%; border: round $primary 60%; }
-    DashboardScreen #gpu-box:focus-within { border: round $primary; }
-    DashboardScreen #instance-box { height: 1fr; min-height: 5; border: round $primary 60%; }
-    DashboardScreen #instance-box:focus-within { border: round $primary; }
-    DashboardScreen #health { height: 1; padding: 0 1; background: $boost; }
-    DashboardScreen #gpu-table, DashboardScreen #instance-table { height: auto; max-height: 100%; }
-    """
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (170, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+        self._kv_key: object = None
+        self._gpus_stale = True
 
     def compose(self) -> ComposeResult:
         yield TitleBar(id="title")
-        with Vertical(id="gpu-box") as gpu_box:
-            gpu_box.border_title = "GPUs"
-            yield DiffTable(rowfmt.GPU_COLUMNS, id="gpu-table")
-        with Vertical(id="instance-box") as instance_box:
-            instance_box.border_title = "Instances"
-            yield DiffTable(rowfmt.INSTANCE_COLUMNS, id="instance-table")
+        with Horizontal(id="top"):
+            with Vertical(id="gpu-box") as gpu_box:
+                gpu_box.border_title = "GPUs"
+                yield DiffTable(cockpit_rows.GPU_COLUMNS, id="gpu-table")
+            with Vertical(id="instance-box") as instance_box:
+                instance_box.border_title = "Instances"
+                yield DiffTable(cockpit_rows.INSTANCE_COLUMNS, id="instance-table")
+        yield Static("", id="kv-strip")
+        yield CockpitLogs(id="log-box")
         yield StatusLine("", id="health", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.app.refresh_dashboard()  # type: ignore[attr-defined]
+        self.refresh_all()
+        self.set_interval(1.0, self.refresh_all)
 
     def on_screen_resume(self) -> None:
-        self.app.refresh_dashboard()  # type: ignore[attr-defined]
+        self._gpus_stale = True
+        self.refresh_all()
+
+    def on_deployment_changed(self, _message: DeploymentChanged) -> None:
+        self.refresh_all()
+
+    def on_gpu_reading_changed(self, _message: GpuReadingChanged) -> None:
+        # Painted by the next 1 s refresh (one wake-up a second for everything), except
+        # the first reading, which the operator is waiting for.
+        self._gpus_stale = True
+        if self.query_one("#gpu-table", DiffTable).row_count == 0:
+            self.refresh_all()
+
+    # --- reading the session -----------------------------------------------------------
+    def _width(self, box: str = "#instance-box", fixed: int = cockpit_rows.INSTANCE_FIXED_WIDTH) -> int:
+        width = self.query_one(box).size.width or self.size.width or 80
+        return cockpit_rows.history_width(width - 2, fixed)
+
+    def _instance_rows(self) -> tuple[list[rowfmt.InstanceRowData], str | None, str | None]:
+        status = self.session.status()
+        if status is not None:
+            return rowfmt.rows_from_status(status), status.phase, status.run_name
+        profile = self.session.profile()
+        if profile is not None:
+            from pathlib import Path
+
+            from pdtui.model import render_plan
+
+            return rowfmt.rows_from_plan(render_plan(profile, Path("/nonexistent-preview"))), None, None
+        return [], None, None
+
+    def refresh_all(self) -> None:
+        self._refresh_title()
+        if self._gpus_stale:
+            self._gpus_stale = False
+            self._refresh_gpus()
+        found = self._instance_rows()
+        table = self.query_one("#instance-table", DiffTable)
+        table.set_rows(cockpit_rows.instance_rows(found[0], self.session.store, self._width()))
+        self._refresh_health(found)
+        monitor = self.session.monitor
+        strip = self.query_one("#kv-strip", Static)
+        key, content = cockpit_rows.kv_strip(monitor, strip.size.width or self.size.width)
+        if key != self._kv_key:  # a Static update lays the screen out again: only on change
+            self._kv_key = key
+            strip.update(content)
+        self.query_one(CockpitLogs).attach(monitor, self._log_target())
+
+    def _refresh_title(self) -> None:
+        session = self.session
+        doc = session.document
+        name = doc.path.name if doc is not None else "no profile (e: editor, then ctrl+o)"
+        marker = "[reverse bold $warning] SIMULATION [/] " if session.demo else ""
+        load = ""
+        if session.demo:
+            job = session.monitor.jobs.get(BACKGROUND_JOB) if session.monitor is not None else None
+            running = job is not None and not job.done
+            load = f"  demo load {'[b]on[/b]' if session.background_load else 'off'}{' (running)' if running else ''} (b)"
+        note = session.title_note()  # e.g. what runs is not what is saved (the app provides it)
+        self.query_one("#title", TitleBar).show(f"{marker}[b]pdtui[/b]  {name}{load}  [dim]? help · ctrl+p commands[/dim]{note}")
+
+    def _refresh_gpus(self) -> None:
+        reading = self.session.gpu_reading
+        if reading is None:
+            return
+        holders = rowfmt.gpu_holders(reading.processes)
+        width = self._width("#gpu-box", cockpit_rows.GPU_FIXED_WIDTH)
+        rows = cockpit_rows.gpu_rows(reading.inventory, holders, self.session.store, width)
+        self.query_one("#gpu-table", DiffTable).set_rows(rows)
+
+    def _refresh_health(self, found: tuple[list[rowfmt.InstanceRowData], str | None, str | None]) -> None:
+        rows, phase, run_name = found
+        reading = self.session.gpu_reading
+        inventory = reading.inventory if reading is not None else None
+        self.query_one("#health", StatusLine).show(rowfmt.health_summary(rows, phase, inventory, run_name))
+
+    def _log_target(self) -> str | None:
+        selected = self.selected_instance()
+        monitor = self.session.monitor
+        if monitor is None:
+            return None
+        if selected in monitor.followers():
+            return selected
+        names = monitor.instance_names(("decoder",)) or list(monitor.followers())
+        return names[0] if names else None
 
     def selected_instance(self) -> str | None:
-        key = self.query_one("#instance-table", DiffTable).selected_key()
-        return key
+        return self.query_one("#instance-table", DiffTable).selected_key()
 
-    # Actions live on the app (they are also palette commands); these forward.
+    def on_data_table_row_highlighted(self, event: DiffTable.RowHighlighted) -> None:
+        if event.data_table.id == "instance-table" and event.row_key.value:
+            logs = self.query_one(CockpitLogs)
+            if not logs.all:
+                logs.follow(event.row_key.value)
+
+    def on_data_table_row_selected(self, event: DiffTable.RowSelected) -> None:
+        if event.data_table.id == "instance-table" and event.row_key.value:
+            self.post_message(ShowInstance(event.row_key.value))
+
+    # --- actions: requests up ------------------------------------------------------------
     def action_launch(self) -> None:
-        self.app.action_launch()  # type: ignore[attr-defined]
+        self.post_message(LaunchRequested())
 
     def action_stop(self) -> None:
-        self.app.action_stop()  # type: ignore[attr-defined]
+        self.post_message(StopRequested())
 
     def action_restart_instance(self) -> None:
-        self.app.action_restart_instance(self.selected_instance())  # type: ignore[attr-defined]
+        self.post_message(RestartRequested(self.selected_instance()))
 
     def action_restart_pair(self) -> None:
-        self.app.action_restart_pair(self.selected_instance())  # type: ignore[attr-defined]
+        self.post_message(RestartPairRequested(self.selected_instance()))
 
     def action_details(self) -> None:
         name = self.selected_instance()
         if name:
-            self.app.show_instance(name)  # type: ignore[attr-defined]
+            self.post_message(ShowInstance(name))
 
-    def on_data_table_row_selected(self, event: DiffTable.RowSelected) -> None:
-        if event.data_table.id == "instance-table" and event.row_key.value:
-            self.app.show_instance(event.row_key.value)  # type: ignore[attr-defined]
+    def action_observe(self, tab: str | None = None) -> None:
+        self.post_message(ShowObserve(tab or self.selected_instance()))
+
+    def action_toggle_background_load(self) -> None:
+        self.post_message(BackgroundLoadToggle())
+
+    def action_toggle_all_logs(self) -> None:
+        self.query_one(CockpitLogs).toggle_all(self.selected_instance())
 
     def action_focus_next_table(self) -> None:
         gpu = self.query_one("#gpu-table", DiffTable)
         inst = self.query_one("#instance-table", DiffTable)
-        (inst if gpu.has_focus else gpu).focus()
+        pane = self.query_one(CockpitLogs).pane
+        if inst.has_focus and pane is not None:
+            pane.focus()
+        elif gpu.has_focus:
+            inst.focus()
+        else:
+            gpu.focus()
+
+
+DashboardScreen = CockpitScreen  # the name the first screen had before it became the cockpit

@@ -13,14 +13,6 @@ class ChoiceScreen(ModalScreen[str]):
     """A question with buttons; dismisses with the chosen button's id ('cancel' on esc)."""
 
     BINDINGS = [Binding("escape", "choose('cancel')", "Cancel")]
-    DEFAULT_CSS = """
-    ChoiceScreen { align: center middle; }
-    ChoiceScreen > Vertical { width: 70; max-width: 95%; height: auto; border: thick $warning; background: $surface; padding: 1 2; }
-    ChoiceScreen #question { width: 100%; margin-bottom: 1; }
-    ChoiceScreen Horizontal { height: auto; align-horizontal: center; }
-    ChoiceScreen Button { margin: 0 1; min-width: 10; }
-    """
-
     def __init__(self, question: str, choices: list[tuple[str, str]], *, title: str = "") -> None:
         super().__init__()
         self._question = question
@@ -55,12 +47,6 @@ class PathScreen(ModalScreen[str | None]):
     """Ask for a file path (open / save as)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = """
-    PathScreen { align: center middle; }
-    PathScreen > Vertical { width: 76; max-width: 95%; height: auto; border: thick $primary; background: $surface; padding: 1 2; }
-    PathScreen #path-error { color: $error; height: auto; }
-    """
-
     def __init__(self, prompt: str, initial: str = "", must_exist: bool = False) -> None:
         super().__init__()
         self._prompt = prompt
@@ -103,11 +89,6 @@ class MessageScreen(ModalScreen[None]):
     """A list of lines to read (why a launch is blocked), closed with esc/enter."""
 
     BINDINGS = [Binding("escape,enter,q", "close", "Close")]
-    DEFAULT_CSS = """
-    MessageScreen { align: center middle; }
-    MessageScreen > VerticalScroll { width: 90%; max-width: 110; height: auto; max-height: 80%; border: thick $error; background: $surface; padding: 0 1; }
-    """
-
     def __init__(self, title: str, lines: list[str]) -> None:
         super().__init__()
         self._title = title

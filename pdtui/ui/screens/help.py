@@ -12,10 +12,11 @@ from pdtui.ui import keys, paths
 
 SCOPE_TITLES = {
     "app": "Everywhere",
-    "dashboard": "Dashboard",
+    "dashboard": "Cockpit",
     "editor": "Deployment editor",
     "picker": "GPU picker",
     "instance": "Instance details",
+    "observe": "Observe screen (also 1-9: the tabs in order)",
 }
 
 
@@ -38,11 +39,6 @@ def help_text(keymap: dict[str, str]) -> str:
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 80; max-width: 100%; height: 90%; border: thick $primary; background: $surface; padding: 0 1; }
-    """
-
     def __init__(self, keymap: dict[str, str]) -> None:
         super().__init__()
         self._keymap = keymap

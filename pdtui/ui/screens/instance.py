@@ -1,7 +1,7 @@
 """Drill-down on one instance: its state, why it failed, how it was started, its log.
 
-The log here is a plain bounded `Log` fed by the supervisor's LogLines events; `l`
-opens the observe screens (searchable log panes of every instance and the proxy, the
+The log here is a plain bounded `Log` fed by a view of the deployment monitor's tail of
+the instance's log (pdtui's own polling lines hidden); `l` opens the observe screens (searchable log panes of every instance and the proxy, the
 KV-transfer and latency views, the request playground).
 """
 
@@ -14,23 +14,23 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Log, Static
 
+from pdtui.telemetry.logtail import LogView
 from pdtui.ui import format as fmt
 from pdtui.ui.bindings import bindings_for
+from pdtui.ui.messages import DeploymentChanged, ShowObserve
+from pdtui.ui.session import Session
 
 LOG_LINES_KEPT = 2000
 
 
 class InstanceScreen(Screen):
     BINDINGS = bindings_for("instance")
-    DEFAULT_CSS = """
-    InstanceScreen #instance-details { height: auto; max-height: 50%; border: round $primary; padding: 0 1; }
-    InstanceScreen #instance-logs { height: 1fr; border: round $primary 60%; }
-    InstanceScreen #instance-metrics { height: auto; }
-    """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, session: Session) -> None:
         super().__init__()
         self.instance_name = name
+        self.session = session
+        self._view: LogView | None = None
 
     def compose(self) -> ComposeResult:
         details = Static("", id="instance-details", markup=False)
@@ -43,11 +43,28 @@ class InstanceScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.on_status(self.app.control.status())  # type: ignore[attr-defined]
+        self.on_status(self.session.status())
         self._load_log_tail()
+        monitor = self.session.monitor
+        if monitor is not None and self.instance_name in monitor.followers():
+            self._view = monitor.follower(self.instance_name).view(window=LOG_LINES_KEPT)
+            self.set_interval(0.25, self._new_lines)
+
+    def on_unmount(self) -> None:
+        if self._view is not None:
+            self._view.stop()
+
+    def on_deployment_changed(self, _message: DeploymentChanged) -> None:
+        self.on_status(self.session.status())
+
+    def _new_lines(self) -> None:
+        if self._view is not None:
+            items, _ = self._view.take_pending()
+            if items:
+                self.query_one("#instance-logs", Log).write_lines([line for _, line in items])
 
     def _load_log_tail(self) -> None:
-        status = self.app.control.status()  # type: ignore[attr-defined]
+        status = self.session.status()
         if status is None:
             return
         try:
@@ -74,7 +91,7 @@ class InstanceScreen(Screen):
             lines = await asyncio.to_thread(read)
             self.query_one("#instance-logs", Log).write_lines(lines)
 
-        self.run_worker(load(), group="log-tail", exclusive=True)
+        self.run_worker(load(), group="log-tail", exclusive=True, exit_on_error=False)
 
     def on_status(self, status) -> None:
         details = self.query_one("#instance-details", Static)
@@ -104,19 +121,9 @@ class InstanceScreen(Screen):
     def _planned_text(self) -> str:
         return f"{self.instance_name}: not running. Launch with u on the dashboard."
 
-    def on_log_lines(self, event) -> None:
-        if event.name == self.instance_name:
-            self.query_one("#instance-logs", Log).write_lines(list(event.lines))
-
     def action_back(self) -> None:
         self.app.pop_screen()
 
     def action_observe(self) -> None:
         """Every instance's log pane, the KV-transfer and latency views and the playground."""
-        status = self.app.control.status()  # type: ignore[attr-defined]
-        if status is None:
-            self.notify("Nothing is running: launch the deployment first (u on the dashboard).", severity="warning")
-            return
-        from pdtui.ui.observe import ObserveScreen
-
-        self.app.push_screen(ObserveScreen.from_status(status, initial=self.instance_name))
+        self.post_message(ShowObserve(self.instance_name))

@@ -19,6 +19,7 @@ from pdtui.ui import format as fmt
 from pdtui.ui.bindings import bindings_for
 from pdtui.model.document import ProfileDocument
 from pdtui.ui.gpu_feed import GpuReading
+from pdtui.ui.session import session_of
 from pdtui.ui.widgets.diff_table import DiffTable
 
 PICKER_COLUMNS = ("", "GPU", "Util", "Memory", "Note")
@@ -61,13 +62,6 @@ def gpu_note(
 
 class GpuPickerScreen(ModalScreen[list[int] | None]):
     BINDINGS = bindings_for("picker", priority=frozenset({"accept-gpus"}))
-    DEFAULT_CSS = """
-    GpuPickerScreen { align: center middle; }
-    GpuPickerScreen > Vertical { width: 100%; max-width: 120; height: auto; max-height: 100%; border: thick $primary; background: $surface; }
-    GpuPickerScreen #picker-table { height: auto; max-height: 16; }
-    GpuPickerScreen #picker-summary { height: auto; padding: 0 1; }
-    """
-
     def __init__(self, doc: ProfileDocument, key: str, index: int) -> None:
         super().__init__()
         self.doc = doc
@@ -95,7 +89,7 @@ class GpuPickerScreen(ModalScreen[list[int] | None]):
         self.refresh_rows()
 
     def refresh_rows(self) -> None:
-        reading: GpuReading | None = self.app.gpu_reading  # type: ignore[attr-defined]
+        reading: GpuReading | None = session_of(self.app).gpu_reading
         table = self.query_one("#picker-table", DiffTable)
         summary = self.query_one("#picker-summary", Static)
         if reading is None:
@@ -146,7 +140,7 @@ class GpuPickerScreen(ModalScreen[list[int] | None]):
             )
             return
         else:
-            reading = self.app.gpu_reading  # type: ignore[attr-defined]
+            reading = session_of(self.app).gpu_reading
             if reading is not None:
                 note, style = gpu_note(index, reading, gpu_claims(self.doc, self.key, self.index), self.chosen, self.tp_size)
                 if style == "red" or style == "yellow":

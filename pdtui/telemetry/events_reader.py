@@ -10,6 +10,9 @@ When the proxy is down or restarts, the reader reconnects with exponential backo
 stream replays the proxy's kept history on every connect; `PairStats` ignores requests
 it has already counted, so replays do not double-count. `on_line` is called on the
 reader's thread with each raw line; it must be quick and thread-safe.
+
+The deployment monitor runs `read_forever()` as a task on its own loop instead of
+`start()`: one thread for all of a deployment's telemetry.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ class ProxyEventsReader:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            self._task = loop.create_task(self._read_forever())
+            self._task = loop.create_task(self.read_forever())
             self._ready.set()
             try:
                 loop.run_until_complete(self._task)
@@ -76,7 +79,8 @@ class ProxyEventsReader:
             self.connected = False
             loop.close()
 
-    async def _read_forever(self) -> None:
+    async def read_forever(self) -> None:
+        """Read until cancelled, reconnecting with backoff (on the caller's loop)."""
         delay = self.backoff_s
         async with aiohttp.ClientSession(read_bufsize=1 << 16, max_line_size=_MAX_LINE) as session:
             while True:

@@ -9,7 +9,7 @@ Rates use the time the line was read, so a log read from the start counts its hi
 as "now" for the first window.
 
 `pair_view_rows` joins these per-instance numbers with the proxy's per-pair numbers
-(`pdtui.loadgen.pairs.PairStats`): each prefiller -> decoder row carries an *estimated*
+(`pdtui.telemetry.pairs.PairStats`): each prefiller -> decoder row carries an *estimated*
 GB/s — the prefiller's store rate from its log split across its pairs by each pair's
 share of the prefiller's requests in the window (LMCache's log lines do not name the
 decoder) — and the decoder's own hit rate (per decoder, not per pair).

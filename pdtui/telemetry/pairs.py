@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from pdtui.loadgen.load import percentile
+from pdtui.telemetry.derive import percentile
 
 __all__ = ["PairRow", "PairStats", "SlowHandoff"]
 

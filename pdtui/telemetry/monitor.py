@@ -1,0 +1,317 @@
+"""`DeploymentMonitor`: all telemetry of one deployment, headless, living as long as it.
+
+    monitor = DeploymentMonitor(instances, proxy_url, store=SeriesStore(HOUR_AT_1S))
+    monitor.start()                     # one thread with its own asyncio loop
+    monitor.follower("decoder1").view() # a pane's view of the one tail of that log
+    monitor.store.values("decoder1/generation_tokens_per_s", 120)
+    monitor.kv_stats.rows(); monitor.pair_stats.pairs(); monitor.latest_scrape("decoder1")
+    monitor.jobs.start("load", factory) # load runs belong to the deployment
+    monitor.stop()
+
+One thread runs everything, so a deployment costs one wake-up per tick however many
+screens are open:
+- one tail per log file (`LogFollower`, polled by one loop every `tail_interval_s`; the file
+  stays open), feeding a `LogScanner` per instance into `KvTransferStats`; panes take
+  `follower(name).view()`s and never read the file for new lines themselves;
+- one `Scraper` over every target (each engine's /metrics, the proxy's, LMCache's internal
+  API servers where enabled), into a `Deriver` (rates, quantiles) and a `ProxyStageTracker`:
+  every `scrape_interval_s` (1 s) while there is traffic (a request event from the proxy,
+  or running/waiting/req/s above 0), every `idle_scrape_interval_s` (10 s) when there is
+  none -- an idle engine's counters do not move, and traffic wakes the scraper at once;
+- the proxy's `/events` reader into `PairStats`;
+- a 1 s sampler that records what the screens chart: per-instance KV transfers/s and GB/s,
+  per-pair requests/s and kv_wait p50/p99;
+- `jobs`: background coroutines such as a load run, cancelled only by request or `stop()`.
+
+Everything lands in one bounded `SeriesStore` (default: an hour at 1 s per series) that
+the caller may share with other writers (the UI records GPU history into it too).
+Screens only read. `from_status(status)` builds the instance list from the runtime's
+`DeploymentStatus` (duck-typed: telemetry does not import the runtime).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pdtui.telemetry.derive import Deriver, deriver_families
+from pdtui.telemetry.events_reader import ProxyEventsReader
+from pdtui.telemetry.jobs import BackgroundJobs
+from pdtui.telemetry.kvstats import KvTransferStats, PairViewRow, pair_view_rows, url_namer
+from pdtui.telemetry.logparse import LogScanner
+from pdtui.telemetry.logtail import LogFollower
+from pdtui.telemetry.pairs import PairStats
+from pdtui.telemetry.scrape import ScrapeResult, ScrapeTarget, Scraper
+from pdtui.telemetry.series import SeriesStore
+from pdtui.telemetry.stages import ProxyStageTracker
+
+__all__ = ["HOUR_AT_1S", "DeploymentMonitor", "MonitoredInstance", "pair_key"]
+
+_log = logging.getLogger(__name__)
+
+HOUR_AT_1S = 3600
+SAMPLE_INTERVAL_S = 1.0
+TAIL_BUSY_S = 0.25  # a human reads no faster; our own polling makes the files grow all the time
+
+
+@dataclass(frozen=True)
+class MonitoredInstance:
+    name: str
+    kind: str  # "prefiller" | "decoder" | "proxy"
+    log_path: str
+    metrics_url: str | None = None  # http://127.0.0.1:PORT/metrics
+    lmcache_metrics_urls: tuple[str, ...] = ()  # LMCache internal API servers' /metrics
+
+
+def pair_key(prefiller: str, decoder: str) -> str:
+    return f"pair/{prefiller}>{decoder}"
+
+
+class DeploymentMonitor:
+    def __init__(self, instances: Iterable[MonitoredInstance], proxy_url: str | None = None, *,
+                 store: SeriesStore | None = None, scrape_interval_s: float = 1.0,
+                 idle_scrape_interval_s: float | None = 10.0,
+                 tail_interval_s: float = 1.0, sample_interval_s: float = SAMPLE_INTERVAL_S,
+                 scrape: bool = True, run_dir: str | None = None) -> None:
+        self.instances = list(instances)
+        self.proxy_url = proxy_url
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.store = store if store is not None else SeriesStore(HOUR_AT_1S)
+        self.scrape_interval_s = scrape_interval_s
+        self.tail_interval_s = tail_interval_s
+        self.sample_interval_s = sample_interval_s
+        self.kv_stats = KvTransferStats()
+        self.pair_stats = PairStats(window_s=self.kv_stats.window_s)
+        self.deriver = Deriver(self.store)
+        self.stages = ProxyStageTracker(self.store)
+        self.namer = url_namer(self._ports())
+        self.jobs = BackgroundJobs(lambda: self._loop)
+        self._followers: dict[str, LogFollower] = {}
+        for inst in self.instances:
+            self._followers[inst.name] = self._make_follower(inst)
+        idle = idle_scrape_interval_s if idle_scrape_interval_s is None or idle_scrape_interval_s >= scrape_interval_s else None
+        self._scraper = Scraper(self._targets(), interval_s=scrape_interval_s, on_result=self._ingest,
+                                idle_interval_s=idle) if scrape else None
+        self.events_reader = ProxyEventsReader(proxy_url, on_line=self._on_event_line) if proxy_url else None
+        self._latest: dict[str, ScrapeResult] = {}
+        self.scrapes = 0  # results ingested (benchmarks, tests)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._listeners: list[Callable[[], None]] = []
+
+    @classmethod
+    def from_status(cls, status, *, lmcache_ports: dict[str, list[int]] | None = None, host: str = "127.0.0.1",
+                    **kw) -> DeploymentMonitor:
+        """From a `pdtui.runtime.DeploymentStatus`; `lmcache_ports`: instance -> LMCache
+        internal API server ports (from the profile, when that server is enabled)."""
+        instances, proxy_url = [], None
+        for inst in status.instances:
+            port = inst.port
+            if inst.kind == "proxy" and port:
+                proxy_url = f"http://{host}:{port}"
+            extra = tuple(f"http://{host}:{p}/metrics" for p in (lmcache_ports or {}).get(inst.name, ()))
+            instances.append(MonitoredInstance(inst.name, inst.kind, inst.log_path or str(Path(status.run_dir) / f"{inst.name}.log"),
+                                               f"http://{host}:{port}/metrics" if port else None, extra))
+        return cls(instances, proxy_url, run_dir=str(status.run_dir), **kw)
+
+    # --- what screens read ----------------------------------------------------------
+    def follower(self, name: str) -> LogFollower:
+        return self._followers[name]
+
+    def followers(self) -> dict[str, LogFollower]:
+        return dict(self._followers)
+
+    def latest_scrape(self, name: str) -> ScrapeResult | None:
+        return self._latest.get(name)
+
+    def instance_names(self, kinds: tuple[str, ...] = ("prefiller", "decoder")) -> list[str]:
+        return [i.name for i in self.instances if i.kind in kinds]
+
+    def pair_rows(self) -> list[PairViewRow]:
+        return pair_view_rows(self.kv_stats.rows(), self.pair_stats.pairs(), self.namer)
+
+    def events_problem(self) -> str | None:
+        reader = self.events_reader
+        if reader is None or reader.connected:
+            return None
+        return f"proxy /events not connected, retrying: {reader.last_error or 'connecting'}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def on_sample(self, callback: Callable[[], None]) -> None:
+        """`callback()` after each 1 s sample, on the monitor's thread (keep it quick)."""
+        self._listeners.append(callback)
+
+    # --- life -----------------------------------------------------------------------
+    def start(self) -> DeploymentMonitor:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="pdtui-monitor", daemon=True)
+            self._thread.start()
+            self._started.wait(10)
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Cancel the jobs and every task, close the files; blocking (not on a UI loop)."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and self._stopping is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._stopping.set)
+            except RuntimeError:
+                pass
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+        for follower in self._followers.values():
+            follower.close()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+    async def _main(self) -> None:
+        self._stopping = asyncio.Event()
+        tasks = [asyncio.create_task(self._tail_loop(), name="monitor:tail"),
+                 asyncio.create_task(self._sample_loop(), name="monitor:sample")]
+        if self.events_reader is not None:
+            tasks.append(asyncio.create_task(self.events_reader.read_forever(), name="monitor:events"))
+        if self._scraper is not None:
+            await self._scraper.start()
+        self._started.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            self.jobs.cancel_all()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._scraper is not None:
+                await self._scraper.stop()
+
+    # --- parts ----------------------------------------------------------------------
+    def _ports(self) -> dict[int, str]:
+        """Instance port -> name, to name the proxy's backend URLs."""
+        ports = {}
+        for inst in self.instances:
+            if inst.metrics_url and inst.kind != "proxy":
+                try:
+                    port = urlsplit(inst.metrics_url).port
+                except ValueError:
+                    continue
+                if port is not None:
+                    ports[port] = inst.name
+        return ports
+
+    def _make_follower(self, inst: MonitoredInstance) -> LogFollower:
+        role = None if inst.kind == "proxy" else inst.kind
+        scanner = LogScanner(role)
+        stats = self.kv_stats
+
+        def on_lines(_first: int, lines: list[str]) -> None:
+            events: list[object] = []
+            for line in lines:
+                events.extend(scanner.feed(line))
+            if events:
+                stats.feed(inst.name, scanner.role or inst.kind, events)
+
+        follower = LogFollower(inst.log_path, on_lines=on_lines)
+        follower.managed = True  # polled by the monitor's loop, never by a thread of its own
+        return follower
+
+    def _targets(self) -> list[ScrapeTarget]:
+        families = deriver_families()
+        targets = []
+        for inst in self.instances:
+            if not inst.metrics_url:
+                continue
+            if inst.kind == "proxy":
+                targets.append(ScrapeTarget(inst.name, inst.metrics_url, "proxy", inst.name, ("pdtui_proxy_",)))
+                continue
+            targets.append(ScrapeTarget(inst.name, inst.metrics_url, "vllm", inst.name, families))
+            for k, url in enumerate(inst.lmcache_metrics_urls):
+                targets.append(ScrapeTarget(f"{inst.name}/lmcache{k}", url, "lmcache_internal", inst.name, ("lmcache:",)))
+        if self.proxy_url and not any(t.kind == "proxy" for t in targets):
+            targets.append(ScrapeTarget("proxy", self.proxy_url.rstrip("/") + "/metrics", "proxy", "proxy", ("pdtui_proxy_",)))
+        return targets
+
+    def busy(self) -> None:
+        """Traffic seen: scrape at the busy pace (on the monitor's loop)."""
+        if self._scraper is not None:
+            self._scraper.busy()
+
+    def _on_event_line(self, line: bytes) -> None:
+        self.pair_stats.feed_line(line)
+        if b'"stage"' in line:  # a request moving through the proxy (not a heartbeat)
+            self.busy()
+
+    def _ingest(self, result: ScrapeResult) -> None:
+        self._latest[result.target.name] = result
+        self.scrapes += 1
+        if result.target.kind == "proxy":
+            if result.snapshot is not None:
+                self.stages.ingest(result.snapshot)
+        else:
+            derived = self.deriver.ingest(result)
+            if derived.get("running") or derived.get("waiting") or derived.get("request_rate"):
+                self.busy()  # traffic that did not come through our proxy
+
+    async def _tail_loop(self) -> None:
+        """Every file, at 0.25 s while lines come, backing off to `tail_interval_s` when quiet."""
+        followers = list(self._followers.values())
+        delay = TAIL_BUSY_S
+        while True:
+            grew = False
+            for follower in followers:
+                try:
+                    before = follower.total_lines
+                    while follower.poll():
+                        await asyncio.sleep(0)  # a big backlog: read on, but let the scrapes in
+                    grew = grew or follower.total_lines != before
+                except Exception:  # a parser bug must not stop every other tail
+                    _log.exception("tailing %s failed", follower.path)
+            delay = TAIL_BUSY_S if grew else min(self.tail_interval_s, delay * 2)
+            await asyncio.sleep(delay)
+
+    async def _sample_loop(self) -> None:
+        while True:
+            try:
+                self.sample()
+            except Exception:
+                _log.exception("telemetry sample failed")
+            for callback in list(self._listeners):
+                try:
+                    callback()
+                except Exception:
+                    _log.exception("monitor listener failed")
+            await asyncio.sleep(self.sample_interval_s)
+
+    def sample(self, now: float | None = None) -> None:
+        """Record the log- and event-derived figures the screens chart (every second)."""
+        t = time.time() if now is None else now
+        record = self.store.record
+        for row in self.kv_stats.rows():
+            record(f"{row.instance}/kv_transfers_per_s", t, row.transfers_per_s)
+            record(f"{row.instance}/kv_gbps", t, row.gbps)
+        for pair in self.pair_rows():
+            key = pair_key(pair.prefiller, pair.decoder)
+            record(f"{key}/requests_per_s", t, pair.requests_per_s)
+            record(f"{key}/kv_wait_p50_ms", t, pair.kv_wait_p50_ms)
+            record(f"{key}/kv_wait_p99_ms", t, pair.kv_wait_p99_ms)
+            record(f"{key}/est_gbps", t, pair.est_gbps)

@@ -1,0 +1,304 @@
+"""What the app does when a screen asks: launch, stop, restart, attach, quit, load.
+
+`DeploymentCommands(app, session)` turns the request messages of pdtui.ui.messages into
+supervisor calls (through `DeploymentControl`, off the event loop) and owns the
+deployment's `DeploymentMonitor`: created and started when a deployment is launched or
+attached, stopped when the next one replaces it or the app quits. Every workflow runs as
+a worker of the app with `exit_on_error=False`; a failure is reported once, by the app's
+`on_worker_state_changed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pdtui.ui.messages import DeploymentChanged
+from pdtui.ui.session import BACKGROUND_JOB, Session
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+__all__ = ["DeploymentCommands", "pair_of"]
+
+
+def pair_of(status: Any, name: str) -> tuple[str, str] | None:
+    """The P/D pair of the same rank as `name` (prefiller i with decoder i)."""
+    prefillers = [i.name for i in status.instances if i.kind == "prefiller"]
+    decoders = [i.name for i in status.instances if i.kind == "decoder"]
+    if name in prefillers and decoders:
+        return name, decoders[min(prefillers.index(name), len(decoders) - 1)]
+    if name in decoders and prefillers:
+        return prefillers[min(decoders.index(name), len(prefillers) - 1)], name
+    return None
+
+
+class DeploymentCommands:
+    def __init__(self, app: App, session: Session) -> None:
+        self.app = app
+        self.session = session
+        self.control = session.control
+        self.quitting = False
+
+    def _work(self, coro, group: str, exclusive: bool = False) -> None:
+        self.app.run_worker(coro, group=group, exclusive=exclusive, exit_on_error=False)
+
+    def changed(self) -> None:
+        """Tell the active screen (it reads the session) and keep the monitor in step."""
+        if self.app.screen_stack:
+            self.app.screen.post_message(DeploymentChanged())
+        self._background_load()
+
+    def supervisor_event(self, event: Any, gpu_feed: Any) -> None:
+        """A runtime event: a notice for the operator, the GPU feed told whose pids are ours."""
+        from pdtui.runtime import DeploymentEvent, LogLines
+
+        if isinstance(event, LogLines):
+            return  # the monitor tails the logs; screens read its views
+        if isinstance(event, DeploymentEvent):
+            failed = event.kind in ("failed", "instance_crashed", "preflight_failed")
+            self.app.notify(event.message, severity="error" if failed else "information", timeout=8)
+        if gpu_feed is not None:
+            gpu_feed.own_pids = self.control.own_pids()
+            set_dir = getattr(gpu_feed.source, "set_sim_gpu_dir", None)
+            if set_dir is not None and self.control.active:
+                set_dir(self.control.sim_gpu_dir())
+        self.changed()
+
+    def look_for_detached_runs(self) -> None:
+        """On a thread at start: offer to re-attach to a run an earlier pdtui left running."""
+        from pdtui.ui.control import detached_runs
+
+        runs = detached_runs()
+        if runs:
+            self.app.call_from_thread(self._offer_attach, runs[0])
+
+    def _offer_attach(self, run: Any) -> None:
+        from pdtui.ui.screens.dialogs import ChoiceScreen
+
+        if self.control.active:
+            return
+        text = f"A deployment is still running from an earlier session:\n{run.name} (profile {run.profile})\n{run.path}"
+        self.app.push_screen(ChoiceScreen(text, [("attach", "Re-attach"), ("cancel", "Not now")], title="Detached run"),
+                             lambda answer: self.attach(run.path) if answer == "attach" else None)
+
+    # --- the monitor ------------------------------------------------------------------
+    async def _new_monitor(self) -> None:
+        await self._stop_monitor()
+        monitor = self.session.new_monitor()
+        if monitor is not None:
+            await asyncio.to_thread(monitor.start)
+        self.session.monitor = monitor
+
+    async def _stop_monitor(self) -> None:
+        monitor, self.session.monitor = self.session.monitor, None
+        if monitor is not None:
+            await asyncio.to_thread(monitor.stop)
+
+    def _background_load(self) -> None:
+        """The demo's gentle load runs while the deployment is ready and the toggle is on."""
+        monitor, status = self.session.monitor, self.session.status()
+        if monitor is None or not monitor.running or monitor.proxy_url is None:
+            return
+        job = monitor.jobs.get(BACKGROUND_JOB)
+        running = job is not None and not job.done
+        wanted = self.session.background_load and status is not None and status.phase == "ready"
+        if wanted and not running:
+            from pdtui.loadgen.gentle import gentle_load
+
+            url = monitor.proxy_url
+            monitor.jobs.start(BACKGROUND_JOB, lambda job: gentle_load(url, job), detail="demo load")
+        elif not self.session.background_load and running and job is not None:
+            job.cancel()
+
+    def toggle_background_load(self) -> None:
+        self.session.background_load = not self.session.background_load
+        self._background_load()
+        self.app.notify(f"demo load {'on' if self.session.background_load else 'off'}", timeout=2)
+        self.changed()
+
+    # --- launch / attach ----------------------------------------------------------------
+    def launch(self) -> None:
+        from pdtui.ui.screens.dialogs import MessageScreen
+
+        doc = self.session.document
+        if self.control.running():
+            self.app.notify("a deployment is already running (s to stop it)", severity="warning")
+            return
+        if doc is None:
+            self.app.notify("no profile loaded: open one in the editor (e, then ctrl+o)", severity="error")
+            return
+        validation = doc.revalidate()
+        if not validation.ok:
+            self.app.push_screen(MessageScreen("Launch blocked: the profile has errors",
+                                               [p.format(doc.path.name) for p in validation.errors]))
+            return
+        self._work(self._launch(validation.profile), "control", exclusive=True)
+
+    async def _launch(self, profile: Any) -> None:
+        from pdtui.model.hostchecks import check_host
+        from pdtui.ui.screens.dialogs import MessageScreen
+
+        reading = self.session.gpu_reading
+        gpu_error = reading.inventory.error if reading is not None else None
+        gpu_count = None if reading is None or gpu_error else len(reading.inventory.gpus)
+        problems = await asyncio.to_thread(check_host, profile, gpu_count, gpu_error=gpu_error)
+        errors = [p for p in problems if p.is_error]
+        if errors:
+            name = self.session.document.path.name if self.session.document else ""
+            self.app.push_screen(MessageScreen("Launch blocked on this machine", [p.format(name) for p in errors]))
+            return
+        if self.control.active:
+            await self._stop_monitor()
+            await asyncio.to_thread(self.control.close_blocking)
+        try:
+            await asyncio.to_thread(self.control.launch_blocking, profile)
+        except Exception as exc:
+            self.app.push_screen(MessageScreen("Launch failed", [f"{type(exc).__name__}: {exc}"]))
+            return
+        await self._new_monitor()
+        self.changed()
+        self.app.notify(f"launching {profile.name}…", timeout=3)
+        try:
+            ok = await self.control.start()
+        finally:
+            self.changed()
+        if ok:
+            self.app.notify(f"{profile.name}: all instances ready", timeout=5)
+        else:
+            status = self.control.status()
+            reasons = [f"{i.name}: {i.reason}" for i in status.instances if i.reason] if status else []
+            self.app.notify("launch failed: " + ("; ".join(reasons) or "see the instance details"), severity="error", timeout=15)
+
+    def attach(self, run_dir: Path) -> None:
+        self._work(self._attach(run_dir), "control", exclusive=True)
+
+    async def _attach(self, run_dir: Path) -> None:
+        try:
+            await asyncio.to_thread(self.control.attach_blocking, run_dir)
+        except Exception as exc:
+            self.app.notify(f"cannot re-attach to {run_dir}: {exc}", severity="error", timeout=10)
+            return
+        await self._new_monitor()
+        self.changed()
+        self.app.notify(f"re-attached to {run_dir.name}")
+
+    # --- stop / restart -----------------------------------------------------------------
+    def stop(self) -> None:
+        from pdtui.ui.screens.dialogs import confirm
+
+        status = self.control.status()
+        if status is None or not self.control.running():
+            self.app.notify("nothing is running", severity="warning")
+            return
+
+        def chosen(answer: str | None) -> None:
+            if answer == "yes":
+                self._work(self._stop(), "control", exclusive=True)
+
+        self.app.push_screen(confirm(f"Stop every process of {status.run_name}?", "Stop", "Stop deployment"), chosen)
+
+    async def _stop(self) -> None:
+        if self.session.monitor is not None:
+            self.session.monitor.jobs.cancel_all()  # no load into a deployment going down
+        try:
+            await self.control.stop()
+        finally:
+            self.changed()
+        self.app.notify("deployment stopped", timeout=3)
+
+    def restart(self, name: str | None) -> None:
+        from pdtui.ui.screens.dialogs import confirm
+
+        from pdtui.ui.drift import offer_restart
+
+        if not self.control.active or not name:
+            self.app.notify("select a running instance to restart", severity="warning")
+            return
+        if offer_restart(self.app, name):  # it runs with other settings than the saved profile's
+            return
+
+        def chosen(answer: str | None) -> None:
+            if answer == "yes":
+                self.restart_now(name)
+
+        self.app.push_screen(confirm(f"Restart {name}? Requests it is serving will fail.", "Restart", "Restart"), chosen)
+
+    def restart_now(self, name: str) -> None:
+        self._work(self._restart(name), "restart")
+
+    async def _restart(self, name: str) -> None:
+        ok = await self.control.restart(name)
+        self.app.notify(f"{name} {'ready again' if ok else 'did not come back'}", severity="information" if ok else "error")
+
+    def restart_pair(self, name: str | None) -> None:
+        """A stuck KV transfer usually needs both ends restarted."""
+        from pdtui.ui.screens.dialogs import confirm
+
+        status = self.control.status()
+        pair = pair_of(status, name) if status is not None and name else None
+        if pair is None:
+            self.app.notify("select a running prefiller or decoder to restart its P/D pair", severity="warning")
+            return
+        p, d = pair
+
+        def chosen(answer: str | None) -> None:
+            if answer == "yes":
+                self._work(self._restart_pair(p, d), "restart")
+
+        self.app.push_screen(confirm(f"Restart the pair {p} + {d}?", "Restart", "Restart P/D pair"), chosen)
+
+    async def _restart_pair(self, prefiller: str, decoder: str) -> None:
+        ok = await self.control.restart_pair(prefiller, decoder)
+        self.app.notify(f"{prefiller} + {decoder} {'ready again' if ok else 'did not come back'}")
+
+    # --- quit ---------------------------------------------------------------------------
+    def quit(self) -> None:
+        from pdtui.ui.screens.dialogs import ChoiceScreen, confirm
+
+        if self.quitting:
+            return
+        doc = self.session.document
+        if doc is not None and doc.dirty and not self.control.running():
+            def chosen_unsaved(answer: str | None) -> None:
+                if answer == "yes":
+                    self.finish()
+
+            self.app.push_screen(confirm(f"{doc.path.name} has unsaved changes. Quit anyway?", "Quit", "Unsaved changes"), chosen_unsaved)
+            return
+        if not self.control.running():
+            self.finish()
+            return
+
+        def chosen(answer: str | None) -> None:
+            if answer in ("stop", "detach"):
+                self.finish(answer)
+
+        self.app.push_screen(ChoiceScreen(
+            "The deployment is still running. Stop it, or leave it running (detach) and re-attach later?",
+            [("detach", "Detach"), ("stop", "Stop"), ("cancel", "Cancel")], title="Quit"), chosen)
+
+    def finish(self, how: str = "stop") -> None:
+        self._work(self._finish(how), "quit")
+
+    async def _finish(self, how: str) -> None:
+        self.quitting = True
+        try:
+            await self._stop_monitor()
+            if self.control.active:
+                if how == "detach":
+                    self.control.detach()
+                else:
+                    await self.control.stop()
+                await asyncio.to_thread(self.control.close_blocking)
+        except Exception:
+            self.quitting = False
+            raise
+        self.app.exit()
+
+    async def close(self) -> None:
+        """On unmount: the monitor's thread and the supervisor's, whatever happened."""
+        await self._stop_monitor()
+        if self.control.active:
+            await asyncio.to_thread(self.control.close_blocking)

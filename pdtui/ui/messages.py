@@ -1,0 +1,83 @@
+"""Typed messages: requests go up from screens to the app, changes come down to screens.
+
+Screens never call the app's methods: they `post_message` one of the requests below
+and the app (which owns the deployment) acts on it. What changed comes down as
+`DeploymentChanged` / `GpuReadingChanged`, posted to the active screen; screens then read
+the attributes of the `Session` they were given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+__all__ = [
+    "BackgroundLoadToggle", "DeploymentChanged", "GpuReadingChanged", "LaunchRequested",
+    "LoadRunRequested", "LoadRunStopRequested", "ProfileChanged", "RestartPairRequested",
+    "RestartRequested", "ShowInstance", "ShowObserve", "StopRequested",
+]
+
+
+class LaunchRequested(Message):
+    """Start the deployment of the loaded profile (after validation and host checks)."""
+
+
+class StopRequested(Message):
+    """Stop every process of the deployment (the app asks for confirmation)."""
+
+
+class RestartRequested(Message):
+    def __init__(self, name: str | None) -> None:
+        super().__init__()
+        self.name = name
+
+
+class RestartPairRequested(Message):
+    """Restart the instance together with its counterpart of the same rank."""
+
+    def __init__(self, name: str | None) -> None:
+        super().__init__()
+        self.name = name
+
+
+class LoadRunRequested(Message):
+    """A load run through the proxy; it belongs to the deployment, not to the screen."""
+
+    def __init__(self, spec: Any) -> None:  # pdtui.loadgen.load.LoadSpec
+        super().__init__()
+        self.spec = spec
+
+
+class LoadRunStopRequested(Message):
+    pass
+
+
+class BackgroundLoadToggle(Message):
+    """Turn the demo's gentle background load on or off."""
+
+
+class ShowInstance(Message):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
+class ShowObserve(Message):
+    """Open the observe screen (log panes, KV transfer, latency, playground) at a tab."""
+
+    def __init__(self, tab: str | None = None) -> None:
+        super().__init__()
+        self.tab = tab  # an instance name, "kv", "latency" or "playground"
+
+
+class ProfileChanged(Message):
+    """The profile document was opened, saved or edited."""
+
+
+class DeploymentChanged(Message):
+    """The deployment's state changed (launch, ready, crash, stop); read the session."""
+
+
+class GpuReadingChanged(Message):
+    """A new GPU reading is in the session."""
