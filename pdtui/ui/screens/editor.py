@@ -418,21 +418,23 @@ class EditorScreen(Screen):
 
     def action_duplicate_instance(self) -> None:
         selected = self._selected_instance()
-        if selected is None:
+        doc = self.document
+        if selected is None or doc is None:
             return
-        self.selection = self.document.duplicate_instance(*selected)
+        self.selection = doc.duplicate_instance(*selected)
         self.reload()
 
     def action_remove_instance(self) -> None:
         selected = self._selected_instance()
-        if selected is None:
+        doc = self.document
+        if selected is None or doc is None:
             return
         key, index = selected
-        name = self.document.get(f"{key}[{index}].name")
+        name = doc.get(f"{key}[{index}].name")
 
         def chosen(answer: str | None) -> None:
             if answer == "yes":
-                self.document.remove_instance(key, index)
+                doc.remove_instance(key, index)
                 self.selection = (DEPLOYMENT, None)
                 self.reload()
                 self.app.refresh_dashboard()  # type: ignore[attr-defined]
@@ -443,10 +445,10 @@ class EditorScreen(Screen):
         from pdtui.ui.screens.picker import GpuPickerScreen
 
         selected = self._selected_instance()
-        if selected is None:
+        doc = self.document
+        if selected is None or doc is None:
             return
         key, index = selected
-        doc = self.document
 
         def picked(gpus: list[int] | None) -> None:
             if gpus is None:
