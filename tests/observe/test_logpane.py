@@ -23,7 +23,7 @@ class PaneApp(App):
         yield LogPane(self.path, window=self.window, id="pane")
 
     def on_mount(self) -> None:
-        self.query_one(LogPane).log.focus()
+        self.query_one(LogPane).log_view.focus()
 
 
 def vllm(i: int, level: str = "INFO", msg: str | None = None) -> str:
