@@ -44,17 +44,17 @@ class KvTransferView(Static):
         self.stats = stats
         self.pairs = pairs
         self.url_name = name  # backend URL -> instance name
-        self.shown = None  # the last rendered Group
+        self.shown: Group | None = None  # the last rendered Group
         self.source_status = source_status  # e.g. "proxy /events: reconnecting (...)"
 
     def on_mount(self) -> None:
         self.refresh_view()
         self.set_interval(1.0, self.refresh_view)
 
-    def _pair_parts(self) -> list:
-        rows = pair_view_rows(self.stats.rows(), self.pairs.pairs(), self.url_name)
+    def _pair_parts(self, pairs: PairStats) -> list:
+        rows = pair_view_rows(self.stats.rows(), pairs.pairs(), self.url_name)
         table = Table(title="prefiller → decoder (proxy /events, last %gs; est. GB/s = P's store GB/s × "
-                            "pair's share of P's requests)" % self.pairs.window_s, expand=True)
+                            "pair's share of P's requests)" % pairs.window_s, expand=True)
         for column in ("P → D", "req/s", "reqs", "prefill p50", "kv_wait p50", "kv_wait p99",
                        "err", "timeout", "est. GB/s", "D hit rate"):
             table.add_column(column, justify="left" if column == "P → D" else "right")
@@ -70,11 +70,11 @@ class KvTransferView(Static):
             parts.append(Text(status, style="yellow"))
         return parts
 
-    def _handoff_table(self) -> Table:
+    def _handoff_table(self, pairs: PairStats) -> Table:
         slow = Table(title="slowest recent KV hand-offs (proxy kv_wait)", expand=True)
         for column in ("P → D", "request", "kv_wait ms", "outcome"):
             slow.add_column(column)
-        for h in self.pairs.slowest():
+        for h in pairs.slowest():
             slow.add_row(f"{self.url_name(h.prefiller)} → {self.url_name(h.decoder)}", h.req_id, f"{h.kv_wait_ms:.3f}",
                          "ok" if h.ok else "error")
         return slow
@@ -100,7 +100,8 @@ class KvTransferView(Static):
             alarms = self.pairs.alarms(self.url_name) + alarms
         alarm_text = Text("\n".join("! " + a for a in alarms) if alarms else "no alarms", style="bold red" if alarms else "green")
         if self.pairs is None:
-            self.shown = Group(table, slow, alarm_text)
+            shown = Group(table, slow, alarm_text)
         else:
-            self.shown = Group(*self._pair_parts(), table, slow, self._handoff_table(), alarm_text)
-        self.update(self.shown)  # `shown` kept so tests can render it as plain text
+            shown = Group(*self._pair_parts(self.pairs), table, slow, self._handoff_table(self.pairs), alarm_text)
+        self.shown = shown
+        self.update(shown)  # `shown` kept so tests can render it as plain text

@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, Static
 
-from pdtui.loadgen.client import stream_completion
+from pdtui.loadgen.client import RequestResult, stream_completion
 from pdtui.loadgen.load import LoadSpec, run_load
 from pdtui.telemetry.jobs import BackgroundJobs, Job
 from pdtui.ui.messages import LoadRunRequested, LoadRunStopRequested
@@ -68,7 +68,7 @@ class Playground(Vertical):
         super().__init__(id=id)
         self.proxy_url = proxy_url
         self.jobs = jobs  # the deployment's (its monitor's); None: the run is this widget's
-        self.last_result = None
+        self.last_result: RequestResult | None = None
         self.last_summary = None
         self.last_timeline: list = []
         self._answer = ""
@@ -135,7 +135,8 @@ class Playground(Vertical):
                     self._message(f"failed: {result.error}")
                 else:
                     ttft = "N/A" if result.ttft_s is None else f"{result.ttft_s * 1000:.1f} ms"
-                    self._message(f"{result.output_tokens} tokens, TTFT {ttft}, total {result.duration_s * 1000:.0f} ms, "
+                    total = "N/A" if result.duration_s is None else f"{result.duration_s * 1000:.0f} ms"
+                    self._message(f"{result.output_tokens} tokens, TTFT {ttft}, total {total}, "
                                   f"request {result.req_id}")
                 if result.req_id:
                     events = await fetch_timeline(session, self.proxy_url, result.req_id, timeout_s=5.0)

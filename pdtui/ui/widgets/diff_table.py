@@ -20,7 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
+from textual.widgets.data_table import RowKey
 
 
 def cell_width(value: object) -> int:
@@ -66,7 +68,7 @@ class DiffTable(DataTable):
             self.move_cursor(row=keys.index(selected), animate=False)
 
     def _write_row(self, index: int, key: str, before: tuple[object, ...], cells: tuple[object, ...]) -> None:
-        stored = self._data[key]  # row key -> {column key -> value}; RowKey hashes as its str
+        stored = self._data[RowKey(key)]  # row key -> {column key -> value}
         repaint_row = False
         for column, (old, new) in enumerate(zip(before, cells)):
             if old == new:
@@ -85,6 +87,6 @@ class DiffTable(DataTable):
         if not self._cells or self.cursor_row < 0 or self.cursor_row >= self.row_count:
             return None
         try:
-            return self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
+            return self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key.value
         except Exception:
             return None
