@@ -147,5 +147,6 @@ def effective_keys(keymap: dict[str, str]) -> dict[str, str]:
 
 def display_keys(keys: str) -> str:
     """'question_mark,f1' -> '? / f1' for help and the footer."""
-    names = {"question_mark": "?", "escape": "esc", "enter": "enter", "space": "space", "slash": "/"}
+    names = {"question_mark": "?", "escape": "esc", "enter": "enter", "space": "space", "slash": "/",
+             "left_square_bracket": "[", "right_square_bracket": "]"}
     return " / ".join(names.get(k, k) for k in keys.split(","))
