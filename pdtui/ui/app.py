@@ -147,6 +147,12 @@ class PdtuiApp(App):
     def on_stop_requested(self, _message: messages.StopRequested) -> None:
         self.commands.stop()
 
+    def on_stop_instance_requested(self, message: messages.StopInstanceRequested) -> None:
+        self.commands.stop_instance(message.name)
+
+    def on_start_instance_requested(self, message: messages.StartInstanceRequested) -> None:
+        self.commands.start_instance(message.name)
+
     def on_restart_requested(self, message: messages.RestartRequested) -> None:
         self.commands.restart(message.name)
 

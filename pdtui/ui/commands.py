@@ -124,7 +124,7 @@ class DeploymentCommands:
 
         doc = self.session.document
         if self.control.running():
-            self.app.notify("a deployment is already running (s to stop it)", severity="warning")
+            self.app.notify("a deployment is already running (X stops it all)", severity="warning")
             return
         if doc is None:
             self.app.notify("no profile loaded: open one in the editor (e, then ctrl+o)", severity="error")
@@ -134,7 +134,18 @@ class DeploymentCommands:
             self.app.push_screen(MessageScreen("Launch blocked: the profile has errors",
                                                [p.format(doc.path.name) for p in validation.errors]))
             return
-        self._work(self._launch(validation.profile), "control", exclusive=True)
+        from pdtui.ui.screens.dialogs import confirm
+
+        profile = validation.profile
+
+        def chosen(answer: str | None) -> None:
+            if answer == "yes":
+                self._work(self._launch(profile), "control", exclusive=True)
+
+        count = len(profile.prefillers) + len(profile.decoders) + 1
+        self.app.push_screen(confirm(f"Launch {doc.path.name}: {count} processes (proxy, "
+                                     f"{len(profile.prefillers)} P, {len(profile.decoders)} D)?",
+                                     "Launch", "Launch deployment"), chosen)
 
     async def _launch(self, profile: Any) -> None:
         from pdtui.model.hostchecks import check_host
@@ -208,6 +219,46 @@ class DeploymentCommands:
             self.changed()
         self.app.notify("deployment stopped", timeout=3)
 
+    def _instance(self, name: str | None) -> Any:
+        status = self.control.status()
+        if status is None or not name:
+            return None
+        return next((i for i in status.instances if i.name == name), None)
+
+    def stop_instance(self, name: str | None) -> None:
+        """The selected instance only; the rest of the deployment keeps running."""
+        from pdtui.ui.screens.dialogs import confirm
+
+        inst = self._instance(name)
+        if inst is None or not inst.is_running:
+            self.app.notify("select a running instance to stop (X stops the whole deployment)", severity="warning")
+            return
+
+        def chosen(answer: str | None) -> None:
+            if answer == "yes":
+                self._work(self._stop_instance(inst.name), "restart")
+
+        self.app.push_screen(confirm(f"Stop {inst.name}? Requests it is serving will fail; S starts it again.",
+                                     "Stop", "Stop instance"), chosen)
+
+    async def _stop_instance(self, name: str) -> None:
+        try:
+            await self.control.stop_instance(name)
+        finally:
+            self.changed()
+        self.app.notify(f"{name} stopped (S starts it)", timeout=3)
+
+    def start_instance(self, name: str | None) -> None:
+        inst = self._instance(name)
+        if inst is None:
+            self.app.notify("select an instance of a launched deployment to start (u launches it all)", severity="warning")
+            return
+        if inst.is_running:
+            self.app.notify(f"{inst.name} is already running (r restarts it)", severity="warning")
+            return
+        self.app.notify(f"starting {inst.name}…", timeout=3)
+        self.restart_now(inst.name)  # a restart of a stopped instance starts it
+
     def restart(self, name: str | None) -> None:
         from pdtui.ui.screens.dialogs import confirm
 
@@ -229,7 +280,10 @@ class DeploymentCommands:
         self._work(self._restart(name), "restart")
 
     async def _restart(self, name: str) -> None:
-        ok = await self.control.restart(name)
+        try:
+            ok = await self.control.restart(name)
+        finally:
+            self.changed()
         self.app.notify(f"{name} {'ready again' if ok else 'did not come back'}", severity="information" if ok else "error")
 
     def restart_pair(self, name: str | None) -> None:

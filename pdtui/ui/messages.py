@@ -15,7 +15,8 @@ from textual.message import Message
 __all__ = [
     "BackgroundLoadToggle", "DeploymentChanged", "GpuReadingChanged", "LaunchRequested",
     "LoadRunRequested", "LoadRunStopRequested", "ProfileChanged", "RestartPairRequested",
-    "RestartRequested", "ShowInstance", "ShowObserve", "StopRequested",
+    "RestartRequested", "ShowInstance", "ShowObserve", "StartInstanceRequested",
+    "StopInstanceRequested", "StopRequested",
 ]
 
 
@@ -25,6 +26,22 @@ class LaunchRequested(Message):
 
 class StopRequested(Message):
     """Stop every process of the deployment (the app asks for confirmation)."""
+
+
+class StopInstanceRequested(Message):
+    """Stop the selected instance only (the others keep running)."""
+
+    def __init__(self, name: str | None) -> None:
+        super().__init__()
+        self.name = name
+
+
+class StartInstanceRequested(Message):
+    """Start the selected (stopped or failed) instance again."""
+
+    def __init__(self, name: str | None) -> None:
+        super().__init__()
+        self.name = name
 
 
 class RestartRequested(Message):

@@ -65,3 +65,42 @@ async def test_log_keys_work_on_arrival(tmp_path):
             await wait_for(pilot, lambda: isinstance(app.focused, PaneLog) and app.focused.parent.title == "decoder1")
     finally:
         await asyncio.to_thread(monitor.stop)
+
+
+@pytest.mark.timeout(180)
+async def test_actions_follow_the_selected_instance(free_demo_profile):
+    from pdtui.ui.app import PdtuiApp
+    from pdtui.ui.screens.dialogs import ChoiceScreen
+    from tests.ui.test_app import wait_for as app_wait
+
+    app = PdtuiApp(free_demo_profile, demo=True, offer_reattach=False, keymap={})
+    app.session.background_load = False
+    async with app.run_test(size=(160, 48)) as pilot:
+        try:
+            await app_wait(pilot, lambda: app.gpu_reading is not None, 20, "the first GPU reading")
+            await pilot.press("u")  # launch all asks first
+            await app_wait(pilot, lambda: isinstance(app.screen, ChoiceScreen), 10, "the launch question")
+            await pilot.press("enter")
+            phase = lambda: app.control.status() is not None and app.control.status().phase  # noqa: E731
+            await app_wait(pilot, lambda: phase() == "ready", 60, "ready")
+            state = lambda n: app.control.supervisor.instance(n).state.value  # noqa: E731
+            await pilot.press("down")
+            name = app.screen.selected_instance()
+            assert name and name != "proxy"
+            others = [i.name for i in app.control.status().instances if i.name != name]
+            await pilot.press("s")  # stop the selected instance only, after a question
+            await app_wait(pilot, lambda: isinstance(app.screen, ChoiceScreen), 10,
+                           f"the stop question ({name}: {state(name)}, focus {app.focused}, screen {app.screen})")
+            assert name in str(app.screen.query_one("#question").render())
+            await pilot.press("enter")
+            await app_wait(pilot, lambda: state(name) == "stopped", 60, f"{name} stopped")
+            assert all(state(o) == "ready" for o in others), {o: state(o) for o in others}
+            await pilot.press("S")  # and start it again
+            await app_wait(pilot, lambda: state(name) == "ready", 60, f"{name} ready again")
+            await pilot.press("X")
+            await app_wait(pilot, lambda: isinstance(app.screen, ChoiceScreen), 10, "the stop-all question")
+            await pilot.press("enter")
+            await app_wait(pilot, lambda: not app.control.running(), 60, "stopped")
+        finally:
+            if app.control.active:
+                app.control.supervisor.stop().result(timeout=30)

@@ -22,7 +22,8 @@ from pdtui.ui import cockpit_rows
 from pdtui.ui import rows as rowfmt
 from pdtui.ui.bindings import bindings_for
 from pdtui.ui.messages import (BackgroundLoadToggle, DeploymentChanged, GpuReadingChanged, LaunchRequested,
-                               RestartPairRequested, RestartRequested, ShowInstance, ShowObserve, StopRequested)
+                               RestartPairRequested, RestartRequested, ShowInstance, ShowObserve, StartInstanceRequested,
+                               StopInstanceRequested, StopRequested)
 from pdtui.ui.screens.dashboard_logs import CockpitLogs
 from pdtui.ui.session import BACKGROUND_JOB, Session
 from pdtui.ui.widgets.diff_table import DiffTable
@@ -171,6 +172,12 @@ class CockpitScreen(Screen):
 
     def action_stop(self) -> None:
         self.post_message(StopRequested())
+
+    def action_stop_instance(self) -> None:
+        self.post_message(StopInstanceRequested(self.selected_instance()))
+
+    def action_start_instance(self) -> None:
+        self.post_message(StartInstanceRequested(self.selected_instance()))
 
     def action_restart_instance(self) -> None:
         self.post_message(RestartRequested(self.selected_instance()))
