@@ -190,7 +190,10 @@ def _up(args, profile, start_over) -> int:
         _err(f"[{time.monotonic() - start:6.1f}s] all ready: {url}  (run {sup.run_name})")
         if args.detach:
             sup.detach()
-            _err(f"detached; stop it with `pdtui down {sup.run_name}`")
+            from pdtui.constants import reattach_command
+
+            _err(f"detached: {sup.run_name} keeps running; re-attach with `{reattach_command(sup.run_name)}`, "
+                 f"stop it with `pdtui down {sup.run_name}`")
             print(sup.run_name)
             return 0
         _err("Ctrl-C stops everything")

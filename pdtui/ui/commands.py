@@ -40,6 +40,7 @@ class DeploymentCommands:
         self.session = session
         self.control = session.control
         self.quitting = False
+        self.exit_note: str | None = None  # what `pdtui` prints after the TUI closed
 
     def _work(self, coro, group: str, exclusive: bool = False) -> None:
         self.app.run_worker(coro, group=group, exclusive=exclusive, exit_on_error=False)
@@ -59,12 +60,16 @@ class DeploymentCommands:
         if isinstance(event, DeploymentEvent):
             failed = event.kind in ("failed", "instance_crashed", "preflight_failed")
             self.app.notify(event.message, severity="error" if failed else "information", timeout=8)
+        self._tell_gpu_feed(gpu_feed)
+        self.changed()
+
+    def _tell_gpu_feed(self, gpu_feed: Any) -> None:
+        """Whose pids are ours, and (simulated GPUs) where this run's engines report."""
         if gpu_feed is not None:
             gpu_feed.own_pids = self.control.own_pids()
             set_dir = getattr(gpu_feed.source, "set_sim_gpu_dir", None)
             if set_dir is not None and self.control.active:
                 set_dir(self.control.sim_gpu_dir())
-        self.changed()
 
     def look_for_detached_runs(self) -> None:
         """On a thread at start: offer to re-attach to a run an earlier pdtui left running."""
@@ -191,6 +196,7 @@ class DeploymentCommands:
         except Exception as exc:
             self.app.notify(f"cannot re-attach to {run_dir}: {exc}", severity="error", timeout=10)
             return
+        self._tell_gpu_feed(getattr(self.app, "gpu_feed", None))
         await self._new_monitor()
         self.changed()
         self.app.notify(f"re-attached to {run_dir.name}")
@@ -342,7 +348,13 @@ class DeploymentCommands:
             await self._stop_monitor()
             if self.control.active:
                 if how == "detach":
+                    from pdtui.constants import reattach_command
+
+                    run_name = self.control.status().run_name
                     self.control.detach()
+                    # Printed by `pdtui` once the terminal is back (pdtui.ui.cli.run_tui).
+                    self.exit_note = (f"pdtui: detached; {run_name} keeps running.\n"
+                                      f"  re-attach: {reattach_command(run_name)}\n  stop:      pdtui down {run_name}")
                 else:
                     await self.control.stop()
                 await asyncio.to_thread(self.control.close_blocking)

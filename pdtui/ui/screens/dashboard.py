@@ -118,7 +118,13 @@ class CockpitScreen(Screen):
     def _refresh_title(self) -> None:
         session = self.session
         doc = session.document
-        name = doc.path.name if doc is not None else "no profile (e: editor, then ctrl+o)"
+        status = session.status()
+        if doc is not None:
+            name = doc.path.name
+        elif status is not None:
+            name = f"run {status.run_name}"  # re-attached without its profile file
+        else:
+            name = "no profile (e: editor, then ctrl+o)"
         marker = "[reverse bold $warning] SIMULATION [/] " if session.demo else ""
         load = ""
         if session.demo:
