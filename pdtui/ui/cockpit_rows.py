@@ -145,8 +145,9 @@ def kv_strip(monitor: DeploymentMonitor | None, width: int) -> tuple[object, Tab
                ("kv p50" if narrow else "kv_wait p50", "right"), ("kv p99" if narrow else "kv_wait p99", "right")]
     if history >= 6:
         columns.append(("xfer/s 5m", "left"))
-    for column, justify in columns:
-        table.add_column(column, justify=justify, no_wrap=True)
+    name_width = max(len(f"{p.prefiller} → {p.decoder}") for p in pairs)
+    for column, justify in columns:  # the pair's names are never cut: the numbers give way
+        table.add_column(column, justify=justify, no_wrap=True, min_width=name_width if column == "KV P → D" else None)
     store = monitor.store
     from pdtui.telemetry.monitor import pair_key
 

@@ -57,7 +57,7 @@ class DeploymentCommands:
 
         if isinstance(event, LogLines):
             return  # the monitor tails the logs; screens read its views
-        if isinstance(event, DeploymentEvent):
+        if isinstance(event, DeploymentEvent) and event.kind != "ready":  # the launch says "ready" once
             failed = event.kind in ("failed", "instance_crashed", "preflight_failed")
             self.app.notify(event.message, severity="error" if failed else "information", timeout=8)
         self._tell_gpu_feed(gpu_feed)
@@ -181,7 +181,7 @@ class DeploymentCommands:
         finally:
             self.changed()
         if ok:
-            self.app.notify(f"{profile.name}: all instances ready", timeout=5)
+            self.app.notify(f"{profile.name} ready", timeout=3)  # one short toast: the table says the rest
         else:
             status = self.control.status()
             reasons = [f"{i.name}: {i.reason}" for i in status.instances if i.reason] if status else []

@@ -79,6 +79,7 @@ class CockpitScreen(Screen):
         self._gpus_stale = True
         if self.query_one("#gpu-table", DiffTable).row_count == 0:
             self.refresh_all()
+            self.call_after_refresh(self._scroll_hints)  # the first rows change the box's height
 
     # --- reading the session -----------------------------------------------------------
     def _width(self, box: str = "#instance-box", fixed: int = cockpit_rows.INSTANCE_FIXED_WIDTH) -> int:
@@ -107,6 +108,7 @@ class CockpitScreen(Screen):
         table = self.query_one("#instance-table", DiffTable)
         table.set_rows(cockpit_rows.instance_rows(found[0], self.session.store, self._width()))
         self._refresh_health(found)
+        self.call_after_refresh(self._scroll_hints)  # after the new rows are laid out
         monitor = self.session.monitor
         strip = self.query_one("#kv-strip", Static)
         key, content = cockpit_rows.kv_strip(monitor, strip.size.width or self.size.width)
@@ -114,6 +116,25 @@ class CockpitScreen(Screen):
             self._kv_key = key
             strip.update(content)
         self.query_one(CockpitLogs).attach(monitor, self._log_target())
+
+    def _scroll_hints(self) -> None:
+        if self.is_attached:
+            for box, grid in (("#gpu-box", "#gpu-table"), ("#instance-box", "#instance-table")):
+                self._scroll_hint(box, grid)
+
+    def _scroll_hint(self, box_id: str, table_id: str) -> None:
+        """A short box (80×24) shows only some rows: its border says how many are below/above."""
+        table = self.query_one(table_id, DiffTable)
+        visible = max(0, table.size.height - (1 if table.show_header else 0))  # rows, less the header
+        if not visible:
+            return
+        top = int(table.scroll_y)
+        below = max(0, table.row_count - visible - top)
+        parts = ([f"↑{top}"] if top else []) + ([f"↓{below} more"] if below else [])
+        hint = " ".join(parts) + " (scroll)" if parts else ""
+        box = self.query_one(box_id)
+        if box.border_subtitle != hint:
+            box.border_subtitle = hint
 
     def _refresh_title(self) -> None:
         session = self.session
