@@ -67,3 +67,40 @@ async def test_kv_view_empty_state_is_one_line():
     text = await _screen_text(view, (80, 24))
     [line] = [ln for ln in text.splitlines() if "no requests" in ln]
     assert "no requests through the proxy yet" in line, text
+
+
+class PlaygroundApp(App):
+    def compose(self) -> ComposeResult:
+        from pdtui.ui.observe.playground import Playground
+
+        yield Playground("http://127.0.0.1:9")  # nothing listens: only the form is exercised
+
+
+async def test_playground_fields_are_labelled_enter_runs_and_run_is_two_tabs_away():
+    from textual.widgets import Button, Input, Label, Static
+
+    from pdtui.ui.observe.latency import _ms
+
+    app = PlaygroundApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        labels = " ".join(str(label.render()) for label in app.query(Label))
+        for label in ("requests", "at once", "prompt tok", "out tok", "max tok"):
+            assert label in labels, labels
+        app.query_one("#pg-prompt", Input).focus()
+        await pilot.press("tab", "tab")
+        assert isinstance(app.focused, Button) and app.focused.id == "pg-run"
+        # Enter in a load-run field starts the run (a bad number is named, not raised).
+        field = app.query_one("#pg-n", Input)
+        field.focus()
+        field.value = "lots"
+        await pilot.press("enter")
+        assert "requests: 'lots' is not a whole number" in str(app.query_one("#pg-message", Static).render())
+        field.value = "2"
+        await pilot.press("enter")
+        from pdtui.ui.observe.playground import Playground
+        from tests.ui.test_app import wait_for
+
+        playground = app.query_one(Playground)
+        await wait_for(pilot, lambda: playground.last_summary is not None, 30, "the run's summary")
+        assert playground.last_summary.requests == 2  # it ran (nothing listens: both failed)
+    assert _ms(0.0123) == "12.3 ms"
