@@ -99,7 +99,7 @@ def instance_rows(found: list[rowfmt.InstanceRowData], store: SeriesStore, width
         live = row.state == "ready"
         if row.role == "proxy":
             req = store.latest("proxy/requests_per_s") if live else None
-            cells: tuple[object, ...] = (row.name, "proxy", rowfmt.state_text(row, 14), fmt.duration(row.uptime_s),
+            cells: tuple[object, ...] = (row.name, "proxy", rowfmt.state_text(row, 24), fmt.duration(row.uptime_s),
                                          _rate(req), "-", "", "-", "")
             out.append((row.name, cells))
             continue
@@ -108,7 +108,7 @@ def instance_rows(found: list[rowfmt.InstanceRowData], store: SeriesStore, width
         cells = (
             row.name,
             {"prefiller": "P", "decoder": "D"}.get(row.role, row.role),
-            rowfmt.state_text(row, 14),
+            rowfmt.state_text(row, 24),
             fmt.duration(row.uptime_s),
             _rate(store.latest(f"{row.name}/request_rate") if live else None),
             _rate(tok_now if live else None, "{:.0f}"),

@@ -15,7 +15,7 @@ from textual.message import Message
 __all__ = [
     "BackgroundLoadToggle", "DeploymentChanged", "GpuReadingChanged", "LaunchRequested",
     "LoadRunRequested", "LoadRunStopRequested", "ProfileChanged", "RestartPairRequested",
-    "RestartRequested", "ShowInstance", "ShowObserve", "StartInstanceRequested",
+    "RestartRequested", "ShowGpu", "ShowInstance", "ShowObserve", "StartInstanceRequested",
     "StopInstanceRequested", "StopRequested",
 ]
 
@@ -72,6 +72,14 @@ class LoadRunStopRequested(Message):
 
 class BackgroundLoadToggle(Message):
     """Turn the demo's gentle background load on or off."""
+
+
+class ShowGpu(Message):
+    """Show one GPU: its figures and every process on it (whose, pid, memory, command)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
 
 
 class ShowInstance(Message):

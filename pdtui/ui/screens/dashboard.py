@@ -22,7 +22,7 @@ from pdtui.ui import cockpit_rows
 from pdtui.ui import rows as rowfmt
 from pdtui.ui.bindings import bindings_for
 from pdtui.ui.messages import (BackgroundLoadToggle, DeploymentChanged, GpuReadingChanged, LaunchRequested,
-                               RestartPairRequested, RestartRequested, ShowInstance, ShowObserve, StartInstanceRequested,
+                               RestartPairRequested, RestartRequested, ShowGpu, ShowInstance, ShowObserve, StartInstanceRequested,
                                StopInstanceRequested, StopRequested)
 from pdtui.ui.screens.dashboard_logs import CockpitLogs
 from pdtui.ui.session import BACKGROUND_JOB, Session
@@ -190,8 +190,11 @@ class CockpitScreen(Screen):
                 logs.follow(event.row_key.value)
 
     def on_data_table_row_selected(self, event: DiffTable.RowSelected) -> None:
-        if event.data_table.id == "instance-table" and event.row_key.value:
-            self.post_message(ShowInstance(event.row_key.value))
+        key = event.row_key.value
+        if event.data_table.id == "instance-table" and key:
+            self.post_message(ShowInstance(key))
+        elif event.data_table.id == "gpu-table" and key and key.startswith("gpu-"):
+            self.post_message(ShowGpu(int(key.removeprefix("gpu-"))))
 
     # --- actions: requests up ------------------------------------------------------------
     def action_launch(self) -> None:
@@ -213,6 +216,12 @@ class CockpitScreen(Screen):
         self.post_message(RestartPairRequested(self.selected_instance()))
 
     def action_details(self) -> None:
+        gpu = self.query_one("#gpu-table", DiffTable)
+        if gpu.has_focus:  # enter acts on the focused table
+            key = gpu.selected_key()
+            if key and key.startswith("gpu-"):
+                self.post_message(ShowGpu(int(key.removeprefix("gpu-"))))
+            return
         name = self.selected_instance()
         if name:
             self.post_message(ShowInstance(name))
