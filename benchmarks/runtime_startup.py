@@ -1,12 +1,17 @@
-"""pdtui's `up` to all-ready against the rendered launch.sh, with simulated engines of a
-fixed start-up time (default: 2 s each, 2 prefillers + 2 decoders on 4 simulated GPUs).
+"""pdtui's `up` to all-ready against its floor, the baseline's `up` and the rendered
+launch.sh, with simulated engines of a fixed start-up time (default: 2 s each, 2
+prefillers + 2 decoders on 4 simulated GPUs: a demo-like profile, nothing shared).
 
-    python benchmarks/runtime_startup.py [--startup 2] [--repeat 3]
+    python benchmarks/runtime_startup.py [--startup 2] [--repeat 3] [--baseline-ref main]
 
-Both start the same proxy and engines from the same plan. launch.sh starts them one
-after another, waiting for each /health; pdtui starts instances on different GPUs at once.
-Each run uses fresh free ports and a private XDG_STATE_HOME. Prints the wall time from
-the command's start to "all ready" for each, and their medians.
+The floor: the same proxy and engines (same argv and environment, from the same plan)
+spawned all at once by this script, each timed from its spawn to its first /health
+answer (200 for an engine, any status for the proxy), polled every 5 ms; the slowest of
+them is what no launcher can beat. `up` is timed from the command's start until it
+returns with everything ready (`--detach`). The baseline is the tree of --baseline-ref
+(git archive into a temporary directory, run with PYTHONPATH there); "" skips it.
+launch.sh starts them one after another, waiting for each /health. Each run uses fresh
+free ports and a private XDG_STATE_HOME; the variants alternate within each run.
 """
 
 from __future__ import annotations
@@ -27,15 +32,85 @@ sys.path.insert(0, str(REPO))
 from tests.runtime.helpers import demo_profile_dict, write_profile  # noqa: E402
 
 
-def time_pdtui_up(profile: Path, env: dict) -> float:
+def time_pdtui_up(profile: Path, env: dict, tree: Path = REPO) -> float:
+    env = dict(env, PYTHONPATH=str(tree))
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pdtui", "up", str(profile), "--detach"], env=env, cwd=REPO, capture_output=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "pdtui", "up", str(profile), "--detach"], env=env, cwd=tree, capture_output=True, timeout=300)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"pdtui up failed:\n{done.stderr.decode()}")
-    run = done.stdout.decode().strip()
-    subprocess.run([sys.executable, "-m", "pdtui", "down", run], env=env, cwd=REPO, capture_output=True, timeout=120, check=True)
+    run = done.stdout.decode().strip().splitlines()[-1]
+    subprocess.run([sys.executable, "-m", "pdtui", "down", run], env=env, cwd=tree, capture_output=True, timeout=120, check=True)
     return elapsed
+
+
+def _answers(url: str, any_status: bool) -> bool:
+    import http.client
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=1.0)
+    try:
+        conn.request("GET", parts.path)
+        response = conn.getresponse()
+        response.read()
+        return any_status or response.status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def time_floor(profile: Path, env: dict, workdir: Path) -> tuple[float, float]:
+    """(slowest engine, proxy): each one's spawn to its /health, all spawned at once."""
+    import threading
+
+    from pdtui.model import render_plan, validate_file, write_rendered
+
+    plan = render_plan(validate_file(profile).profile, workdir / "floor")
+    write_rendered(plan, workdir / "floor")  # the LMCache YAML files the engines read
+    (workdir / "floor" / "sim-gpus").mkdir(parents=True, exist_ok=True)
+    for inst in plan.instances:
+        Path(inst.prometheus_dir).mkdir(parents=True, exist_ok=True)
+    jobs = [(plan.proxy.argv, plan.proxy.env, plan.proxy.health_url, True)]
+    jobs += [(i.argv, {**i.env, "PDTUI_SIM_GPU_DIR": str(workdir / "floor" / "sim-gpus")}, i.health_url, False) for i in plan.instances]
+    took: list[float] = [0.0] * len(jobs)
+    procs = []
+
+    def watch(k: int, start: float, url: str, any_status: bool) -> None:
+        while not _answers(url, any_status):
+            if time.perf_counter() - start > 120:
+                took[k] = float("nan")  # reported as nan: it never answered
+                return
+            time.sleep(0.005)
+        took[k] = time.perf_counter() - start
+
+    threads = []
+    try:
+        for k, (argv, extra, url, any_status) in enumerate(jobs):
+            start = time.perf_counter()
+            with open(workdir / f"floor-{k}.log", "wb") as log:
+                procs.append(subprocess.Popen(list(argv), env={**env, **extra, "PYTHONPATH": str(REPO)}, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            t = threading.Thread(target=watch, args=(k, start, url, any_status), daemon=True)
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join()
+    finally:
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    return max(took[1:]), took[0]
+
+
+def baseline_tree(ref: str, into: Path) -> Path:
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
 
 
 def time_launch_sh(profile: Path, env: dict, workdir: Path) -> float:
@@ -61,20 +136,40 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--startup", type=float, default=2.0, help="simulated engine start-up time, s")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline-ref", default="main", help="git ref of the baseline `up` (\"\" to skip)")
+    parser.add_argument("--no-launch-sh", action="store_true", help="skip the rendered launch.sh")
     args = parser.parse_args()
-    pdtui_times, script_times = [], []
-    for i in range(args.repeat):
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp_path = Path(tmp)
-            env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
-            profile = write_profile(tmp_path, demo_profile_dict(startup_s=args.startup), "bench.yaml")
-            pdtui_times.append(time_pdtui_up(profile, env))
-            profile = write_profile(tmp_path, demo_profile_dict(startup_s=args.startup), "bench2.yaml")
-            script_times.append(time_launch_sh(profile, env, tmp_path))
-        print(f"run {i + 1}: pdtui up {pdtui_times[-1]:.2f} s   launch.sh {script_times[-1]:.2f} s", flush=True)
+    times: dict[str, list[float]] = {"floor": [], "floor_proxy": [], "up": [], "baseline": [], "launch.sh": []}
+    with tempfile.TemporaryDirectory() as keep:
+        base = baseline_tree(args.baseline_ref, Path(keep) / "baseline") if args.baseline_ref else None
+        for i in range(args.repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                tmp_path = Path(tmp)
+                env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+
+                def fresh(name: str, tmp_path: Path = tmp_path) -> Path:
+                    return write_profile(tmp_path, demo_profile_dict(startup_s=args.startup), name)
+
+                engine, proxy = time_floor(fresh("floor.yaml"), env, tmp_path)
+                times["floor"].append(engine)
+                times["floor_proxy"].append(proxy)
+                times["up"].append(time_pdtui_up(fresh("bench.yaml"), env))
+                line = f"run {i + 1}: floor {engine:.2f} s (proxy {proxy:.2f} s)   pdtui up {times['up'][-1]:.2f} s"
+                if base is not None:
+                    times["baseline"].append(time_pdtui_up(fresh("bench-base.yaml"), env, base))
+                    line += f"   baseline up {times['baseline'][-1]:.2f} s"
+                if not args.no_launch_sh:
+                    times["launch.sh"].append(time_launch_sh(fresh("bench2.yaml"), env, tmp_path))
+                    line += f"   launch.sh {times['launch.sh'][-1]:.2f} s"
+            print(line, flush=True)
+    med = {k: statistics.median(v) for k, v in times.items() if v}
     print(f"4 sim engines ({args.startup:g} s start-up each, GPUs 0-3) + proxy, {args.repeat} runs, median:")
-    print(f"  pdtui up --detach -> all ready : {statistics.median(pdtui_times):.2f} s")
-    print(f"  rendered launch.sh -> ready   : {statistics.median(script_times):.2f} s")
+    print(f"  floor: slowest engine spawn -> /health : {med['floor']:.2f} s   (proxy {med['floor_proxy']:.2f} s)")
+    print(f"  pdtui up --detach -> all ready         : {med['up']:.2f} s   (floor + {med['up'] - med['floor']:.2f} s)")
+    if "baseline" in med:
+        print(f"  baseline ({args.baseline_ref}) up -> all ready : {med['baseline']:.2f} s   (floor + {med['baseline'] - med['floor']:.2f} s)")
+    if "launch.sh" in med:
+        print(f"  rendered launch.sh -> ready            : {med['launch.sh']:.2f} s")
     return 0
 
 

@@ -13,6 +13,18 @@ PROXY_TIMEOUT_KV_S = 60.0
 # events afterwards (a stalled decoder must not hold a client forever).
 PROXY_TIMEOUT_DECODE_S = 120.0
 
+# ---- the proxy's other defaults: its argv (proxy/cli.py), its dataclasses (proxy/config.py)
+# and the profile's `proxy:` section (model/schema.py), which renders a flag only when set.
+PROXY_HEALTH_INTERVAL_S = 2.0
+PROXY_CLIENT_HEADER_TIMEOUT_S = 10.0
+PROXY_CLIENT_BODY_TIMEOUT_S = 60.0
+PROXY_CLIENT_IDLE_TIMEOUT_S = 60.0
+PROXY_MAX_CONNECTIONS = 10_000
+PROXY_MAX_BODY_BYTES = 64 * 1024 * 1024
+PROXY_FIRST_TOKEN_FROM_PREFILLER = False
+PROXY_KV_TIMEOUTS_TO_DEGRADE = 3
+PROXY_DEGRADED_PROBE_INTERVAL_S = 10.0
+
 # ---- start-up deadlines (seconds): a vLLM engine may compile and load for many minutes.
 ENGINE_STARTUP_TIMEOUT_S = 900.0
 PROXY_STARTUP_TIMEOUT_S = 30.0

@@ -155,21 +155,25 @@ def _up(args, profile, start_over) -> int:
     sup.subscribe(_progress_printer(start))
     _err(f"run {sup.run_name}: {sup.run_dir}")
     stop_requested = threading.Event()
+    wake = threading.Event()  # a stop asked for, or the start over: no poll delay on "all ready"
 
     def on_term(signum, frame) -> None:
         stop_requested.set()
+        wake.set()
 
     signal.signal(signal.SIGTERM, on_term)
     # Explicitly: a shell starting `pdtui up &` leaves SIGINT ignored, and Ctrl-C must stop.
     signal.signal(signal.SIGINT, on_term)
     future = sup.start()
+    future.add_done_callback(lambda _f: wake.set())
     # Measured from here, like each instance's startup_timeout_s is from its own start: the
     # overall deadline wins whenever it comes first (instances that wait for a shared GPU
     # start later, so their own timeouts alone can add up far beyond it).
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     try:
         while not future.done():
-            if stop_requested.wait(0.1):
+            wake.wait(0.1)
+            if stop_requested.is_set():
                 raise KeyboardInterrupt
             if deadline is not None and time.monotonic() > deadline and not future.done():
                 _err(f"pdtui up: not everything was ready within --timeout {args.timeout:g} s; "

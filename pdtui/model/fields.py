@@ -12,6 +12,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from pdtui import constants as C
 from pdtui.model.secret import is_secret
 from pdtui.model.render import MASK
 
@@ -49,10 +50,10 @@ DEPLOYMENT_FIELDS = (
     FieldSpec("proxy.routing", "Routing", "choice", ("round-robin", "least-outstanding"),
               placeholder="round-robin (default)", group="Proxy", optional=True),
     FieldSpec("proxy.sticky_header", "Sticky header", placeholder="none (e.g. x-session-id)", group="Proxy"),
-    FieldSpec("proxy.timeouts.tokenize", "Tokenize timeout", "float", placeholder="10 s (default)", group="Proxy"),
-    FieldSpec("proxy.timeouts.prefill", "Prefill timeout", "float", placeholder="300 s (default)", group="Proxy"),
-    FieldSpec("proxy.timeouts.kv", "KV timeout", "float", placeholder="30 s (default)", group="Proxy"),
-    FieldSpec("proxy.timeouts.decode", "Decode timeout", "float", placeholder="300 s (default)", group="Proxy"),
+    FieldSpec("proxy.timeouts.tokenize", "Tokenize timeout", "float", placeholder=f"{C.PROXY_TIMEOUT_TOKENIZE_S:g} s (default)", group="Proxy"),
+    FieldSpec("proxy.timeouts.prefill", "Prefill timeout", "float", placeholder=f"{C.PROXY_TIMEOUT_PREFILL_S:g} s (default)", group="Proxy"),
+    FieldSpec("proxy.timeouts.kv", "KV timeout", "float", placeholder=f"{C.PROXY_TIMEOUT_KV_S:g} s (default)", group="Proxy"),
+    FieldSpec("proxy.timeouts.decode", "Decode timeout", "float", placeholder=f"{C.PROXY_TIMEOUT_DECODE_S:g} s (default)", group="Proxy"),
     FieldSpec("env", "Variables", "env", placeholder="KEY=VALUE, one per line",
               help="every instance; secrets shown as *** (leave *** to keep the value)", group="Environment"),
 )
@@ -68,7 +69,7 @@ DECODER_ONLY_FIELDS = (
 )
 INSTANCE_MORE_FIELDS = (
     FieldSpec("shared_gpus", "Shared GPUs", "bool", help="on: sharing a GPU with another instance is intended"),
-    FieldSpec("startup_timeout_s", "Start timeout", "float", placeholder="900 s (default)"),
+    FieldSpec("startup_timeout_s", "Start timeout", "float", placeholder=f"{C.ENGINE_STARTUP_TIMEOUT_S:g} s (default)"),
     FieldSpec("vllm.gpu_memory_utilization", "GPU memory", "float", placeholder="vLLM default (0.9)",
               group="vLLM", inherit="vllm.gpu_memory_utilization", help="fraction of the GPU, 0 < x <= 1"),
     FieldSpec("vllm.max_model_len", "Max model len", "int", placeholder="from the model", group="vLLM",

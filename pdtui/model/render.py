@@ -258,7 +258,30 @@ def proxy_argv(profile: Profile, python: str = sys.executable) -> list[str]:
         "--timeout-kv", _num(t.kv),
         "--timeout-decode", _num(t.decode),
     ]
+    return argv + _proxy_options_set(proxy)
+
+
+def _proxy_options_set(proxy) -> list[str]:
+    """The proxy flags whose profile field is set (an unset one keeps the proxy's default,
+    the same value: pdtui/constants.py), so profiles that set none render as before."""
+    argv: list[str] = []
+    client = proxy.client
+    for name, flag in (("header_timeout", "--client-header-timeout"), ("body_timeout", "--client-body-timeout"),
+                        ("idle_timeout", "--client-idle-timeout"), ("max_connections", "--max-connections"),
+                        ("max_body_bytes", "--max-body-bytes")):
+        if name in client.model_fields_set:
+            argv += [flag, _arg(getattr(client, name))]
+    if "first_token_from_prefiller" in proxy.model_fields_set and proxy.first_token_from_prefiller:
+        argv.append("--first-token-from-prefiller")
+    for name, flag in (("kv_timeouts_to_degrade", "--kv-timeouts-to-degrade"),
+                        ("degraded_probe_interval", "--degraded-probe-interval")):
+        if name in proxy.model_fields_set:
+            argv += [flag, _arg(getattr(proxy, name))]
     return argv
+
+
+def _arg(value: float) -> str:
+    return str(value) if isinstance(value, int) else _num(value)  # 67108864, not 6.71089e+07
 
 
 def render_plan(profile: Profile, output_dir: str | Path, python: str | None = None) -> DeploymentPlan:

@@ -181,7 +181,20 @@ class ProxyTimeouts(StrictModel):
     decode: float = Field(C.PROXY_TIMEOUT_DECODE_S, gt=0)
 
 
+class ProxyClientLimits(StrictModel):
+    """What one client connection may take from the proxy (`pdtui proxy --client-*`)."""
+
+    header_timeout: float = Field(C.PROXY_CLIENT_HEADER_TIMEOUT_S, gt=0)  # s, request headers
+    body_timeout: float = Field(C.PROXY_CLIENT_BODY_TIMEOUT_S, gt=0)  # s, whole body (408)
+    idle_timeout: float = Field(C.PROXY_CLIENT_IDLE_TIMEOUT_S, gt=0)  # s, kept-alive and idle
+    max_connections: int = Field(C.PROXY_MAX_CONNECTIONS, ge=1)
+    max_body_bytes: ByteSize = Field(C.PROXY_MAX_BODY_BYTES, ge=1)  # 413 above; "64MiB" works
+
+
 class ProxySpec(StrictModel):
+    """The proxy's settings. Those past `timeouts` reach its argv only when the profile
+    sets them (its own defaults are the same values, pdtui/constants.py)."""
+
     host: str = "127.0.0.1"
     port: Port = 9100
     zmq_host: str | None = None  # default: host
@@ -190,6 +203,13 @@ class ProxySpec(StrictModel):
     sticky_header: str | None = None
     timeouts: ProxyTimeouts = Field(default_factory=ProxyTimeouts)
     startup_timeout_s: float = Field(C.PROXY_STARTUP_TIMEOUT_S, gt=0)
+    client: ProxyClientLimits = Field(default_factory=ProxyClientLimits)
+    # Stream the prefiller's first token before the KV wait and the decode (LMCache's variant).
+    first_token_from_prefiller: bool = C.PROXY_FIRST_TOKEN_FROM_PREFILLER
+    # A prefiller whose KV notifications time out this many requests in a row is not routed
+    # to until a probe request (every degraded_probe_interval seconds) gets them.
+    kv_timeouts_to_degrade: int = Field(C.PROXY_KV_TIMEOUTS_TO_DEGRADE, ge=1)
+    degraded_probe_interval: float = Field(C.PROXY_DEGRADED_PROBE_INTERVAL_S, gt=0)
     env: Env = Field(default_factory=dict)
 
 

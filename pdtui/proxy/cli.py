@@ -40,29 +40,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wait for the KV-ready notifications (lmcache-pd)")
     parser.add_argument("--timeout-decode", type=float, default=C.PROXY_TIMEOUT_DECODE_S, metavar="S",
                         help="wait for the decoder's first byte, and longest silence after it")
-    parser.add_argument("--health-interval", type=float, default=2.0, metavar="S",
+    parser.add_argument("--health-interval", type=float, default=C.PROXY_HEALTH_INTERVAL_S, metavar="S",
                         help="seconds between background health checks of each backend")
     parser.add_argument("--timeline-history", type=int, default=200, metavar="N",
                         help="request timelines kept in memory for GET /events")
     client = parser.add_argument_group("client connections")
-    client.add_argument("--client-header-timeout", type=float, default=10.0, metavar="S",
-                        help="close a connection whose request headers take longer (default 10)")
-    client.add_argument("--client-body-timeout", type=float, default=60.0, metavar="S",
-                        help="answer 408 when a request body takes longer to arrive (default 60)")
-    client.add_argument("--client-idle-timeout", type=float, default=60.0, metavar="S",
-                        help="close a kept-alive connection idle this long (default 60)")
-    client.add_argument("--max-connections", type=int, default=10_000, metavar="N",
-                        help="client connections at once (default 10000, capped by the open-files "
+    client.add_argument("--client-header-timeout", type=float, default=C.PROXY_CLIENT_HEADER_TIMEOUT_S, metavar="S",
+                        help="close a connection whose request headers take longer (default %(default)g)")
+    client.add_argument("--client-body-timeout", type=float, default=C.PROXY_CLIENT_BODY_TIMEOUT_S, metavar="S",
+                        help="answer 408 when a request body takes longer to arrive (default %(default)g)")
+    client.add_argument("--client-idle-timeout", type=float, default=C.PROXY_CLIENT_IDLE_TIMEOUT_S, metavar="S",
+                        help="close a kept-alive connection idle this long (default %(default)g)")
+    client.add_argument("--max-connections", type=int, default=C.PROXY_MAX_CONNECTIONS, metavar="N",
+                        help="client connections at once (default %(default)d, capped by the open-files "
                         "limit); past it the longest-idle one is closed, or 503 if all are busy")
-    client.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024, metavar="N",
+    client.add_argument("--max-body-bytes", type=int, default=C.PROXY_MAX_BODY_BYTES, metavar="N",
                         help="larger request bodies get 413 (default 64 MiB)")
     parser.add_argument("--first-token-from-prefiller", action="store_true",
                         help="stream the prefiller's first token before the KV wait and decode")
-    parser.add_argument("--kv-timeouts-to-degrade", type=int, default=3, metavar="K",
+    parser.add_argument("--kv-timeouts-to-degrade", type=int, default=C.PROXY_KV_TIMEOUTS_TO_DEGRADE, metavar="K",
                         help="after K kv_wait timeouts in a row a prefiller is degraded "
-                        "(not routed to) until a probe request gets its notifications (default 3)")
-    parser.add_argument("--degraded-probe-interval", type=float, default=10.0, metavar="S",
-                        help="seconds between probe requests through a degraded prefiller")
+                        "(not routed to) until a probe request gets its notifications (default %(default)d)")
+    parser.add_argument("--degraded-probe-interval", type=float, default=C.PROXY_DEGRADED_PROBE_INTERVAL_S, metavar="S",
+                        help="seconds between probe requests through a degraded prefiller (default %(default)g)")
     parser.add_argument("--log-level", default="INFO")
     lm = parser.add_argument_group("LMCache example-proxy spelling (alternative)")
     lm.add_argument("--prefiller-host", help="CSV of hosts")

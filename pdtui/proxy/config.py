@@ -59,16 +59,16 @@ class ClientLimits:
     """What one client connection may take from the proxy (none of this is a backend wait)."""
 
     # From a connection's first byte of a request to its complete header block.
-    header_timeout_s: float = 10.0
+    header_timeout_s: float = C.PROXY_CLIENT_HEADER_TIMEOUT_S
     # For the whole request body once the headers are in.
-    body_timeout_s: float = 60.0
+    body_timeout_s: float = C.PROXY_CLIENT_BODY_TIMEOUT_S
     # A kept-alive connection with no request in progress is closed after this.
-    idle_timeout_s: float = 60.0
+    idle_timeout_s: float = C.PROXY_CLIENT_IDLE_TIMEOUT_S
     # Client connections open at once; at the limit the longest-idle one is closed to make
     # room, and when every one is mid-request a new one gets 503. Also capped by the
     # file-descriptor limit (server.fd_budget).
-    max_connections: int = 10_000
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_connections: int = C.PROXY_MAX_CONNECTIONS
+    max_body_bytes: int = C.PROXY_MAX_BODY_BYTES
 
 
 @dataclass(frozen=True)
@@ -83,17 +83,17 @@ class ProxyConfig:
     routing: str = "round-robin"
     sticky_header: str | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
-    health_interval_s: float = 2.0
+    health_interval_s: float = C.PROXY_HEALTH_INTERVAL_S
     health_timeout_s: float = 2.0
     timeline_history: int = 200
     client: ClientLimits = field(default_factory=ClientLimits)
     # Stream the prefiller's first token to the client before the KV wait and the decode
     # (LMCache's first_token_from_prefiller variant); errors after it go in-band.
-    first_token_from_prefiller: bool = False
+    first_token_from_prefiller: bool = C.PROXY_FIRST_TOKEN_FROM_PREFILLER
     # A prefiller whose KV-ready notifications time out this many requests in a row is
     # marked degraded (not routed to); a probe request every degraded_probe_s re-admits it.
-    kv_timeouts_to_degrade: int = 3
-    degraded_probe_s: float = 10.0
+    kv_timeouts_to_degrade: int = C.PROXY_KV_TIMEOUTS_TO_DEGRADE
+    degraded_probe_s: float = C.PROXY_DEGRADED_PROBE_INTERVAL_S
     # Never from argv (it would show in `ps`); see from_environment().
     api_key: str | None = None
 

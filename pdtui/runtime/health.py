@@ -46,34 +46,6 @@ def _base(url: str) -> str:
     return url.rsplit("/health", 1)[0].rstrip("/")
 
 
-# After a restart: how long to wait for the proxy to route to the instance again (its own
-# health check runs every ~2 s; a restart is "done" when requests through the proxy work).
-PROXY_CATCH_UP_S = 15.0
-
-
-def wait_until_proxy_routes_to(sup, member, timeout_s: float = PROXY_CATCH_UP_S) -> bool:
-    """Poll the proxy's /health until it lists the restarted instance healthy (checked after
-    it became ready). True at once when there is no ready proxy or it is not listed."""
-    proxies = [m for m in sup._members.values() if m.spec.is_proxy and m.status.state == InstanceState.READY]
-    if not proxies or member.spec.is_proxy or not member.spec.health_url:
-        return True
-    url, base = proxies[0].spec.health_url, _base(member.spec.health_url)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        report = proxy_health(url) or {}
-        entries = [e for e in report.get("prefillers", []) + report.get("decoders", [])
-                   if isinstance(e, dict) and _base(str(e.get("url", ""))) == base]
-        if not entries:
-            return True  # the proxy does not route to it (not listed): nothing to wait for
-        entry = entries[0]
-        checked = entry.get("last_checked")
-        if entry.get("state") == "healthy" and isinstance(checked, (int, float)) and checked >= (member.status.ready_at or 0):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-
-
 class HealthChecker:
     def __init__(self, sup) -> None:
         self.sup = sup

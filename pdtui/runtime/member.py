@@ -34,3 +34,6 @@ class Member:
         self.restarting = False  # a restart may spawn while a stop of the deployment is over
         self.done = threading.Event()  # set when a start attempt ended (ready or failed)
         self.done.set()
+        # Set by the monitor when the log shows a start-up milestone: readiness waits on it
+        # rather than polling blind.
+        self.progress = threading.Event()

@@ -186,6 +186,7 @@ class MonitorMixin(SupervisorBase):
                 started = member.status.started_at
                 elapsed = time.time() - started if started else None
                 self._transition(member, milestone=event.kind, milestone_detail=event.detail)
+                member.progress.set()
                 self._publish(ReadinessProgress(self.run_name, member.spec.name, event.kind, event.detail, elapsed))
         return len(lines)
 

@@ -25,7 +25,14 @@ from pdtui.runtime.status import InstanceState
 
 log = logging.getLogger(__name__)
 S = InstanceState
+# Readiness is woken by the instance's log (a start-up milestone, seen by the monitor);
+# polling is the fallback: READINESS_POLL_S until the log says the server is near (or for
+# an instance whose log says nothing), FAST_POLL_S from then on and for the proxy.
 READINESS_POLL_S = 0.2
+FAST_POLL_S = 0.05
+NEAR_READY_MILESTONES = ("engine_initialized", "api_server_starting", "app_startup_complete", "uvicorn_running")
+# Once an engine answers its own /health: how long the proxy may take to route to it.
+ROUTABLE_WITHIN_S = 15.0
 
 
 class StartMixin(SupervisorBase):
@@ -54,10 +61,11 @@ class StartMixin(SupervisorBase):
 
     # ------------------------------------------------------------------ start ----
     def start(self, *, stop_on_failure: bool = True, run_preflight: bool = True) -> Future:
-        """Start the deployment: proxy, then decoders, then prefillers; instances that share
+        """Start the deployment: the proxy and the engines at once; instances that share
         a GPU one after another (vLLM profiles free GPU memory at start-up), the others at
-        once. The Future resolves to True when all are ready, False when one failed (then,
-        with stop_on_failure, everything is stopped again); PreflightError when refused."""
+        once. An engine is ready once the proxy routes to it. The Future resolves to True
+        when all are ready, False when one failed (then, with stop_on_failure, everything
+        is stopped again); PreflightError when refused."""
         return in_thread(lambda: self._start_all(stop_on_failure, run_preflight), "pdtui-start")
 
     def _start_all(self, stop_on_failure: bool, run_preflight: bool) -> bool:
@@ -71,13 +79,11 @@ class StartMixin(SupervisorBase):
         self._watchdog.start(detached=self.detached)
         self._ensure_monitor()
         names = list(self._order)
-        proxy_first = [n for n in names if self._members[n].spec.is_proxy]
-        rest = [n for n in names if not self._members[n].spec.is_proxy]
-        ok = all(self._start_member_and_wait(self._members[n]) for n in proxy_first)
+        # The proxy holds no GPU: it starts beside the engines (its interpreter start and
+        # imports overlap theirs); engines wait for it only to be told they are routable.
+        ok = self._start_concurrently(names, stop_on_failure)
         if ok:
-            ok = self._start_concurrently(rest, stop_on_failure)
-        if ok:
-            ok = self._await_front_door(proxy_first)
+            ok = self._await_front_door([n for n in names if self._members[n].spec.is_proxy])
         if ok:
             self._publish(DeploymentEvent(self.run_name, "ready", f"all {len(names)} processes ready"))
             return True
@@ -88,8 +94,9 @@ class StartMixin(SupervisorBase):
         return False
 
     def _await_front_door(self, proxies: list[str]) -> bool:
-        """The proxy answers 503 until its own health check has seen a healthy prefiller and
-        decoder (every ~2 s): "all ready" means requests through it work."""
+        """The proxy answers 503 until it has a routable prefiller and decoder: "all ready"
+        means requests through it work. Every engine was reported ready only once the proxy
+        routed to it, so this is normally one GET."""
         for name in proxies:
             member = self._members[name]
             deadline = time.monotonic() + member.spec.startup_timeout_s
@@ -99,7 +106,7 @@ class StartMixin(SupervisorBase):
                 if time.monotonic() > deadline:
                     self._transition(member, state=S.FAILED, reason=f"its /health did not turn 200 within {member.spec.startup_timeout_s:g} s after all instances were ready")
                     return False
-                time.sleep(READINESS_POLL_S)
+                time.sleep(FAST_POLL_S)
         return True
 
     def _start_concurrently(self, names: list[str], stop_on_failure: bool) -> bool:
@@ -206,6 +213,8 @@ class StartMixin(SupervisorBase):
                 if self._check_exit(member, generation):
                     return False
                 if (not spec.health_url or probe_health(spec.health_url, 1.0, any_status=spec.is_proxy)) and self._answered_by_us(member):
+                    if not self._await_routable(member, generation, deadline):
+                        return False
                     if self._transition(member, generation, (S.STARTING,), state=S.READY, ready_at=time.time()):
                         with self._lock:
                             member.crashes = 0
@@ -219,11 +228,48 @@ class StartMixin(SupervisorBase):
                     if self._transition(member, generation, (S.STARTING,), state=S.FAILED, reason=reason):
                         self._kill_member(member, mark=False)
                     return False
-                time.sleep(READINESS_POLL_S)
+                near = spec.is_proxy or member.status.milestone in NEAR_READY_MILESTONES
+                member.progress.wait(FAST_POLL_S if near else READINESS_POLL_S)
+                member.progress.clear()
         finally:
             with self._lock:
                 if member.generation == generation:
                     member.done.set()
+
+    def _await_routable(self, member: Member, generation: int, deadline: float) -> bool:
+        """Ready means routable: once an engine answers its own /health, wait until the
+        deployment's proxy routes to it (it is asked to check it at once). True at once for
+        the proxy itself, or when no proxy is starting or running. False when the start was
+        given up (then the member is failed with why, or it moved on)."""
+        if member.spec.is_proxy or not member.spec.health_url:
+            return True
+        from pdtui.runtime.routable import base_url, routes_to
+
+        backend, since = base_url(member.spec.health_url), time.time()
+        give_up = min(deadline, since + ROUTABLE_WITHIN_S)
+        why = "the proxy is not ready yet"
+        while True:
+            proxy = next((m for m in self._members.values() if m.spec.is_proxy), None)
+            if proxy is None:
+                return True
+            pstate = proxy.status.state
+            if pstate == S.READY:
+                ok, why = routes_to(proxy.spec.health_url, backend, since)
+                if ok:
+                    return True
+            elif pstate != S.STARTING:
+                return True  # no proxy runs: nothing routes to anything, nothing to wait for
+            with self._lock:
+                if member.generation != generation or member.status.state != S.STARTING:
+                    return False
+            if self._start_cancelled(member) or self._check_exit(member, generation):
+                return False
+            if time.time() > give_up and pstate == S.READY:
+                reason = f"its /health answers, but the proxy does not route to it after {ROUTABLE_WITHIN_S:g} s: {why}"
+                if self._transition(member, generation, (S.STARTING,), state=S.FAILED, reason=reason):
+                    self._kill_member(member, mark=False)
+                return False
+            time.sleep(FAST_POLL_S)
 
     def _answered_by_us(self, member: Member) -> bool:
         """Whether the port that answered /health is listened on by this instance's own

@@ -144,13 +144,8 @@ class StopMixin(SupervisorBase):
                     ok = self._start_member_and_wait(member) and ok
                 finally:
                     member.restarting = False
-            if ok:
-                # "Restarted" means requests through the proxy reach it again.
-                from pdtui.runtime.health import wait_until_proxy_routes_to
-
-                for member in members:
-                    if not wait_until_proxy_routes_to(self, member):
-                        log.warning("%s: ready, but the proxy does not route to it yet", member.spec.name)
+            # "Restarted" means requests through the proxy reach it again: _await_ready
+            # reports an engine ready only once the proxy routes to it (starting.py).
             return ok
 
         return in_thread(run, "pdtui-restart")
