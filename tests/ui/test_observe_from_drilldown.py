@@ -14,7 +14,7 @@ async def test_enter_then_l_opens_the_log_panes_of_the_running_deployment(free_d
     async with app.run_test(size=SIZE) as pilot:
         try:
             await wait_for(pilot, lambda: app.gpu_reading is not None, 20, "the first GPU reading")
-            await pilot.press("l")  # nothing happens on the dashboard
+            await pilot.press("l")  # logs: nothing launched yet, nothing happens
             await pilot.press("u")
             await pilot.pause()
             await pilot.press("enter")  # confirm the launch
