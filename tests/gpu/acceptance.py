@@ -229,7 +229,7 @@ def exercise(args, report: Report, run_dir: Path, out: Path, mode: str, model: s
     while True:
         after = scrape_all(urls, out, "after")
         if mode == "lmcache-pd":
-            moving = all(lmcache_moved(before[d], after[d]) for d in decoders)
+            moving = all(lmcache_moved(before[n], after[n]) for n in roles)  # prefillers flush their counters too
         else:  # vLLM logs "KV Transfer metrics" with its periodic stats (every 10 s)
             moving = nixl_transfers_logged(run_dir, decoders) >= len(ok)
         if moving or time.monotonic() > deadline:
