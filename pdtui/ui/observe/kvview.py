@@ -51,19 +51,34 @@ class KvTransferView(Static):
         self.refresh_view()
         self.set_interval(1.0, self.refresh_view)
 
+    @property
+    def narrow(self) -> bool:
+        """Under 120 columns: fewer, shorter columns so that names are never cut."""
+        return 0 < (self.size.width or self.app.size.width) < 120
+
     def _pair_parts(self, pairs: PairStats) -> list:
         rows = pair_view_rows(self.stats.rows(), pairs.pairs(), self.url_name)
-        table = Table(title="prefiller → decoder (proxy /events, last %gs; est. GB/s = P's store GB/s × "
-                            "pair's share of P's requests)" % pairs.window_s, expand=True)
-        for column in ("P → D", "req/s", "reqs", "prefill p50", "kv_wait p50", "kv_wait p99",
-                       "err", "timeout", "est. GB/s", "D hit rate"):
-            table.add_column(column, justify="left" if column == "P → D" else "right")
-        for r in rows:
-            table.add_row(f"{r.prefiller} → {r.decoder}", f"{r.requests_per_s:.2f}", str(r.requests),
-                          _ms(r.prefill_p50_ms), _ms(r.kv_wait_p50_ms), _ms(r.kv_wait_p99_ms),
-                          str(r.errors), str(r.timeouts), _num(r.est_gbps, ".3f"), _pct(r.decoder_hit_rate))
-        if not rows:
-            table.add_row("no requests through the proxy yet", *[""] * 9)
+        narrow = self.narrow
+        title = ("P → D (proxy /events, last %gs; est. GB/s: P's store GB/s × pair's share)" if narrow else
+                 "prefiller → decoder (proxy /events, last %gs; est. GB/s = P's store GB/s × "
+                 "pair's share of P's requests)") % pairs.window_s
+        table = Table(title=title, expand=True,
+                      caption=None if rows else "no requests through the proxy yet", caption_justify="left")
+        names = [f"{r.prefiller} → {r.decoder}" for r in rows]
+        columns = (("P → D", "req/s", "kv p50", "kv p99", "err", "est GB/s", "D hit") if narrow else
+                   ("P → D", "req/s", "reqs", "prefill p50", "kv_wait p50", "kv_wait p99",
+                    "err", "timeout", "est. GB/s", "D hit rate"))
+        for column in columns:
+            table.add_column(column, justify="left" if column == "P → D" else "right", no_wrap=True,
+                             min_width=max([len(n) for n in names] + [5]) if column == "P → D" else None)
+        for name, r in zip(names, rows):
+            if narrow:
+                table.add_row(name, f"{r.requests_per_s:.2f}", _ms(r.kv_wait_p50_ms), _ms(r.kv_wait_p99_ms),
+                              str(r.errors + r.timeouts), _num(r.est_gbps, ".2f"), _pct(r.decoder_hit_rate))
+            else:
+                table.add_row(name, f"{r.requests_per_s:.2f}", str(r.requests),
+                              _ms(r.prefill_p50_ms), _ms(r.kv_wait_p50_ms), _ms(r.kv_wait_p99_ms),
+                              str(r.errors), str(r.timeouts), _num(r.est_gbps, ".3f"), _pct(r.decoder_hit_rate))
         parts: list = [table]
         status = self.source_status() if self.source_status else None
         if status:
@@ -80,16 +95,21 @@ class KvTransferView(Static):
         return slow
 
     def refresh_view(self) -> None:
-        table = Table(title="KV transfer (log lines, last %gs)" % self.stats.window_s, expand=True)
-        for column in ("instance", "role", "xfer/s", "GB/s", "stored tok", "hit tok", "hit rate", "zero hits", "alloc retry"):
-            table.add_column(column, justify="left" if column in ("instance", "role") else "right")
         rows = self.stats.rows()
+        table = Table(title="KV transfer (log lines, last %gs)" % self.stats.window_s, expand=True,
+                      caption=None if rows else "no KV-transfer lines yet", caption_justify="left")
+        headers = (("instance", "role", "xfer/s", "GB/s", "stored", "hit tok", "hit %", "zero", "retry")
+                   if self.narrow else
+                   ("instance", "role", "xfer/s", "GB/s", "stored tok", "hit tok", "hit rate", "zero hits", "alloc retry"))
+        name_width = max([len(r.instance) for r in rows] + [8])
+        for column in headers:
+            table.add_column(column, justify="left" if column in ("instance", "role") else "right", no_wrap=True,
+                             min_width=name_width if column == "instance" else None)
         for r in rows:
-            table.add_row(r.instance, r.role, f"{r.transfers_per_s:.2f}", _num(r.gbps, ".3f"), str(r.stored_tokens),
+            table.add_row(r.instance, r.role[0].upper() if self.narrow else r.role, f"{r.transfers_per_s:.2f}",
+                          _num(r.gbps, ".3f"), str(r.stored_tokens),
                           str(r.hit_tokens), _num(None if r.hit_rate is None else r.hit_rate * 100, ".1f") + ("%" if r.hit_rate is not None else ""),
                           str(r.zero_hits), str(r.alloc_retries))
-        if not rows:
-            table.add_row("no KV-transfer lines yet", "", "", "", "", "", "", "", "")
         slow = Table(title="slowest recent transfers", expand=True)
         for column in ("instance", "request", "tokens", "ms", "GB/s"):
             slow.add_column(column)

@@ -49,6 +49,7 @@ class DiffTable(DataTable):
         if keys != list(self._cells):
             self._rebuild(rows, keys)
             return
+        changed = False
         for index, (key, cells) in enumerate(rows):
             cells = tuple(cells)
             before = self._cells[key]
@@ -56,6 +57,24 @@ class DiffTable(DataTable):
                 continue
             self._cells[key] = cells
             self._write_row(index, key, before, cells)
+            changed = True
+        if changed:
+            self._shrink_columns()
+
+    def _shrink_columns(self) -> None:
+        """A column narrows again when its widest cell went (`starting: LMCache init` ->
+        `ready`): DataTable itself only ever widens a column."""
+        shrunk = False
+        for position, column_key in enumerate(self._column_keys):
+            column = self.columns[column_key]
+            needed = max([cell_width(column.label)] + [cell_width(cells[position]) for cells in self._cells.values()])
+            if column.auto_width and column.content_width > needed:
+                column.content_width = needed
+                shrunk = True
+        if shrunk:
+            self._require_update_dimensions = True
+            self._update_count += 1
+            self.refresh()
 
     def _rebuild(self, rows: Sequence[tuple[str, tuple[object, ...]]], keys: list[str]) -> None:
         selected = self.selected_key()
