@@ -150,6 +150,9 @@ class PdtuiApp(App):
     def on_stop_instance_requested(self, message: messages.StopInstanceRequested) -> None:
         self.commands.stop_instance(message.name)
 
+    def on_stop_orphans_requested(self, _message: messages.StopOrphansRequested) -> None:
+        self.commands.stop_orphans()
+
     def on_start_instance_requested(self, message: messages.StartInstanceRequested) -> None:
         self.commands.start_instance(message.name)
 

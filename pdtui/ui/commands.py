@@ -254,6 +254,37 @@ class DeploymentCommands:
             self.changed()
         self.app.notify(f"{name} stopped (S starts it)", timeout=3)
 
+    def stop_orphans(self) -> None:
+        """Find the orphans off the event loop (a /proc scan), then ask, then stop them."""
+        self._work(self._offer_stop_orphans(), "orphans", exclusive=True)
+
+    async def _offer_stop_orphans(self) -> None:
+        import asyncio
+
+        from pdtui.runtime.orphans import find_orphans
+        from pdtui.ui.screens.dialogs import confirm
+
+        sim_dir = self.session.sim_gpu_dir()
+        orphans = await asyncio.to_thread(find_orphans, (str(sim_dir),) if sim_dir else ())
+        if not orphans:
+            self.app.notify("no orphan GPU process: every process with a pdtui run marker belongs to a live instance", timeout=4)
+            return
+
+        def chosen(answer: str | None) -> None:
+            if answer == "yes":
+                self._work(self._stop_orphans(orphans), "orphans", exclusive=True)
+
+        listing = "\n".join(f"  {o.describe()}" for o in orphans)
+        self.app.push_screen(confirm(f"Stop {len(orphans)} orphan process(es)?\n{listing}", "Stop", "Orphan GPU processes"), chosen)
+
+    async def _stop_orphans(self, orphans: list[Any]) -> None:
+        import asyncio
+
+        from pdtui.runtime.orphans import stop_orphans
+
+        lines = await asyncio.to_thread(stop_orphans, orphans)
+        self.app.notify("\n".join(lines) or "nothing was left to stop", timeout=8)
+
     def start_instance(self, name: str | None) -> None:
         inst = self._instance(name)
         if inst is None:

@@ -41,6 +41,7 @@ KEY_SPECS: tuple[KeySpec, ...] = (
     KeySpec("start-instance", "S", "start_instance", "Start", scope="dashboard"),
     KeySpec("restart", "r", "restart_instance", "Restart", scope="dashboard"),
     KeySpec("restart-pair", "R", "restart_pair", "Restart P/D pair", show=False, scope="dashboard"),
+    KeySpec("stop-orphans", "K", "stop_orphans", "Stop orphan GPU processes", show=False, scope="dashboard"),
     KeySpec("details", "enter", "details", "Details", scope="dashboard"),
     KeySpec("focus-next", "tab", "focus_next_table", "Next table", show=False, scope="dashboard"),
     KeySpec("all-logs", "a", "toggle_all_logs", "All logs", scope="dashboard"),

@@ -16,7 +16,7 @@ __all__ = [
     "BackgroundLoadToggle", "DeploymentChanged", "GpuReadingChanged", "LaunchRequested",
     "LoadRunRequested", "LoadRunStopRequested", "ProfileChanged", "RestartPairRequested",
     "RestartRequested", "ShowGpu", "ShowInstance", "ShowObserve", "StartInstanceRequested",
-    "StopInstanceRequested", "StopRequested",
+    "StopInstanceRequested", "StopOrphansRequested", "StopRequested",
 ]
 
 
@@ -26,6 +26,11 @@ class LaunchRequested(Message):
 
 class StopRequested(Message):
     """Stop every process of the deployment (the app asks for confirmation)."""
+
+
+class StopOrphansRequested(Message):
+    """Stop the GPU processes that carry a pdtui run marker but belong to no live instance
+    (an EngineCore left behind by a dead API server); the app asks for confirmation."""
 
 
 class StopInstanceRequested(Message):

@@ -23,7 +23,7 @@ from pdtui.ui import rows as rowfmt
 from pdtui.ui.bindings import bindings_for
 from pdtui.ui.messages import (BackgroundLoadToggle, DeploymentChanged, GpuReadingChanged, LaunchRequested,
                                RestartPairRequested, RestartRequested, ShowGpu, ShowInstance, ShowObserve, StartInstanceRequested,
-                               StopInstanceRequested, StopRequested)
+                               StopInstanceRequested, StopOrphansRequested, StopRequested)
 from pdtui.ui.screens.dashboard_logs import CockpitLogs
 from pdtui.ui.session import BACKGROUND_JOB, Session
 from pdtui.ui.widgets.diff_table import DiffTable
@@ -205,6 +205,9 @@ class CockpitScreen(Screen):
 
     def action_stop_instance(self) -> None:
         self.post_message(StopInstanceRequested(self.selected_instance()))
+
+    def action_stop_orphans(self) -> None:
+        self.post_message(StopOrphansRequested())
 
     def action_start_instance(self) -> None:
         self.post_message(StartInstanceRequested(self.selected_instance()))

@@ -27,8 +27,8 @@ def widget_bindings() -> list[tuple[str, list[Binding]]]:
     from pdtui.ui.screens.dashboard_logs import MergedLog
 
     return [
-        ("Log pane (log tabs; cockpit log box after a / tab to it)", list(Binding.make_bindings(LogPane.BINDINGS))),
-        ("Cockpit log box, all instances", list(Binding.make_bindings(MergedLog.BINDINGS))),
+        ("Log pane (log tabs; cockpit log box after a / tab to it)", [b for b in LogPane.BINDINGS if isinstance(b, Binding)]),
+        ("Cockpit log box, all instances", [b for b in MergedLog.BINDINGS if isinstance(b, Binding)]),
     ]
 
 
