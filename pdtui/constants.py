@@ -49,3 +49,9 @@ RUN_ROOT_ENV = "PDTUI_RUN_ROOT"
 
 # ---- an exit code we cannot know: the process was not our child (re-attached run).
 EXIT_CODE_UNKNOWN = -999
+
+
+def reattach_command(run_name: str) -> str:
+    """What the operator types to get the control panel back on a detached run: said by
+    the TUI's Quit -> Detach and by `pdtui up --detach` (one wording)."""
+    return f"pdtui --attach {run_name}"

@@ -224,9 +224,9 @@ def print_status(reports: list, as_json: bool, gpus: bool = False) -> None:
     for report in reports:
         print(f"{report.run_name}  {report.phase}  slurm job {report.job_id} {report.job_state}  {report.run_dir}")
         for inst in report.instances:
-            gpus = ",".join(map(str, inst.gpus)) or "-"
+            gpu_list = ",".join(map(str, inst.gpus)) or "-"
             line = (f"  {inst.name:<14} {inst.kind:<9} {inst.state:<9} node {inst.node or '-'!s:<12} "
-                    f"step {inst.step_id or '-'!s:<10} port {inst.port:<6} gpus {gpus}")
+                    f"step {inst.step_id or '-'!s:<10} port {inst.port:<6} gpus {gpu_list}")
             if inst.load:
                 line += "  " + "  ".join(f"{k} {_num(v)}" for k, v in inst.load.items())
             if inst.reason:

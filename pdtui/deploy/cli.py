@@ -79,8 +79,15 @@ def _not_ready_lines(sup) -> list[str]:
     return lines
 
 
+_ERR_LOCK = threading.Lock()
+
+
 def _err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """One whole line per call, from any thread: the supervisor's threads print progress
+    while the main thread prints too (two `print` writes used to interleave)."""
+    with _ERR_LOCK:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
 
 
 def _progress_printer(start: float):
@@ -90,12 +97,14 @@ def _progress_printer(start: float):
         stamp = f"[{time.monotonic() - start:6.1f}s]"
         if isinstance(event, StateChanged):
             st = event.status
+            if st.state.value in ("stopping", "stopped") and not st.reason:
+                return  # `_stop_and_say` says what was stopped, once
             extra = f" (pid {st.pid})" if st.state.value == "starting" and st.pid else ""
             extra += f": {st.reason}" if st.reason else ""
             _err(f"{stamp} {event.name}: {st.state.value}{extra}")
         elif isinstance(event, ReadinessProgress):
             _err(f"{stamp} {event.name}: {event.milestone}" + (f" ({event.detail})" if event.detail else ""))
-        elif isinstance(event, DeploymentEvent) and event.kind not in ("ready",):
+        elif isinstance(event, DeploymentEvent) and event.kind not in ("ready", "stopped"):
             _err(f"{stamp} {event.kind}: {event.message}")
 
     return on_event
@@ -194,7 +203,10 @@ def _up(args, profile, start_over) -> int:
         _err(f"[{time.monotonic() - start:6.1f}s] all ready: {url}  (run {sup.run_name})")
         if args.detach:
             sup.detach()
-            _err(f"detached; stop it with `pdtui down {sup.run_name}`")
+            from pdtui.constants import reattach_command
+
+            _err(f"detached: {sup.run_name} keeps running; re-attach with `{reattach_command(sup.run_name)}`, "
+                 f"stop it with `pdtui down {sup.run_name}`")
             print(sup.run_name)
             return 0
         _err("Ctrl-C stops everything")

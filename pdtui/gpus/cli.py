@@ -67,11 +67,13 @@ def run_gpus(args: argparse.Namespace) -> int:
     from pdtui.gpus.nvml_source import NvmlSource
     from pdtui.gpus.processes import attribute_processes
     from pdtui.gpus.recorded_source import RecordedSource
+    from pdtui.gpus.source import GpuSource
     from pdtui.gpus.table import render_table
 
     demo = getattr(args, "gpus_demo", None)
     replay = getattr(args, "gpus_replay", None)
     sim_dir = getattr(args, "gpus_sim_dir", None)
+    source: GpuSource
     try:
         if demo is not None:
             source = RecordedSource.demo(demo, seed=getattr(args, "gpus_seed", None), sim_gpu_dir=sim_dir)

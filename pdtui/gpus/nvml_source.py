@@ -21,6 +21,7 @@ from pdtui.gpus.snapshot import (
     Maybe,
     NotAvailable,
     NvLinkInfo,
+    SourceKind,
 )
 from pdtui.gpus.ttl_cache import TtlCache
 
@@ -39,7 +40,7 @@ class NvmlSource:
     """Live readings from NVML. Starts NVML lazily and retries on the next poll if it
     could not (so plugging in the driver later works without restarting pdtui)."""
 
-    kind = "nvml"
+    kind: SourceKind = "nvml"
 
     def __init__(
         self,

@@ -41,11 +41,13 @@ def filter_gpus(
     return tuple(picked)
 
 
-def pickable_gpus(inventory: GpuInventory, **criteria: float) -> tuple[GpuSnapshot, ...]:
+def pickable_gpus(
+    inventory: GpuInventory, *, min_free_bytes: int = 0, max_utilization: float = 100.0
+) -> tuple[GpuSnapshot, ...]:
     """`filter_gpus` over an inventory; empty when the inventory carries an error."""
     if inventory.error is not None:
         return ()
-    return filter_gpus(inventory.gpus, **criteria)  # type: ignore[arg-type]
+    return filter_gpus(inventory.gpus, min_free_bytes=min_free_bytes, max_utilization=max_utilization)
 
 
 def busy_reason(

@@ -24,7 +24,7 @@ from pdtui.gpus.builtin_recording import H200_RECORDING, H200_RECORDING_NAME
 from pdtui.gpus.processes import AttributedProcess
 from pdtui.gpus.recording import Recording, load_recording, recording_from_dict
 from pdtui.gpus.sim_overlay import STALE_AFTER_S, SimEngineUsage, read_sim_usage
-from pdtui.gpus.snapshot import GpuInventory, GpuProcess, GpuSnapshot, NotAvailable, NvLinkInfo
+from pdtui.gpus.snapshot import GpuInventory, GpuProcess, GpuSnapshot, Maybe, NotAvailable, NvLinkInfo, SourceKind
 
 # PCI bus ids of the eight GPUs on an HGX H100/H200 board, so the demo looks familiar.
 _HGX_BUS_IDS = (0x19, 0x3B, 0x4C, 0x5D, 0x9B, 0xBB, 0xCB, 0xDB)
@@ -51,7 +51,7 @@ class RecordedSource:
                 f"synthesize_gpus must be between 1 and {MAX_SYNTHESIZED_GPUS}, got {synthesize_gpus}"
             )
         self.recording = recording
-        self.kind = "simulated" if (synthesize_gpus is not None or sim_gpu_dir is not None) else "recorded"
+        self.kind: SourceKind = "simulated" if (synthesize_gpus is not None or sim_gpu_dir is not None) else "recorded"
         self._wall_clock = wall_clock
         self._sim_gpu_dir = Path(sim_gpu_dir) if sim_gpu_dir is not None else None
         self._stale_after_s = stale_after_s
@@ -173,25 +173,32 @@ def _with_utilization(gpu: GpuSnapshot, utilization: float) -> GpuSnapshot:
     if gpu.lost:
         return gpu
     util = int(round(utilization))
-    fields: dict[str, object] = {"utilization_gpu": util, "utilization_memory": int(round(util * 0.6))}
+    power_draw: Maybe[float] = gpu.power_draw_w
     base_power = gpu.power_draw_w if not isinstance(gpu.power_draw_w, NotAvailable) else None
     limit = gpu.power_limit_w if not isinstance(gpu.power_limit_w, NotAvailable) else None
     if base_power is not None and limit is not None:
-        fields["power_draw_w"] = round(base_power + (limit - base_power) * 0.85 * util / 100.0, 3)
+        power_draw = round(base_power + (limit - base_power) * 0.85 * util / 100.0, 3)
+    temperature: Maybe[int] = gpu.temperature_c
     if not isinstance(gpu.temperature_c, NotAvailable):
-        fields["temperature_c"] = int(round(gpu.temperature_c + 0.35 * util))
-    return replace(gpu, **fields)
+        temperature = int(round(gpu.temperature_c + 0.35 * util))
+    return replace(
+        gpu,
+        utilization_gpu=util,
+        utilization_memory=int(round(util * 0.6)),
+        power_draw_w=power_draw,
+        temperature_c=temperature,
+    )
 
 
 def _with_engines(gpu: GpuSnapshot, engines: list[SimEngineUsage]) -> GpuSnapshot:
     """Add the engines' memory and pids to a GPU (on top of what the recording had)."""
     extra = sum(e.memory_bytes for e in engines)
-    fields: dict[str, object] = {}
+    memory_used, memory_free = gpu.memory_used, gpu.memory_free
     if not isinstance(gpu.memory_total, NotAvailable):
         base_used = gpu.memory_used if not isinstance(gpu.memory_used, NotAvailable) else 0
         used = min(gpu.memory_total, base_used + extra)
-        fields["memory_used"] = used
-        fields["memory_free"] = gpu.memory_total - used
+        memory_used = used
+        memory_free = gpu.memory_total - used
     recorded = gpu.processes if not isinstance(gpu.processes, NotAvailable) else ()
-    fields["processes"] = recorded + tuple(GpuProcess(pid=e.pid, used_memory=e.memory_bytes) for e in engines)
-    return replace(gpu, **fields)
+    processes = recorded + tuple(GpuProcess(pid=e.pid, used_memory=e.memory_bytes) for e in engines)
+    return replace(gpu, memory_used=memory_used, memory_free=memory_free, processes=processes)

@@ -116,15 +116,15 @@ async def run_load(
     if problems:
         raise ValueError("load run: " + "; ".join(problems))
     own = session is None
-    if own:
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=spec.concurrency + 2))
+    client = session if session is not None else aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=spec.concurrency + 2))
     results: list[RequestResult] = []
     t0 = time.perf_counter()
     try:
         model = spec.model
         if model is None:
             try:
-                model = await first_model(session, proxy_url)
+                model = await first_model(client, proxy_url)
             except (aiohttp.ClientError, RuntimeError, OSError, asyncio.TimeoutError) as exc:
                 failed = RequestResult(error=f"cannot list models at {proxy_url}: {exc}")
                 return summarize([failed] * spec.requests, time.perf_counter() - t0)
@@ -136,7 +136,7 @@ async def run_load(
                 index = next_index
                 next_index += 1
                 result = await stream_completion(
-                    session, proxy_url, prompt=synthetic_prompt(spec.prompt_tokens, seed=index),
+                    client, proxy_url, prompt=synthetic_prompt(spec.prompt_tokens, seed=index),
                     max_tokens=spec.output_tokens, model=model, timeout_s=spec.timeout_s)
                 results.append(result)
                 if on_result is not None:
@@ -145,5 +145,5 @@ async def run_load(
         await asyncio.gather(*(worker() for _ in range(min(spec.concurrency, spec.requests))))
     finally:
         if own:
-            await session.close()
+            await client.close()
     return summarize(results, time.perf_counter() - t0)

@@ -258,17 +258,17 @@ def _hash_seed(profile: Profile) -> Iterable[Problem]:
 def _partial_chunks(profile: Profile) -> Iterable[Problem]:
     if profile.mode != "lmcache-pd":
         return
-    for inst in profile.prefillers:
-        if effective.discard_partial_chunks(inst):
+    for pre in profile.prefillers:
+        if effective.discard_partial_chunks(pre):
             yield Problem(
-                _path(profile, inst, "kv.discard_partial_chunks"),
+                _path(profile, pre, "kv.discard_partial_chunks"),
                 "partial-chunk discarding is on",
                 True,
                 "set it to false: a prompt shorter than chunk_size stores nothing, no notification reaches the proxy, and the request hangs",
             )
-        if profile.effective_lmcache(inst).save_unfull_chunk is False:
+        if profile.effective_lmcache(pre).save_unfull_chunk is False:
             yield Problem(
-                _path(profile, inst, "lmcache.save_unfull_chunk"),
+                _path(profile, pre, "lmcache.save_unfull_chunk"),
                 "save_unfull_chunk is false",
                 False,
                 "set it to true (current LMCache forces it for PD; older releases drop the last partial chunk and short prompts hang)",

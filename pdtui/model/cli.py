@@ -97,14 +97,15 @@ def run_render(args: argparse.Namespace) -> int:
     if problem:
         raise PathError(args.output, problem)
     validation = validate_file(path)
-    if not validation.ok:
+    profile = validation.profile
+    if profile is None or not validation.ok:
         _print_problems(validation, sys.stderr)
         print(f"{validation.source}: not rendered, fix the errors first", file=sys.stderr)
         return 1
     _print_problems(validation, sys.stderr)
     if getattr(args, "target", "local") == "k8s":
-        return _render_k8s(validation.profile, out, args)
-    plan = render_plan(validation.profile, out, python=args.python)
+        return _render_k8s(profile, out, args)
+    plan = render_plan(profile, out, python=args.python)
     try:
         written = write_rendered(plan, out)
     except OSError as exc:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from pdtui.model import yamldoc
 from pdtui.model.problems import Problem
@@ -122,7 +123,7 @@ _TYPE_HINTS = {
 }
 
 
-def _problem_from_error(err: dict[str, Any], positions: dict[tuple, tuple[int, int]]) -> Problem:
+def _problem_from_error(err: ErrorDetails, positions: dict[tuple, tuple[int, int]]) -> Problem:
     loc = tuple(part for part in err.get("loc", ()) if not _is_union_tag(part))
     kind = err.get("type", "")
     value = err.get("input")
@@ -188,7 +189,7 @@ DERIVED_LMCACHE_KEYS = {
 }
 
 
-def _suggest_key(loc: tuple, err: dict[str, Any]) -> str:
+def _suggest_key(loc: tuple, err: ErrorDetails) -> str:
     import difflib
 
     from pdtui.model import schema

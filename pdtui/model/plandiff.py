@@ -9,7 +9,7 @@ the LMCache YAML. Environment values are never compared here: they may be secret
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pdtui.model.render import DeploymentPlan
@@ -55,8 +55,8 @@ def argv_diff(old: Iterable[str], new: Iterable[str]) -> list[str]:
     return out
 
 
-def drift(running_argv: dict[str, Iterable[str]], saved: DeploymentPlan,
-          running_lmcache: dict[str, str | None] | None = None) -> list[InstanceDrift]:
+def drift(running_argv: Mapping[str, Iterable[str]], saved: DeploymentPlan,
+          running_lmcache: Mapping[str, str | None] | None = None) -> list[InstanceDrift]:
     """Instances whose running argv (or LMCache YAML, when given) differs from the saved plan's."""
     wanted = {inst.name: inst for inst in saved.instances}
     result: list[InstanceDrift] = []

@@ -35,12 +35,13 @@ def check_command(command: list[str], env: dict[str, str] | None = None) -> str 
             return f"{exe} is not an executable file"
         resolved = exe
     else:
-        resolved = shutil.which(exe, path=path_env)
-        if resolved is None:
+        found = shutil.which(exe, path=path_env)
+        if found is None:
             return (
                 f"{exe!r} is not on PATH; set vllm_command in the profile to a path or to an interpreter and module, "
                 "e.g. [python3, -m, vllm.entrypoints.cli.main] (a `pip install --target` install has no usable vllm script)"
             )
+        resolved = found
     if len(command) >= 3 and command[1] == "-m":
         module = command[2]
         # Ask that interpreter itself: the module must import where it will run.

@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pdtui.constants import ENGINE_STARTUP_TIMEOUT_S
+
 STATE_FILE = "state.json"
 STATE_VERSION = 1
 _SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL", "SIGQUIT", "SIGHUP")
@@ -58,7 +60,7 @@ class InstanceRecord(_Record):
     argv: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     health_url: str = ""
-    startup_timeout_s: float = Field(900.0, gt=0)
+    startup_timeout_s: float = Field(ENGINE_STARTUP_TIMEOUT_S, gt=0)
     port: int | None = Field(None, ge=1, le=65535)
     gpus: list[int] = Field(default_factory=list)
     prometheus_dir: str | None = None

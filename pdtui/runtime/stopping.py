@@ -93,6 +93,12 @@ class StopMixin(SupervisorBase):
         self._persist()
         return what
 
+    def stop_instance(self, name: str) -> Future:
+        """Stop one instance's tree and leave it stopped (the others keep running);
+        Future[str] = what was stopped. `restart(name)` starts it again."""
+        member = self._member(name)
+        return in_thread(lambda: "; ".join(self._stop_members([member])), "pdtui-stop-one")
+
     # ------------------------------------------------------------------ restart ----
     def restart(self, name: str, spec: LaunchSpec | None = None) -> Future:
         """Stop one instance's tree (if running) and start it again; Future[bool] = ready

@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import zmq.asyncio
 
@@ -209,7 +209,7 @@ class SimEngine:
                 400,
             )
 
-    async def run(self, gen: Generation) -> AsyncIterator[int]:
+    async def run(self, gen: Generation) -> AsyncGenerator[int, None]:
         """Yields generated token ids as they are produced; fills `gen` as it goes."""
         s = self.settings
         m = self.metrics

@@ -27,7 +27,9 @@ class Faults:
 
 def parse_faults(spec: str) -> Faults:
     """`oom,crash_after=3` → Faults(oom=True, crash_after=3); unknown names are errors."""
-    values: dict[str, object] = {}
+    flags: set[str] = set()
+    crash_after: int | None = None
+    slow_start_s = 0.0
     for raw in spec.split(","):
         item = raw.strip()
         if not item:
@@ -38,7 +40,7 @@ def parse_faults(spec: str) -> Faults:
         if name in ("oom", "hang", "drop_notif", "ignore_sigterm"):
             if arg:
                 raise FaultSpecError(f"PDTUI_SIM_FAULT: {name} takes no value (got {item!r})")
-            values[name] = True
+            flags.add(name)
         elif name == "crash_after":
             try:
                 count = int(arg)
@@ -48,7 +50,7 @@ def parse_faults(spec: str) -> Faults:
                 ) from None
             if count < 0:
                 raise FaultSpecError(f"PDTUI_SIM_FAULT: crash_after must be >= 0, got {count}")
-            values["crash_after"] = count
+            crash_after = count
         elif name == "slow_start":
             try:
                 seconds = float(arg)
@@ -58,9 +60,16 @@ def parse_faults(spec: str) -> Faults:
                 ) from None
             if not seconds >= 0:
                 raise FaultSpecError(f"PDTUI_SIM_FAULT: slow_start must be >= 0, got {item!r}")
-            values["slow_start_s"] = seconds
+            slow_start_s = seconds
         else:
             raise FaultSpecError(
                 f"PDTUI_SIM_FAULT: unknown fault {name!r}; valid: {', '.join(FAULT_NAMES)}"
             )
-    return Faults(**values)  # type: ignore[arg-type]
+    return Faults(
+        oom="oom" in flags,
+        crash_after=crash_after,
+        hang="hang" in flags,
+        slow_start_s=slow_start_s,
+        drop_notif="drop_notif" in flags,
+        ignore_sigterm="ignore_sigterm" in flags,
+    )

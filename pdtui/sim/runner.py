@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -73,7 +74,8 @@ class EngineProcess:
     # ------------------------------------------------------------------- main ----
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        self.stop_signal = loop.create_future()
+        stop_signal: asyncio.Future[str] = loop.create_future()
+        self.stop_signal = stop_signal
         self._install_signals(loop)
         s = self.settings
         try:
@@ -87,11 +89,13 @@ class EngineProcess:
         ticker = loop.create_task(self._tick())
         try:
             start = loop.create_task(self._start_up())
-            done, _ = await asyncio.wait({start, self.stop_signal}, return_when=asyncio.FIRST_COMPLETED)
+            # Typed: a set of a Task[None] and a Future[str] would otherwise be a set of objects.
+            racers: set[asyncio.Future[Any]] = {start, stop_signal}
+            done, _ = await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
             if start not in done:
                 start.cancel()
                 await asyncio.gather(start, return_exceptions=True)
-                startup.shutdown_lines(self.log, self.stop_signal.result())
+                startup.shutdown_lines(self.log, stop_signal.result())
                 return 0
             try:
                 start.result()
@@ -109,13 +113,14 @@ class EngineProcess:
             if s.faults.crash_after == 0:
                 self.engine.crash_requested.set()
             crash = loop.create_task(self.engine.crash_requested.wait())
-            done, _ = await asyncio.wait({crash, self.stop_signal}, return_when=asyncio.FIRST_COMPLETED)
+            racers = {crash, stop_signal}
+            done, _ = await asyncio.wait(racers, return_when=asyncio.FIRST_COMPLETED)
             if crash in done:
                 await asyncio.sleep(0.05)  # let the answer that reached N requests flush out
                 startup.crash_lines(self.log)
                 return 1
             crash.cancel()
-            startup.shutdown_lines(self.log, self.stop_signal.result())
+            startup.shutdown_lines(self.log, stop_signal.result())
             await runner.cleanup()
             return 0
         finally:

@@ -70,7 +70,8 @@ def _unpack(data: bytes) -> dict[str, Any]:
 
 async def _request(sock: zmq.asyncio.Socket, message: dict[str, Any], timeout: float) -> dict[str, Any]:
     await sock.send(_pack(message))
-    if not await sock.poll(int(timeout * 1000), zmq.POLLIN):
+    # poll()'s flags default to POLLIN (pyzmq's stub for the asyncio socket leaves them out).
+    if not await sock.poll(int(timeout * 1000)):
         raise TransferError("no answer")
     return _unpack(await sock.recv())
 

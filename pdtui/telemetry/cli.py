@@ -129,6 +129,22 @@ def _print_summary(summary: dict, out) -> None:
         print("  alerts: none", file=out)
 
 
+def short_labels(paths: list[str]) -> dict[str, str]:
+    """What prefixes each event line: the file's name, or as many trailing path parts as
+    tell the files apart (`1p1d/decoder.log`); the summary names each file in full."""
+    from pathlib import PurePath
+
+    parts = {p: PurePath(p).parts for p in paths}
+    labels: dict[str, str] = {}
+    for path, own in parts.items():
+        for depth in range(1, len(own) + 1):
+            label = "/".join(own[-depth:])
+            if all(other == path or "/".join(theirs[-depth:]) != label for other, theirs in parts.items()):
+                break
+        labels[path] = label if own else path
+    return labels
+
+
 def run_logscan(args: argparse.Namespace) -> int:
     from pdtui.telemetry.events import StoreBeginEvent, EngineStatsEvent, MilestoneEvent, event_to_dict
     from pdtui.telemetry.logscan import scan_file, summarize
@@ -145,11 +161,12 @@ def run_logscan(args: argparse.Namespace) -> int:
     encode = json.JSONEncoder(check_circular=False).encode  # json.dumps's output, less work per event
     quiet_types = {StoreBeginEvent, EngineStatsEvent, MilestoneEvent}
     scans = []
+    labels = short_labels(list(args.files))
     for path in args.files:
 
         file_field = '{"file": ' + encode(path) + ", "  # the same text as {"file": path, ...}
 
-        def emit(event, path=path, file_field=file_field) -> None:
+        def emit(event, label=labels[path], file_field=file_field) -> None:
             if type(event) in quiet_types:
                 return
             if args.json:
@@ -157,7 +174,7 @@ def run_logscan(args: argparse.Namespace) -> int:
             else:
                 text = _describe(event)
                 when = f"[{event.timestamp}] " if event.timestamp else ""
-                out.write(f"{path}: {when}{text}\n")
+                out.write(f"{label}: {when}{text}\n")
 
         scan = scan_file(path, on_event=emit, keep_events=False)
         if scan.problem:

@@ -232,8 +232,11 @@ LogEvent = Union[
 
 def event_to_dict(event: LogEvent) -> dict[str, Any]:
     """A JSON-ready dict: {"type": "StoreEvent", ...fields}; `extra` pairs become a dict."""
-    out: dict[str, Any] = {"type": type(event).__name__}
-    for name in _field_names(type(event)):
+    # A plain `type` for the cache key: mypy cannot see that a union of class objects
+    # is hashable (the unhashable dataclass instances confuse it).
+    cls: type = type(event)
+    out: dict[str, Any] = {"type": cls.__name__}
+    for name in _field_names(cls):
         value = getattr(event, name)
         if name == "extra":
             value = dict(value)

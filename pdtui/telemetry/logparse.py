@@ -36,6 +36,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from pdtui.telemetry.events import (
     Alert,
@@ -334,7 +335,8 @@ def _parse_engine_stats(raw: str) -> EngineStatsEvent | None:
     m = _ENGINE_STATS.match(head.message)
     if not m:
         return None
-    named: dict[str, float] = {}
+    # Keyword arguments for the fields _STATS_NAMES names (all float | None).
+    named: dict[str, Any] = {}
     extra: list[tuple[str, float]] = []
     for field in _STATS_FIELD.finditer(m["fields"]):
         name = field["name"].strip().lower()
@@ -376,7 +378,8 @@ def _parse_kv_transfer_metrics(raw: str) -> NixlTransferStatsEvent | None:
     _, found, fields = head.message.partition(_KV_TRANSFER_METRICS)
     if not found:
         return None
-    named: dict[str, float | int] = {}
+    # Keyword arguments for the fields _XFER_NAMES names: counts int, the rest float.
+    named: dict[str, Any] = {}
     extra: list[tuple[str, float]] = []
     for field in _XFER_FIELD.finditer(fields):
         name = field["name"].strip().lower()

@@ -246,9 +246,10 @@ def _fast_parse(text: str, keep: tuple[str, ...] | None) -> dict[str, MetricFami
             fam = last_family
         else:
             fam_name = _family_of(sample_name, types)
-            fam = families.get(fam_name)
-            if fam is None:
-                fam = families[fam_name] = MetricFamily(fam_name, types.get(fam_name, "untyped"))
+            found = families.get(fam_name)
+            if found is None:
+                found = families[fam_name] = MetricFamily(fam_name, types.get(fam_name, "untyped"))
+            fam = found
             last_name, last_family = sample_name, fam
         fam.samples.append(Sample(sample_name, labels, value))
     return families

@@ -155,7 +155,8 @@ class PairStats:
                 self.bad_lines += 1
             return
         backend = _url(event.get("backend"))
-        detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+        raw_detail = event.get("detail")
+        detail = raw_detail if isinstance(raw_detail, dict) else {}
         with self._lock:
             if req_id in self._closed:
                 return

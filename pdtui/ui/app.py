@@ -175,6 +175,15 @@ class PdtuiApp(App):
     def on_stop_requested(self, _message: messages.StopRequested) -> None:
         self.commands.stop()
 
+    def on_stop_instance_requested(self, message: messages.StopInstanceRequested) -> None:
+        self.commands.stop_instance(message.name)
+
+    def on_stop_orphans_requested(self, _message: messages.StopOrphansRequested) -> None:
+        self.commands.stop_orphans()
+
+    def on_start_instance_requested(self, message: messages.StartInstanceRequested) -> None:
+        self.commands.start_instance(message.name)
+
     def on_restart_requested(self, message: messages.RestartRequested) -> None:
         self.commands.restart(message.name)
 
@@ -183,6 +192,15 @@ class PdtuiApp(App):
 
     def on_background_load_toggle(self, _message: messages.BackgroundLoadToggle) -> None:
         self.commands.toggle_background_load()
+
+    def on_show_gpu(self, message: messages.ShowGpu) -> None:
+        from pdtui.ui.rows import gpu_detail_lines
+        from pdtui.ui.screens.dialogs import MessageScreen
+
+        reading = self.session.gpu_reading
+        gpu = next((g for g in reading.inventory.gpus if g.index == message.index), None) if reading else None
+        if gpu is not None and reading is not None:
+            self.push_screen(MessageScreen(f"GPU {gpu.index}: processes", gpu_detail_lines(gpu, reading.processes)))
 
     def on_show_instance(self, message: messages.ShowInstance) -> None:
         from pdtui.ui.screens.instance import InstanceScreen

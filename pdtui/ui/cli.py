@@ -81,6 +81,15 @@ def attach_target(name: str) -> tuple[Path | None, str | None]:
     return run_dir, None
 
 
+def run_is_simulated(run_dir: Path) -> bool:
+    """Whether the run's engines are pdtui's simulator (its plan.json says `engine: sim`):
+    then its GPUs are the simulated ones, whatever flags `pdtui --attach` was given."""
+    try:
+        return json.loads((Path(run_dir) / "plan.json").read_text(encoding="utf-8")).get("engine") == "sim"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def run_tui(args: argparse.Namespace) -> int:
     from pdtui.model.presets import resolve_profile_path
 
@@ -99,6 +108,7 @@ def run_tui(args: argparse.Namespace) -> int:
         if problem is not None:
             print(problem, file=sys.stderr)
             return 1
+        demo = demo or (attach_run is not None and run_is_simulated(attach_run))  # a demo run's GPUs are the simulated ones
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         print("pdtui: the control panel needs a terminal (for scripts use `pdtui up/down/status`)", file=sys.stderr)
         return 2
@@ -107,4 +117,6 @@ def run_tui(args: argparse.Namespace) -> int:
     # With --attach the run is re-attached at start, and no other detached run is offered.
     app = PdtuiApp(profile_path, demo=demo, attach_run=attach_run, offer_reattach=attach_run is None)
     app.run()
+    if app.commands.exit_note:
+        print(app.commands.exit_note)
     return int(app.return_code or 0)

@@ -102,7 +102,7 @@ def instance_rows(found: list[rowfmt.InstanceRowData], store: SeriesStore, width
         live = row.state == "ready"
         if row.role == "proxy":
             req = store.latest("proxy/requests_per_s") if live else None
-            cells: tuple[object, ...] = (row.name, "proxy", rowfmt.state_text(row, 14), fmt.duration(row.uptime_s),
+            cells: tuple[object, ...] = (row.name, "proxy", rowfmt.state_text(row, 24), fmt.duration(row.uptime_s),
                                          _rate(req), "-", "", "-", "")
             out.append((row.name, cells))
             continue
@@ -111,7 +111,7 @@ def instance_rows(found: list[rowfmt.InstanceRowData], store: SeriesStore, width
         cells = (
             row.name,
             {"prefiller": "P", "decoder": "D"}.get(row.role, row.role),
-            rowfmt.state_text(row, 14),
+            rowfmt.state_text(row, 24),
             fmt.duration(row.uptime_s),
             _rate(store.latest(f"{row.name}/request_rate") if live else None),
             _rate(tok_now if live else None, "{:.0f}"),
@@ -148,8 +148,9 @@ def kv_strip(monitor: DeploymentMonitor | None, width: int) -> tuple[object, Tab
                ("kv p50" if narrow else "kv_wait p50", "right"), ("kv p99" if narrow else "kv_wait p99", "right")]
     if history >= 6:
         columns.append(("xfer/s 5m", "left"))
-    for column, justify in columns:
-        table.add_column(column, justify=justify, no_wrap=True)
+    name_width = max(len(f"{p.prefiller} → {p.decoder}") for p in pairs)
+    for column, justify in columns:  # the pair's names are never cut: the numbers give way
+        table.add_column(column, justify=justify, no_wrap=True, min_width=name_width if column == "KV P → D" else None)
     store = monitor.store
     from pdtui.telemetry.monitor import pair_key
 

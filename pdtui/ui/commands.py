@@ -40,6 +40,7 @@ class DeploymentCommands:
         self.session = session
         self.control = session.control
         self.quitting = False
+        self.exit_note: str | None = None  # what `pdtui` prints after the TUI closed
 
     def _work(self, coro, group: str, exclusive: bool = False) -> None:
         self.app.run_worker(coro, group=group, exclusive=exclusive, exit_on_error=False)
@@ -56,15 +57,19 @@ class DeploymentCommands:
 
         if isinstance(event, LogLines):
             return  # the monitor tails the logs; screens read its views
-        if isinstance(event, DeploymentEvent):
+        if isinstance(event, DeploymentEvent) and event.kind != "ready":  # the launch says "ready" once
             failed = event.kind in ("failed", "instance_crashed", "preflight_failed")
             self.app.notify(event.message, severity="error" if failed else "information", timeout=8)
+        self._tell_gpu_feed(gpu_feed)
+        self.changed()
+
+    def _tell_gpu_feed(self, gpu_feed: Any) -> None:
+        """Whose pids are ours, and (simulated GPUs) where this run's engines report."""
         if gpu_feed is not None:
             gpu_feed.own_pids = self.control.own_pids()
             set_dir = getattr(gpu_feed.source, "set_sim_gpu_dir", None)
             if set_dir is not None and self.control.active:
                 set_dir(self.control.sim_gpu_dir())
-        self.changed()
 
     def look_for_detached_runs(self) -> None:
         """On a thread at start: offer to re-attach to a run an earlier pdtui left running."""
@@ -124,7 +129,7 @@ class DeploymentCommands:
 
         doc = self.session.document
         if self.control.running():
-            self.app.notify("a deployment is already running (s to stop it)", severity="warning")
+            self.app.notify("a deployment is already running (X stops it all)", severity="warning")
             return
         if doc is None:
             self.app.notify("no profile loaded: open one in the editor (e, then ctrl+o)", severity="error")
@@ -134,7 +139,18 @@ class DeploymentCommands:
             self.app.push_screen(MessageScreen("Launch blocked: the profile has errors",
                                                [p.format(doc.path.name) for p in validation.errors]))
             return
-        self._work(self._launch(validation.profile), "control", exclusive=True)
+        from pdtui.ui.screens.dialogs import confirm
+
+        profile = validation.profile
+
+        def chosen(answer: str | None) -> None:
+            if answer == "yes":
+                self._work(self._launch(profile), "control", exclusive=True)
+
+        count = len(profile.prefillers) + len(profile.decoders) + 1
+        self.app.push_screen(confirm(f"Launch {doc.path.name}: {count} processes (proxy, "
+                                     f"{len(profile.prefillers)} P, {len(profile.decoders)} D)?",
+                                     "Launch", "Launch deployment"), chosen)
 
     async def _launch(self, profile: Any) -> None:
         from pdtui.model.hostchecks import check_host
@@ -165,7 +181,7 @@ class DeploymentCommands:
         finally:
             self.changed()
         if ok:
-            self.app.notify(f"{profile.name}: all instances ready", timeout=5)
+            self.app.notify(f"{profile.name} ready", timeout=3)  # one short toast: the table says the rest
         else:
             status = self.control.status()
             reasons = [f"{i.name}: {i.reason}" for i in status.instances if i.reason] if status else []
@@ -180,6 +196,7 @@ class DeploymentCommands:
         except Exception as exc:
             self.app.notify(f"cannot re-attach to {run_dir}: {exc}", severity="error", timeout=10)
             return
+        self._tell_gpu_feed(getattr(self.app, "gpu_feed", None))
         await self._new_monitor()
         self.changed()
         self.app.notify(f"re-attached to {run_dir.name}")
@@ -208,6 +225,77 @@ class DeploymentCommands:
             self.changed()
         self.app.notify("deployment stopped", timeout=3)
 
+    def _instance(self, name: str | None) -> Any:
+        status = self.control.status()
+        if status is None or not name:
+            return None
+        return next((i for i in status.instances if i.name == name), None)
+
+    def stop_instance(self, name: str | None) -> None:
+        """The selected instance only; the rest of the deployment keeps running."""
+        from pdtui.ui.screens.dialogs import confirm
+
+        inst = self._instance(name)
+        if inst is None or not inst.is_running:
+            self.app.notify("select a running instance to stop (X stops the whole deployment)", severity="warning")
+            return
+
+        def chosen(answer: str | None) -> None:
+            if answer == "yes":
+                self._work(self._stop_instance(inst.name), "restart")
+
+        self.app.push_screen(confirm(f"Stop {inst.name}? Requests it is serving will fail; S starts it again.",
+                                     "Stop", "Stop instance"), chosen)
+
+    async def _stop_instance(self, name: str) -> None:
+        try:
+            await self.control.stop_instance(name)
+        finally:
+            self.changed()
+        self.app.notify(f"{name} stopped (S starts it)", timeout=3)
+
+    def stop_orphans(self) -> None:
+        """Find the orphans off the event loop (a /proc scan), then ask, then stop them."""
+        self._work(self._offer_stop_orphans(), "orphans", exclusive=True)
+
+    async def _offer_stop_orphans(self) -> None:
+        import asyncio
+
+        from pdtui.runtime.orphans import find_orphans
+        from pdtui.ui.screens.dialogs import confirm
+
+        sim_dir = self.session.sim_gpu_dir()
+        orphans = await asyncio.to_thread(find_orphans, (str(sim_dir),) if sim_dir else ())
+        if not orphans:
+            self.app.notify("no orphan GPU process: every process with a pdtui run marker belongs to a live instance", timeout=4)
+            return
+
+        def chosen(answer: str | None) -> None:
+            if answer == "yes":
+                self._work(self._stop_orphans(orphans), "orphans", exclusive=True)
+
+        listing = "\n".join(f"  {o.describe()}" for o in orphans)
+        self.app.push_screen(confirm(f"Stop {len(orphans)} orphan process(es)?\n{listing}", "Stop", "Orphan GPU processes"), chosen)
+
+    async def _stop_orphans(self, orphans: list[Any]) -> None:
+        import asyncio
+
+        from pdtui.runtime.orphans import stop_orphans
+
+        lines = await asyncio.to_thread(stop_orphans, orphans)
+        self.app.notify("\n".join(lines) or "nothing was left to stop", timeout=8)
+
+    def start_instance(self, name: str | None) -> None:
+        inst = self._instance(name)
+        if inst is None:
+            self.app.notify("select an instance of a launched deployment to start (u launches it all)", severity="warning")
+            return
+        if inst.is_running:
+            self.app.notify(f"{inst.name} is already running (r restarts it)", severity="warning")
+            return
+        self.app.notify(f"starting {inst.name}…", timeout=3)
+        self.restart_now(inst.name)  # a restart of a stopped instance starts it
+
     def restart(self, name: str | None) -> None:
         from pdtui.ui.screens.dialogs import confirm
 
@@ -229,7 +317,10 @@ class DeploymentCommands:
         self._work(self._restart(name), "restart")
 
     async def _restart(self, name: str) -> None:
-        ok = await self.control.restart(name)
+        try:
+            ok = await self.control.restart(name)
+        finally:
+            self.changed()
         self.app.notify(f"{name} {'ready again' if ok else 'did not come back'}", severity="information" if ok else "error")
 
     def restart_pair(self, name: str | None) -> None:
@@ -288,7 +379,13 @@ class DeploymentCommands:
             await self._stop_monitor()
             if self.control.active:
                 if how == "detach":
+                    from pdtui.constants import reattach_command
+
+                    run_name = self.control.status().run_name
                     self.control.detach()
+                    # Printed by `pdtui` once the terminal is back (pdtui.ui.cli.run_tui).
+                    self.exit_note = (f"pdtui: detached; {run_name} keeps running.\n"
+                                      f"  re-attach: {reattach_command(run_name)}\n  stop:      pdtui down {run_name}")
                 else:
                     await self.control.stop()
                 await asyncio.to_thread(self.control.close_blocking)

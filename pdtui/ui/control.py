@@ -92,6 +92,9 @@ class DeploymentControl:
     async def stop(self) -> None:
         await asyncio.wrap_future(self.supervisor.stop())
 
+    async def stop_instance(self, name: str) -> str:
+        return str(await asyncio.wrap_future(self.supervisor.stop_instance(name)))
+
     async def restart(self, name: str) -> bool:
         return bool(await asyncio.wrap_future(self.supervisor.restart(name)))
 

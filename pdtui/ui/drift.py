@@ -30,7 +30,7 @@ def running_drift(app: Any) -> tuple[list[InstanceDrift], Any]:
     plan = doc.saved_plan(status.run_dir)
     result: tuple[list[InstanceDrift], Any] = ([], None)
     if plan is not None:
-        lmcache = {}
+        lmcache: dict[str, str] = {}
         for inst in plan.instances:
             if inst.lmcache_config_path:
                 try:

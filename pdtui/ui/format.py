@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
+
+    from pdtui.gpus.snapshot import NotAvailable
+
 GIB = 1024**3
 _BLOCKS = " ▏▎▍▌▋▊▉█"
 
 
-def missing(value: object) -> bool:
+def missing(value: object) -> TypeIs[NotAvailable | None]:
     """None, or the GPU layer's N/A marker. The GPU layer is imported on the first call,
     not with this module: the dashboard's first frame shows no GPU cell yet, and its
     modules are a noticeable part of the start-up import time."""

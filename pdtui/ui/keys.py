@@ -35,15 +35,18 @@ KEY_SPECS: tuple[KeySpec, ...] = (
     KeySpec("dashboard", "1", "show_dashboard", "Dashboard", show=False),
     KeySpec("editor", "2,e", "show_editor", "Editor"),
     KeySpec("theme", "T", "next_theme", "Theme", show=False),
-    KeySpec("launch", "u", "launch", "Launch", scope="dashboard"),
-    KeySpec("stop", "s", "stop", "Stop", scope="dashboard"),
+    KeySpec("launch", "u", "launch", "Launch all", scope="dashboard"),
+    KeySpec("stop", "X", "stop", "Stop all", scope="dashboard"),
+    KeySpec("stop-instance", "s", "stop_instance", "Stop", scope="dashboard"),
+    KeySpec("start-instance", "S", "start_instance", "Start", scope="dashboard"),
     KeySpec("restart", "r", "restart_instance", "Restart", scope="dashboard"),
     KeySpec("restart-pair", "R", "restart_pair", "Restart P/D pair", show=False, scope="dashboard"),
+    KeySpec("stop-orphans", "K", "stop_orphans", "Stop orphan GPU processes", show=False, scope="dashboard"),
     KeySpec("details", "enter", "details", "Details", scope="dashboard"),
     KeySpec("focus-next", "tab", "focus_next_table", "Next table", show=False, scope="dashboard"),
     KeySpec("all-logs", "a", "toggle_all_logs", "All logs", scope="dashboard"),
     KeySpec("background-load", "b", "toggle_background_load", "Demo load", scope="dashboard"),
-    KeySpec("observe-logs", "o", "observe", "Log screen", scope="dashboard"),
+    KeySpec("observe-logs", "l,o", "observe", "Logs", scope="dashboard"),
     KeySpec("observe-kv", "k", "observe('kv')", "KV", scope="dashboard"),
     KeySpec("observe-latency", "y", "observe('latency')", "Latency", show=False, scope="dashboard"),
     KeySpec("observe-playground", "p", "observe('playground')", "Playground", show=False, scope="dashboard"),
@@ -147,5 +150,6 @@ def effective_keys(keymap: dict[str, str]) -> dict[str, str]:
 
 def display_keys(keys: str) -> str:
     """'question_mark,f1' -> '? / f1' for help and the footer."""
-    names = {"question_mark": "?", "escape": "esc", "enter": "enter", "space": "space", "slash": "/"}
+    names = {"question_mark": "?", "escape": "esc", "enter": "enter", "space": "space", "slash": "/",
+             "left_square_bracket": "[", "right_square_bracket": "]"}
     return " / ".join(names.get(k, k) for k in keys.split(","))

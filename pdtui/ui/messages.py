@@ -15,7 +15,8 @@ from textual.message import Message
 __all__ = [
     "BackgroundLoadToggle", "DeploymentChanged", "GpuReadingChanged", "LaunchRequested",
     "LoadRunRequested", "LoadRunStopRequested", "ProfileChanged", "RestartPairRequested",
-    "RestartRequested", "ShowInstance", "ShowObserve", "StopRequested",
+    "RestartRequested", "ShowGpu", "ShowInstance", "ShowObserve", "StartInstanceRequested",
+    "StopInstanceRequested", "StopOrphansRequested", "StopRequested",
 ]
 
 
@@ -25,6 +26,27 @@ class LaunchRequested(Message):
 
 class StopRequested(Message):
     """Stop every process of the deployment (the app asks for confirmation)."""
+
+
+class StopOrphansRequested(Message):
+    """Stop the GPU processes that carry a pdtui run marker but belong to no live instance
+    (an EngineCore left behind by a dead API server); the app asks for confirmation."""
+
+
+class StopInstanceRequested(Message):
+    """Stop the selected instance only (the others keep running)."""
+
+    def __init__(self, name: str | None) -> None:
+        super().__init__()
+        self.name = name
+
+
+class StartInstanceRequested(Message):
+    """Start the selected (stopped or failed) instance again."""
+
+    def __init__(self, name: str | None) -> None:
+        super().__init__()
+        self.name = name
 
 
 class RestartRequested(Message):
@@ -55,6 +77,14 @@ class LoadRunStopRequested(Message):
 
 class BackgroundLoadToggle(Message):
     """Turn the demo's gentle background load on or off."""
+
+
+class ShowGpu(Message):
+    """Show one GPU: its figures and every process on it (whose, pid, memory, command)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
 
 
 class ShowInstance(Message):

@@ -123,11 +123,25 @@ def _load_style(percent: float | None) -> str:
     return "green"
 
 
+# The last start-up step reached, as an operator says it (pdtui.telemetry.events.MILESTONE_KINDS).
+MILESTONE_LABELS = {
+    "loading_weights": "loading model", "weights_loaded": "weights loaded", "model_loaded": "model loaded",
+    "kv_cache_allocated": "KV cache", "lmcache_config_loaded": "LMCache config",
+    "lmcache_initialized": "LMCache init", "engine_initialized": "engine init", "api_server_starting": "API server",
+    "app_startup_complete": "app up", "uvicorn_running": "HTTP up", "zmq_proxy_started": "ZMQ proxy",
+    "nixl_agent_initialized": "NIXL agent", "pipe_initializing": "NIXL pipe", "pipe_initialized": "NIXL pipe up",
+}
+
+
+def milestone_label(kind: str) -> str:
+    return MILESTONE_LABELS.get(kind, kind.replace("_", " "))
+
+
 def state_text(row: InstanceRowData, width: int = 24) -> Text:
-    """'starting: kv_cache_allocated', 'failed: exit code 1: …' — state plus why."""
+    """'starting: KV cache', 'failed: exit code 1: …' — state plus why."""
     label = row.state
     if row.state == "starting" and row.milestone:
-        label = f"starting: {row.milestone}"
+        label = f"starting: {milestone_label(row.milestone)}"
     elif row.state == "failed" and row.reason:
         label = f"failed: {row.reason}"
     if len(label) > width:
@@ -213,3 +227,21 @@ def health_summary(
     if run_name:
         parts.append(f"run {run_name}")
     return " · ".join(parts)
+
+
+def gpu_detail_lines(gpu, processes: Iterable[AttributedProcess]) -> list[str]:
+    """`enter` on a GPU row: its figures, then each process on it and whose it is."""
+    lines = [
+        f"GPU {gpu.index} {'' if fmt.missing(gpu.name) else gpu.name}  bus {'' if fmt.missing(gpu.pci_bus_id) else gpu.pci_bus_id}",
+        f"utilisation {fmt.number(gpu.utilization_gpu, '{:.0f}', '%')}, memory {fmt.memory_pair(gpu.memory_used, gpu.memory_total)}, "
+        f"{fmt.number(gpu.temperature_c, '{:.0f}', ' C')}, {fmt.number(gpu.power_draw_w, '{:.0f}', ' W')}",
+    ]
+    mine = [p for p in processes if p.gpu_index == gpu.index]
+    if not mine:
+        lines.append("no compute process on this GPU")
+    for p in mine:
+        whose = (f"orphan of {p.orphan_of}" if p.orphan_of else p.instance if p.owner == "own" and p.instance
+                 else f"user {p.user}" if not fmt.missing(p.user) else str(p.owner))
+        memory = "" if fmt.missing(p.used_memory) else f"{p.used_memory / 2**30:.1f} GiB  "
+        lines.append(f"pid {p.pid}  {whose}  {memory}{p.command_line[:120]}")
+    return lines

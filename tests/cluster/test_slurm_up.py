@@ -129,7 +129,9 @@ def test_up_completions_squeue_down(env, tmp_path, proxy_on):
         assert "pdtui.sim" in kinds and "pdtui.proxy" in kinds
         # The GPU view per node: `pdtui gpus --json` as a step on the node, with the
         # simulated engines on the GPUs Slurm gave them.
-        engine_pids = {p.pid for p in _processes_of(run_dir) if "pdtui.sim" in " ".join(p.cmdline())}
+        # (the GPU holder is each engine's EngineCore child, as with vLLM, not its API server)
+        engine_pids = {p.pid for p in _processes_of(run_dir)
+                       if "pdtui.sim.enginecore" in " ".join(p.cmdline()) and "worker" not in p.cmdline()}
 
         def busy_gpus():
             views = node_gpus(SlurmRun.load(run_dir))

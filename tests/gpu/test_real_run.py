@@ -170,3 +170,19 @@ def test_h200_orphan_run_left_nothing_on_the_gpu():
     victim = next(ln for ln in status.splitlines() if ln.strip().startswith("decoder1"))
     assert "failed" in victim and "EngineCore" in victim and "GiB on GPU 0: stopped" in victim
     assert "No running processes found" in (base / "nvidia-smi-after.txt").read_text()
+
+
+def test_h200_xp1d_used_both_prefillers_and_the_cockpit_showed_it():
+    """Issues 14 and 17 on the H200 (tests/fixtures/real-run/xp1d): ready meant routable, so the
+    first requests reached both prefillers; the cockpit, captured while traffic ran, shows
+    history, rates, the KV-transfer strip per pair and the interleaved logs."""
+    base = Path(__file__).resolve().parents[1] / "fixtures" / "real-run" / "xp1d"
+    summary = json.loads((base / "summary.json").read_text())
+    assert summary["passed"] and summary["engine"] == "vllm"
+    assert summary["info"]["stores_per_prefiller"] == {"prefiller1": 4, "prefiller2": 4}
+    screen = (base / "dashboard-tmux.txt").read_text()
+    assert any(ch in screen for ch in "▁▂▃▄▅▆▇█")  # sparklines
+    rows = {ln.split("│")[1].split()[0]: ln for ln in screen.splitlines() if ln.startswith("│ ") and ("prefiller" in ln or "decoder" in ln)}
+    assert {"prefiller1", "prefiller2", "decoder1"} <= set(rows)
+    assert "prefiller1 → decoder1" in screen and "prefiller2 → decoder1" in screen  # the KV strip, one row per pair
+    assert "Stored" in screen and "Retrieved" in screen and "pdtui.proxy.access" in screen  # the log pane

@@ -23,7 +23,7 @@ class PaneApp(App):
         yield LogPane(self.path, window=self.window, id="pane")
 
     def on_mount(self) -> None:
-        self.query_one(LogPane).log.focus()
+        self.query_one(LogPane).log_view.focus()
 
 
 def vllm(i: int, level: str = "INFO", msg: str | None = None) -> str:
@@ -58,7 +58,7 @@ async def test_follow_pause_and_new_lines_counter(logfile):
         assert pane.following
         append(logfile, [vllm(i) for i in range(300, 320)])
         await wait_for(pilot, lambda: pane.shown_line_numbers()[-1] == 319)
-        assert pane.log.is_vertical_scroll_end
+        assert pane.log_view.is_vertical_scroll_end
         # Scroll up: the pane pauses and counts what arrives instead of moving the text.
         await pilot.press("pageup", "pageup")
         append(logfile, [vllm(i) for i in range(320, 345)])
@@ -82,7 +82,7 @@ async def test_window_is_bounded_and_reads_back_from_the_file(logfile):
         pane = app.query_one(LogPane)
         await wait_for(pilot, lambda: pane.shown_line_numbers()[-1:] == [299])
         assert len(pane.shown_line_numbers()) == 100
-        assert pane.log.line_count == 100
+        assert pane.log_view.line_count == 100
         await pilot.press("g")  # the top of the file comes back from disk
         await wait_for(pilot, lambda: pane.shown_line_numbers()[:1] == [0])
         assert pane.shown_lines()[0] == vllm(0)
@@ -105,9 +105,9 @@ async def test_search_next_previous_and_filter(logfile):
         await pilot.press("N", "N")
         await wait_for(pilot, lambda: pane.current_match == 0)
         assert not pane.following
-        visible_top = int(pane.log.scroll_y)
+        visible_top = int(pane.log_view.scroll_y)
         shown = pane.shown_line_numbers()
-        assert 300 in shown[visible_top: visible_top + pane.log.size.height]
+        assert 300 in shown[visible_top: visible_top + pane.log_view.size.height]
         await pilot.press("n")
         await wait_for(pilot, lambda: pane.current_match == 1)
         # A match that arrives later is found by n as well.
@@ -158,11 +158,11 @@ async def test_save_writes_the_view_and_wrap_timestamps_toggle(logfile, tmp_path
         pane = app.query_one(LogPane)
         await wait_for(pilot, lambda: pane.shown_line_numbers()[-1:] == [299])
         await pilot.press("t")
-        await wait_for(pilot, lambda: pane.log.lines[-1] == "INFO [engine.py:299] line number 299")
+        await wait_for(pilot, lambda: pane.log_view.lines[-1] == "INFO [engine.py:299] line number 299")
         await pilot.press("t", "w")
         append(logfile, [vllm(300, msg="x" * 150)])
         await wait_for(pilot, lambda: pane.shown_line_numbers()[-1] == 300)
-        assert pane.log.lines[-1].startswith("  ") and len(pane.log.lines) > len(pane.shown_line_numbers())
+        assert pane.log_view.lines[-1].startswith("  ") and len(pane.log_view.lines) > len(pane.shown_line_numbers())
         await pilot.press("s")
         await wait_for(pilot, lambda: pane.last_saved is not None)
         saved = pane.last_saved.read_text().splitlines()
@@ -187,7 +187,7 @@ async def test_escape_closes_the_search_box_only(logfile):
         box = pane.query_one("#log-search")
         assert box.has_class("shown") and box.has_focus
         await pilot.press("escape")
-        assert not box.has_class("shown") and pane.log.has_focus
+        assert not box.has_class("shown") and pane.log_view.has_focus
 
 
 async def test_own_polling_lines_hidden_by_default_and_P_shows_them(tmp_path):

@@ -58,7 +58,7 @@ def test_log_pane_level_filter_snapshot(snap_compare, tmp_path):
 
     async def run_before(pilot) -> None:
         await settle(pilot)
-        pilot.app.query_one(LogPane).log.focus()
+        pilot.app.query_one(LogPane).log_view.focus()
         await pilot.press("l", "t")
         await settle(pilot)
 

@@ -155,7 +155,9 @@ async def test_launch_demo_see_ready_then_stop(free_demo_profile):
     async with app.run_test(size=SIZE) as pilot:
         try:
             await wait_for(pilot, lambda: app.gpu_reading is not None, 20, "the first GPU reading")
-            await pilot.press("u")
+            await pilot.press("u")  # launch all: asks first
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 10, "the launch question")
+            await pilot.press("enter")
             await wait_for(pilot, lambda: app.control.status() is not None and app.control.status().phase == "ready", 60, "ready")
             await pilot.pause(0.3)
             rows = table_text(app, "#instance-table")
@@ -167,8 +169,8 @@ async def test_launch_demo_see_ready_then_stop(free_demo_profile):
             await pilot.pause()
             assert isinstance(app.screen, ChoiceScreen)
             await pilot.press("escape")
-            # Stop asks first, then stops everything.
-            await pilot.press("s")
+            # Stop all (X) asks first, then stops everything.
+            await pilot.press("X")
             await pilot.pause()
             assert isinstance(app.screen, ChoiceScreen)
             await pilot.press("enter")

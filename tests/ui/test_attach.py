@@ -14,7 +14,7 @@ import pytest
 
 from pdtui.runtime import find_runs
 from pdtui.ui.app import PdtuiApp
-from pdtui.ui.cli import attach_target
+from pdtui.ui.cli import attach_target, run_is_simulated
 from tests.ui.conftest import demo_profile_on_free_ports
 from tests.ui.test_app import SIZE, table_text, wait_for
 
@@ -43,11 +43,23 @@ async def test_attach_to_a_live_run_then_refuse_it_once_stopped(tmp_path):
         assert attach_target(run.name) == (run.path, None)
         assert attach_target(str(run.path)) == (run.path, None)
 
-        app = PdtuiApp(None, demo=True, attach_run=run.path, offer_reattach=False, keymap={})
+        # `up --detach` says how to come back.
+        assert f"pdtui --attach {run.name}" in started.stderr, started.stderr
+        # A demo run is known by its plan: `pdtui --attach` alone gets simulated GPUs.
+        assert run_is_simulated(run.path)
+        app = PdtuiApp(None, demo=run_is_simulated(run.path), attach_run=run.path, offer_reattach=False, keymap={})
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.control.status() is not None, 30, "the re-attach")
             await wait_for(pilot, lambda: table_text(app, "#instance-table").count("ready") == 5, 30, "5 ready rows")
             assert str(app.screen.query_one("#health").render()).endswith(f"run {run.name}")
+            await wait_for(pilot, lambda: "decoder1" in table_text(app, "#gpu-table"), 30, "simulated GPU holders")
+            # Quit -> Detach: the run keeps going and pdtui says how to come back.
+            await pilot.press("q")
+            await pilot.pause()
+            await pilot.press("enter")  # Detach is the first choice
+            await wait_for(pilot, lambda: app.commands.exit_note is not None, 30, "the detach")
+        assert f"pdtui --attach {run.name}" in app.commands.exit_note and run.name in app.commands.exit_note
+        assert any(r.name == run.name and r.live for r in find_runs())
     finally:
         stopped = pdtui("down", run.name, timeout=120)
     assert stopped.returncode == 0, stopped

@@ -34,6 +34,8 @@ async def test_cockpit_keys_history_and_load_across_screens(free_demo_profile):
         try:
             await wait_for(pilot, lambda: app.gpu_reading is not None, 20, "the first GPU reading")
             await pilot.press("u")
+            await pilot.pause()
+            await pilot.press("enter")  # confirm the launch
             await wait_for(pilot, lambda: app.control.status() is not None and app.control.status().phase == "ready", 60, "ready")
             session = app.session
             monitor = session.monitor
@@ -69,7 +71,7 @@ async def test_cockpit_keys_history_and_load_across_screens(free_demo_profile):
             await pilot.press("b")
             await wait_for(pilot, lambda: job.done, 20, "the demo load to stop")
             assert not session.background_load
-            await pilot.press("s")
+            await pilot.press("X")
             await pilot.press("enter")
             await wait_for(pilot, lambda: not app.control.running(), 60, "stopped")
         finally:

@@ -53,6 +53,8 @@ def test_launch_and_nothing_else_fills_the_cockpit(tmp_path, ui_home):
     try:
         wait_for_screen(session, "8 GPUs (simulated)", 30)
         tmux("send-keys", "-t", session, "u")
+        wait_for_screen(session, "Launch deployment", 10)
+        tmux("send-keys", "-t", session, "Enter")
         pressed = time.monotonic()
         screen, missing = "", ["everything"]
         while time.monotonic() - pressed < BOUND_S:
@@ -66,7 +68,7 @@ def test_launch_and_nothing_else_fills_the_cockpit(tmp_path, ui_home):
         print(f"cockpit complete {took:.1f} s after the launch key")
     finally:
         try:  # stop the deployment the way an operator does, then close the terminal
-            tmux("send-keys", "-t", session, "s")
+            tmux("send-keys", "-t", session, "X")
             wait_for_screen(session, "Stop every process", 10)
             tmux("send-keys", "-t", session, "Enter")
             wait_for_screen(session, "0/4 engines ready", 60)

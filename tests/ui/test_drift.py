@@ -27,6 +27,8 @@ async def test_saved_change_is_shown_and_restart_applies_it(free_demo_profile):
         try:
             await wait_for(pilot, lambda: app.gpu_reading is not None, 20, "the first GPU reading")
             await pilot.press("u")
+            await pilot.pause()
+            await pilot.press("enter")  # confirm the launch
             await wait_for(pilot, lambda: app.control.status() is not None and app.control.status().phase == "ready", 60, "ready")
             title = lambda: str(app.screen.query_one("#title").render())  # noqa: E731
             assert "running ≠ saved" not in title()

@@ -14,8 +14,10 @@ async def test_enter_then_l_opens_the_log_panes_of_the_running_deployment(free_d
     async with app.run_test(size=SIZE) as pilot:
         try:
             await wait_for(pilot, lambda: app.gpu_reading is not None, 20, "the first GPU reading")
-            await pilot.press("l")  # nothing happens on the dashboard
+            await pilot.press("l")  # logs: nothing launched yet, nothing happens
             await pilot.press("u")
+            await pilot.pause()
+            await pilot.press("enter")  # confirm the launch
             await wait_for(pilot, lambda: app.control.status() is not None and app.control.status().phase == "ready", 60, "ready")
             await pilot.press("down", "enter")
             await wait_for(pilot, lambda: isinstance(app.screen, InstanceScreen), 10, "the drill-down")
@@ -28,7 +30,7 @@ async def test_enter_then_l_opens_the_log_panes_of_the_running_deployment(free_d
             await wait_for(pilot, lambda: isinstance(app.screen, InstanceScreen), 10, "back to the drill-down")
             assert app.screen.instance_name == name
             await pilot.press("escape")  # back to the dashboard
-            await pilot.press("s")
+            await pilot.press("X")
             await pilot.press("enter")  # confirm the stop
             await wait_for(pilot, lambda: not app.control.running(), 60, "stopped")
         finally:

@@ -57,7 +57,7 @@ def test_gpu_holders_names_own_instances_and_other_users():
 def test_instance_row_state_text_and_metrics():
     starting = rows.InstanceRowData("d1", "decoder", (2,), 7200, "starting", milestone="loading_weights", uptime_s=5)
     cells = rows.instance_row(starting)
-    assert str(cells[4]).startswith("starting: loading_weigh") and cells[6] == "-"
+    assert str(cells[4]) == "starting: loading model" and cells[6] == "-"
     failed = rows.InstanceRowData("p1", "prefiller", (0,), 7100, "failed", reason="exit code 1: CUDA out of memory")
     assert str(rows.instance_row(failed)[4]).startswith("failed: exit code 1")
     ready = rows.InstanceRowData("p1", "prefiller", (0,), 7100, "ready", uptime_s=61)

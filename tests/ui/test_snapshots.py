@@ -36,10 +36,22 @@ async def inject_gpus(pilot) -> None:
     await loaded(pilot)
     pilot.app.post_message(GpuUpdate(fixed_reading()))
     await pilot.pause()
+    # The GPU rows change the box's height; the scroll hints follow the new layout (the
+    # next 1 s refresh at the latest): 80×24 shows 3 of the 8 GPUs.
+    if pilot.app.size.height <= 24:
+        from tests.ui.test_app import wait_for
+
+        await wait_for(pilot, lambda: "more" in str(pilot.app.screen.query_one("#gpu-box").border_subtitle), 10,
+                       "the GPU box's scroll hint")
 
 
 def test_dashboard_snapshot(snap_compare):
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=inject_gpus)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (200, 60)], ids=["120x40", "200x60"])
+def test_dashboard_snapshot_at_larger_sizes(snap_compare, size):
+    assert snap_compare(make_app(), terminal_size=size, run_before=inject_gpus)
 
 
 async def open_editor_settled(pilot) -> None:

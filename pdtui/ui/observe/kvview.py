@@ -44,52 +44,72 @@ class KvTransferView(Static):
         self.stats = stats
         self.pairs = pairs
         self.url_name = name  # backend URL -> instance name
-        self.shown = None  # the last rendered Group
+        self.shown: Group | None = None  # the last rendered Group
         self.source_status = source_status  # e.g. "proxy /events: reconnecting (...)"
 
     def on_mount(self) -> None:
         self.refresh_view()
         self.set_interval(1.0, self.refresh_view)
 
-    def _pair_parts(self) -> list:
-        rows = pair_view_rows(self.stats.rows(), self.pairs.pairs(), self.url_name)
-        table = Table(title="prefiller → decoder (proxy /events, last %gs; est. GB/s = P's store GB/s × "
-                            "pair's share of P's requests)" % self.pairs.window_s, expand=True)
-        for column in ("P → D", "req/s", "reqs", "prefill p50", "kv_wait p50", "kv_wait p99",
-                       "err", "timeout", "est. GB/s", "D hit rate"):
-            table.add_column(column, justify="left" if column == "P → D" else "right")
-        for r in rows:
-            table.add_row(f"{r.prefiller} → {r.decoder}", f"{r.requests_per_s:.2f}", str(r.requests),
-                          _ms(r.prefill_p50_ms), _ms(r.kv_wait_p50_ms), _ms(r.kv_wait_p99_ms),
-                          str(r.errors), str(r.timeouts), _num(r.est_gbps, ".3f"), _pct(r.decoder_hit_rate))
-        if not rows:
-            table.add_row("no requests through the proxy yet", *[""] * 9)
+    @property
+    def narrow(self) -> bool:
+        """Under 120 columns: fewer, shorter columns so that names are never cut."""
+        return 0 < (self.size.width or self.app.size.width) < 120
+
+    def _pair_parts(self, pairs: PairStats) -> list:
+        rows = pair_view_rows(self.stats.rows(), pairs.pairs(), self.url_name)
+        narrow = self.narrow
+        title = ("P → D (proxy /events, last %gs; est. GB/s: P's store GB/s × pair's share)" if narrow else
+                 "prefiller → decoder (proxy /events, last %gs; est. GB/s = P's store GB/s × "
+                 "pair's share of P's requests)") % pairs.window_s
+        table = Table(title=title, expand=True,
+                      caption=None if rows else "no requests through the proxy yet", caption_justify="left")
+        names = [f"{r.prefiller} → {r.decoder}" for r in rows]
+        columns = (("P → D", "req/s", "kv p50", "kv p99", "err", "est GB/s", "D hit") if narrow else
+                   ("P → D", "req/s", "reqs", "prefill p50", "kv_wait p50", "kv_wait p99",
+                    "err", "timeout", "est. GB/s", "D hit rate"))
+        for column in columns:
+            table.add_column(column, justify="left" if column == "P → D" else "right", no_wrap=True,
+                             min_width=max([len(n) for n in names] + [5]) if column == "P → D" else None)
+        for name, r in zip(names, rows):
+            if narrow:
+                table.add_row(name, f"{r.requests_per_s:.2f}", _ms(r.kv_wait_p50_ms), _ms(r.kv_wait_p99_ms),
+                              str(r.errors + r.timeouts), _num(r.est_gbps, ".2f"), _pct(r.decoder_hit_rate))
+            else:
+                table.add_row(name, f"{r.requests_per_s:.2f}", str(r.requests),
+                              _ms(r.prefill_p50_ms), _ms(r.kv_wait_p50_ms), _ms(r.kv_wait_p99_ms),
+                              str(r.errors), str(r.timeouts), _num(r.est_gbps, ".3f"), _pct(r.decoder_hit_rate))
         parts: list = [table]
         status = self.source_status() if self.source_status else None
         if status:
             parts.append(Text(status, style="yellow"))
         return parts
 
-    def _handoff_table(self) -> Table:
+    def _handoff_table(self, pairs: PairStats) -> Table:
         slow = Table(title="slowest recent KV hand-offs (proxy kv_wait)", expand=True)
         for column in ("P → D", "request", "kv_wait ms", "outcome"):
             slow.add_column(column)
-        for h in self.pairs.slowest():
+        for h in pairs.slowest():
             slow.add_row(f"{self.url_name(h.prefiller)} → {self.url_name(h.decoder)}", h.req_id, f"{h.kv_wait_ms:.3f}",
                          "ok" if h.ok else "error")
         return slow
 
     def refresh_view(self) -> None:
-        table = Table(title="KV transfer (log lines, last %gs)" % self.stats.window_s, expand=True)
-        for column in ("instance", "role", "xfer/s", "GB/s", "stored tok", "hit tok", "hit rate", "zero hits", "alloc retry"):
-            table.add_column(column, justify="left" if column in ("instance", "role") else "right")
         rows = self.stats.rows()
+        table = Table(title="KV transfer (log lines, last %gs)" % self.stats.window_s, expand=True,
+                      caption=None if rows else "no KV-transfer lines yet", caption_justify="left")
+        headers = (("instance", "role", "xfer/s", "GB/s", "stored", "hit tok", "hit %", "zero", "retry")
+                   if self.narrow else
+                   ("instance", "role", "xfer/s", "GB/s", "stored tok", "hit tok", "hit rate", "zero hits", "alloc retry"))
+        name_width = max([len(r.instance) for r in rows] + [8])
+        for column in headers:
+            table.add_column(column, justify="left" if column in ("instance", "role") else "right", no_wrap=True,
+                             min_width=name_width if column == "instance" else None)
         for r in rows:
-            table.add_row(r.instance, r.role, f"{r.transfers_per_s:.2f}", _num(r.gbps, ".3f"), str(r.stored_tokens),
+            table.add_row(r.instance, r.role[0].upper() if self.narrow else r.role, f"{r.transfers_per_s:.2f}",
+                          _num(r.gbps, ".3f"), str(r.stored_tokens),
                           str(r.hit_tokens), _num(None if r.hit_rate is None else r.hit_rate * 100, ".1f") + ("%" if r.hit_rate is not None else ""),
                           str(r.zero_hits), str(r.alloc_retries))
-        if not rows:
-            table.add_row("no KV-transfer lines yet", "", "", "", "", "", "", "", "")
         slow = Table(title="slowest recent transfers", expand=True)
         for column in ("instance", "request", "tokens", "ms", "GB/s"):
             slow.add_column(column)
@@ -100,7 +120,8 @@ class KvTransferView(Static):
             alarms = self.pairs.alarms(self.url_name) + alarms
         alarm_text = Text("\n".join("! " + a for a in alarms) if alarms else "no alarms", style="bold red" if alarms else "green")
         if self.pairs is None:
-            self.shown = Group(table, slow, alarm_text)
+            shown = Group(table, slow, alarm_text)
         else:
-            self.shown = Group(*self._pair_parts(), table, slow, self._handoff_table(), alarm_text)
-        self.update(self.shown)  # `shown` kept so tests can render it as plain text
+            shown = Group(*self._pair_parts(self.pairs), table, slow, self._handoff_table(self.pairs), alarm_text)
+        self.shown = shown
+        self.update(shown)  # `shown` kept so tests can render it as plain text

@@ -30,7 +30,7 @@ def sparkline(values: list[float], width: int = 30) -> str:
 
 
 def _ms(value: float | None) -> str:
-    return "N/A" if value is None or math.isnan(value) else f"{value * 1000:.1f}"
+    return "N/A" if value is None or math.isnan(value) else f"{value * 1000:.1f} ms"
 
 
 class LatencyView(Static):

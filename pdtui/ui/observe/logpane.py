@@ -111,7 +111,7 @@ class LogPane(Vertical):
         yield Input(placeholder="search (enter: find, esc: cancel)", id="log-search")
 
     @property
-    def log(self) -> PaneLog:
+    def log_view(self) -> PaneLog:
         return self.query_one(PaneLog)
 
     def on_mount(self) -> None:
@@ -134,7 +134,7 @@ class LogPane(Vertical):
             return
         batch, skipped = self.follower.take_pending()
         batch = [item for item in batch if item[0] > self._last_no]
-        log = self.log
+        log = self.log_view
         at_end = log.is_vertical_scroll_end
         if self.following and not at_end and not log.is_vertical_scrollbar_grabbed:
             self.following = False  # the user scrolled up: stop moving the text under them
@@ -153,7 +153,7 @@ class LogPane(Vertical):
     def _render_items(self, items: list[tuple[int, str]]) -> tuple[list[str], list[int]]:
         lines: list[str] = []
         nos: list[int] = []
-        width = self.log.scrollable_content_region.width or 80
+        width = self.log_view.scrollable_content_region.width or 80
         for n, raw in items:
             text = display_line(raw, self.timestamps)
             pieces = wrap_line(text, width) if self.wrap else [text]
@@ -169,13 +169,13 @@ class LogPane(Vertical):
         self._display_nos.extend(nos)
         self._last_no = items[-1][0]
         self.lines_shown += len(lines)
-        self.log.write_lines(lines, scroll_end=self.following)
+        self.log_view.write_lines(lines, scroll_end=self.following)
 
     def _show(self, items: list[tuple[int, str]], focus_line: int | None, follow: bool) -> None:
         """Replace the window with `items`; scroll to `focus_line` or follow the end."""
         self._loading = False
         self._window_is_tail = follow
-        log = self.log
+        log = self.log_view
         log.clear()
         self._window.clear()
         self._display_nos.clear()
@@ -200,7 +200,7 @@ class LogPane(Vertical):
         y = bisect_left(nos, line_no)
         if y >= len(nos) or nos[y] != line_no:
             return False
-        log = self.log
+        log = self.log_view
         log.scroll_to(y=max(0, y - log.size.height // 2), animate=False, immediate=True)
         return True
 
@@ -302,13 +302,13 @@ class LogPane(Vertical):
     def _close_search(self) -> None:
         box = self.query_one("#log-search", Input)
         box.remove_class("shown")
-        self.log.focus()
+        self.log_view.focus()
 
     def start_search(self, text: str) -> None:
         self.search_text = text
         self._highlighter.search = text
-        self.log.notify_style_update()
-        self.log.refresh()
+        self.log_view.notify_style_update()
+        self.log_view.refresh()
         self.matches, self.current_match = [], None
 
         def job() -> None:
@@ -374,7 +374,7 @@ class LogPane(Vertical):
 
     def _rerender(self) -> None:
         items = list(self._window)
-        top = self._display_nos[int(self.log.scroll_y)] if self._display_nos and not self.following else None
+        top = self._display_nos[int(self.log_view.scroll_y)] if self._display_nos and not self.following else None
         self._show(items, top, self.following)
 
     def action_toggle_wrap(self) -> None:
@@ -446,7 +446,7 @@ class LogPane(Vertical):
         self._update_status()
 
     def action_copy(self) -> None:
-        log = self.log
+        log = self.log_view
         top = int(log.scroll_y)
         lines = list(log.lines[top: top + log.size.height])
         self.app.copy_to_clipboard("\n".join(lines))

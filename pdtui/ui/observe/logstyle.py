@@ -23,7 +23,7 @@ __all__ = ["LogHighlighter", "display_line", "wrap_line"]
 _TIMESTAMPS = (
     re.compile(r"^(\([^()]*pid=\d+\) )?((?:DEBUG|INFO|WARNING|ERROR|CRITICAL) )\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)? "),
     re.compile(r"^(\([^()]*pid=\d+\) )?()\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:,\d+)?\] "),
-    re.compile(r"^(\([^()]*pid=\d+\) )?()\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "),
+    re.compile(r"^(\([^()]*pid=\d+\) )?()\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:[,.]\d+)? "),  # NIXL, pdtui's proxy
 )
 
 

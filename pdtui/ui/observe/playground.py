@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, Static
 
-from pdtui.loadgen.client import stream_completion
+from pdtui.loadgen.client import RequestResult, stream_completion
 from pdtui.loadgen.load import LoadSpec, run_load
 from pdtui.telemetry.jobs import BackgroundJobs, Job
 from pdtui.ui.messages import LoadRunRequested, LoadRunStopRequested
@@ -57,7 +57,9 @@ class Playground(Vertical):
     Playground { height: 1fr; }
     Playground Horizontal { height: auto; }
     Playground Input { width: 1fr; }
-    Playground .num { width: 16; }
+    Playground .num { width: 8; }
+    Playground .fields Label { padding: 1 0 0 1; }
+    Playground .fields Label.group { width: 13; text-style: bold; }
     Playground #pg-answer { height: 1fr; min-height: 4; border: round $primary 50%; padding: 0 1; }
     Playground #pg-timeline { height: auto; }
     Playground #pg-summary { height: auto; max-height: 14; }
@@ -68,27 +70,36 @@ class Playground(Vertical):
         super().__init__(id=id)
         self.proxy_url = proxy_url
         self.jobs = jobs  # the deployment's (its monitor's); None: the run is this widget's
-        self.last_result = None
+        self.last_result: RequestResult | None = None
         self.last_summary = None
         self.last_timeline: list = []
         self._answer = ""
 
     def compose(self) -> ComposeResult:
+        # Focus order (Tab): prompt, Send, Run, then the numbers: Run is two Tabs away.
         with Horizontal():
-            yield Input(placeholder="prompt (or leave empty and give a length)", id="pg-prompt")
-            yield Input(placeholder="gen. prompt tokens", id="pg-prompt-tokens", classes="num")
-            yield Input(value="32", placeholder="max tokens", id="pg-max-tokens", classes="num")
+            yield Input(placeholder="prompt (or leave empty and give a length below)", id="pg-prompt")
             yield Button("Send", id="pg-send", variant="primary")
+            yield Button("Run load", id="pg-run")
+        with Horizontal(classes="fields"):
+            yield Label("one request:", classes="group")
+            yield Label("prompt tok")
+            yield Input(placeholder="64", id="pg-prompt-tokens", classes="num")
+            yield Label("max tok")
+            yield Input(value="32", id="pg-max-tokens", classes="num")
+        with Horizontal(classes="fields"):
+            yield Label("load run:", classes="group")
+            yield Label("requests")
+            yield Input(value="20", id="pg-n", classes="num")
+            yield Label("at once")
+            yield Input(value="4", id="pg-c", classes="num")
+            yield Label("prompt tok")
+            yield Input(value="128", id="pg-p", classes="num")
+            yield Label("out tok")
+            yield Input(value="16", id="pg-o", classes="num")
         yield Static("", id="pg-message", markup=False)
         yield Static("", id="pg-answer", markup=False)
         yield Static("", id="pg-timeline")
-        with Horizontal():
-            yield Label("load run ")
-            yield Input(value="20", placeholder="requests", id="pg-n", classes="num")
-            yield Input(value="4", placeholder="concurrency", id="pg-c", classes="num")
-            yield Input(value="128", placeholder="prompt tokens", id="pg-p", classes="num")
-            yield Input(value="16", placeholder="output tokens", id="pg-o", classes="num")
-            yield Button("Run", id="pg-run")
         yield DataTable(id="pg-summary", show_cursor=False)
 
     def _message(self, text: str) -> None:
@@ -97,6 +108,8 @@ class Playground(Vertical):
     # --- one request ---------------------------------------------------------------
     @on(Button.Pressed, "#pg-send")
     @on(Input.Submitted, "#pg-prompt")
+    @on(Input.Submitted, "#pg-prompt-tokens")
+    @on(Input.Submitted, "#pg-max-tokens")
     def send(self) -> None:
         try:
             max_tokens = parse_int_field("max tokens", self.query_one("#pg-max-tokens", Input).value, 1, 100_000, 32)
@@ -135,7 +148,8 @@ class Playground(Vertical):
                     self._message(f"failed: {result.error}")
                 else:
                     ttft = "N/A" if result.ttft_s is None else f"{result.ttft_s * 1000:.1f} ms"
-                    self._message(f"{result.output_tokens} tokens, TTFT {ttft}, total {result.duration_s * 1000:.0f} ms, "
+                    total = "N/A" if result.duration_s is None else f"{result.duration_s * 1000:.0f} ms"
+                    self._message(f"{result.output_tokens} tokens, TTFT {ttft}, total {total}, "
                                   f"request {result.req_id}")
                 if result.req_id:
                     events = await fetch_timeline(session, self.proxy_url, result.req_id, timeout_s=5.0)
@@ -145,7 +159,7 @@ class Playground(Vertical):
 
     def _show_timeline(self, events) -> None:
         rows = self.last_timeline = stage_durations(events)
-        table = Table(title="stages of this request (ms since it arrived)", expand=True)
+        table = Table(title="stages of this request (since it arrived)", expand=True)
         for column in ("stage", "start", "end", "took", "", "backend"):
             table.add_column(column)
         end = max((r[2] for r in rows), default=0.0) or 1.0
@@ -153,12 +167,13 @@ class Playground(Vertical):
         for stage, start, stop, state in rows:
             lo, hi = int(start / end * 30), max(int(start / end * 30) + 1, int(stop / end * 30))
             bar = " " * lo + "█" * (hi - lo)
-            table.add_row(stage + (" (error)" if state == "error" else ""), f"{start:.1f}", f"{stop:.1f}",
-                          f"{stop - start:.1f}", bar, backends.get(stage) or "")
+            table.add_row(stage + (" (error)" if state == "error" else ""), f"{start:.1f} ms", f"{stop:.1f} ms",
+                          f"{stop - start:.1f} ms", bar, backends.get(stage) or "")
         self.query_one("#pg-timeline", Static).update(table if rows else "no timeline from GET /events")
 
     # --- load run ----------------------------------------------------------------------
     @on(Button.Pressed, "#pg-run")
+    @on(Input.Submitted, "#pg-n, #pg-c, #pg-p, #pg-o")  # Enter in a load-run field starts the run
     def run(self) -> None:
         try:
             spec = LoadSpec(

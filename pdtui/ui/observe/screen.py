@@ -35,6 +35,7 @@ def _tab_id(name: str) -> str:
 
 
 class ObserveScreen(Screen):
+    AUTO_FOCUS = None  # focus goes to the active tab's content (the log), not the tab bar
     BINDINGS = bindings_for("observe") + [
         Binding(str(n), f"tab_number({n})", f"tab {n}", show=False) for n in range(1, 10)
     ]
@@ -76,6 +77,27 @@ class ObserveScreen(Screen):
                 with TabPane(f"{n + 3} playground" if n < 7 else "playground", id="playground"):
                     yield Playground(self.proxy_url, jobs=monitor.jobs)
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._focus_active)
+
+    def on_tabbed_content_tab_activated(self, _event: TabbedContent.TabActivated) -> None:
+        self.call_after_refresh(self._focus_active)
+
+    def _focus_active(self) -> None:
+        """The active tab's keys work at once: its log (or first field) takes the focus."""
+        tabbed = self.query_one(TabbedContent)
+        if not tabbed.active:
+            return
+        pane = tabbed.get_pane(tabbed.active)
+        logs = pane.query(LogPane)
+        if logs:
+            logs.first().log_view.focus()
+            return
+        for widget in pane.query("*"):
+            if widget.focusable:
+                widget.focus()
+                return
 
     def action_tab(self, tab: str) -> None:
         if tab in self._tab_ids():

@@ -22,7 +22,8 @@ from pdtui.ui import cockpit_rows
 from pdtui.ui import rows as rowfmt
 from pdtui.ui.bindings import bindings_for
 from pdtui.ui.messages import (BackgroundLoadToggle, DeploymentChanged, GpuReadingChanged, LaunchRequested,
-                               RestartPairRequested, RestartRequested, ShowInstance, ShowObserve, StopRequested)
+                               RestartPairRequested, RestartRequested, ShowGpu, ShowInstance, ShowObserve, StartInstanceRequested,
+                               StopInstanceRequested, StopOrphansRequested, StopRequested)
 from pdtui.ui.screens.dashboard_logs import CockpitLogs
 from pdtui.ui.session import BACKGROUND_JOB, Session
 from pdtui.ui.widgets.diff_table import DiffTable
@@ -78,6 +79,7 @@ class CockpitScreen(Screen):
         self._gpus_stale = True
         if self.query_one("#gpu-table", DiffTable).row_count == 0:
             self.refresh_all()
+            self.call_after_refresh(self._scroll_hints)  # the first rows change the box's height
 
     # --- reading the session -----------------------------------------------------------
     def _width(self, box: str = "#instance-box", fixed: int = cockpit_rows.INSTANCE_FIXED_WIDTH) -> int:
@@ -106,6 +108,7 @@ class CockpitScreen(Screen):
         table = self.query_one("#instance-table", DiffTable)
         table.set_rows(cockpit_rows.instance_rows(found[0], self.session.store, self._width()))
         self._refresh_health(found)
+        self.call_after_refresh(self._scroll_hints)  # after the new rows are laid out
         monitor = self.session.monitor
         strip = self.query_one("#kv-strip", Static)
         key, content = cockpit_rows.kv_strip(monitor, strip.size.width or self.size.width)
@@ -114,11 +117,38 @@ class CockpitScreen(Screen):
             strip.update(content)
         self.query_one(CockpitLogs).attach(monitor, self._log_target())
 
+    def _scroll_hints(self) -> None:
+        if self.is_attached:
+            for box, grid in (("#gpu-box", "#gpu-table"), ("#instance-box", "#instance-table")):
+                self._scroll_hint(box, grid)
+
+    def _scroll_hint(self, box_id: str, table_id: str) -> None:
+        """A short box (80×24) shows only some rows: its border says how many are below/above."""
+        table = self.query_one(table_id, DiffTable)
+        visible = max(0, table.size.height - (1 if table.show_header else 0))  # rows, less the header
+        if not visible:
+            return
+        top = int(table.scroll_y)
+        below = max(0, table.row_count - visible - top)
+        parts = ([f"↑{top}"] if top else []) + ([f"↓{below} more"] if below else [])
+        hint = " ".join(parts) + " (scroll)" if parts else ""
+        box = self.query_one(box_id)
+        if box.border_subtitle != hint:
+            box.border_subtitle = hint
+
     def _refresh_title(self) -> None:
         session = self.session
         doc = session.document
+        status = session.status()
         pending = session.profile_path  # named from the first paint, before pydantic has loaded it
-        name = doc.path.name if doc is not None else pending.name if pending is not None else "no profile (e: editor, then ctrl+o)"
+        if doc is not None:
+            name = doc.path.name
+        elif pending is not None:
+            name = pending.name
+        elif status is not None:
+            name = f"run {status.run_name}"  # re-attached without its profile file
+        else:
+            name = "no profile (e: editor, then ctrl+o)"
         marker = "[reverse bold $warning] SIMULATION [/] " if session.demo else ""
         load = ""
         if session.demo:
@@ -163,8 +193,11 @@ class CockpitScreen(Screen):
                 logs.follow(event.row_key.value)
 
     def on_data_table_row_selected(self, event: DiffTable.RowSelected) -> None:
-        if event.data_table.id == "instance-table" and event.row_key.value:
-            self.post_message(ShowInstance(event.row_key.value))
+        key = event.row_key.value
+        if event.data_table.id == "instance-table" and key:
+            self.post_message(ShowInstance(key))
+        elif event.data_table.id == "gpu-table" and key and key.startswith("gpu-"):
+            self.post_message(ShowGpu(int(key.removeprefix("gpu-"))))
 
     # --- actions: requests up ------------------------------------------------------------
     def action_launch(self) -> None:
@@ -173,6 +206,15 @@ class CockpitScreen(Screen):
     def action_stop(self) -> None:
         self.post_message(StopRequested())
 
+    def action_stop_instance(self) -> None:
+        self.post_message(StopInstanceRequested(self.selected_instance()))
+
+    def action_stop_orphans(self) -> None:
+        self.post_message(StopOrphansRequested())
+
+    def action_start_instance(self) -> None:
+        self.post_message(StartInstanceRequested(self.selected_instance()))
+
     def action_restart_instance(self) -> None:
         self.post_message(RestartRequested(self.selected_instance()))
 
@@ -180,6 +222,12 @@ class CockpitScreen(Screen):
         self.post_message(RestartPairRequested(self.selected_instance()))
 
     def action_details(self) -> None:
+        gpu = self.query_one("#gpu-table", DiffTable)
+        if gpu.has_focus:  # enter acts on the focused table
+            key = gpu.selected_key()
+            if key and key.startswith("gpu-"):
+                self.post_message(ShowGpu(int(key.removeprefix("gpu-"))))
+            return
         name = self.selected_instance()
         if name:
             self.post_message(ShowInstance(name))

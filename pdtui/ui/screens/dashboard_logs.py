@@ -169,6 +169,8 @@ class CockpitLogs(Vertical):
             self.show_all()
 
     def _replace(self, widget) -> None:
+        if not self.is_attached:
+            return  # the app is closing (quit -> detach): nothing to show any more
         had_focus = any(child.has_focus_within for child in self.children)
         self.remove_children()
         self.mount(widget)

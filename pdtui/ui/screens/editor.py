@@ -10,6 +10,7 @@ keystroke lost). Every field is bound to its dotted path in the document; the do
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol, cast
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
@@ -59,6 +60,16 @@ def gpu_facts(reading) -> list[GpuFact] | None:
     return facts
 
 
+class _EditorHost(Protocol):
+    """What the editor needs from the app it runs in (pdtui.ui.app.PdtuiApp, which cannot be
+    imported here without a cycle): the open document, its path, and the dashboard refresh."""
+
+    document: ProfileDocument | None
+    profile_path: Path | None
+
+    def refresh_dashboard(self) -> None: ...
+
+
 class EditorScreen(Screen):
     BINDINGS = bindings_for("editor")
     DEFAULT_CSS = """
@@ -80,8 +91,13 @@ class EditorScreen(Screen):
         self._building = False
 
     @property
+    def host(self) -> _EditorHost:
+        # A cast: textual types `self.app` as a plain App; the editor is installed only by PdtuiApp.
+        return cast(_EditorHost, self.app)
+
+    @property
     def document(self) -> ProfileDocument | None:
-        return self.app.document  # type: ignore[attr-defined]
+        return self.host.document
 
     @property
     def _field_paths(self) -> dict[str, tuple[str, object]]:
@@ -305,7 +321,7 @@ class EditorScreen(Screen):
                 role = "P" if self.selection[0] == "prefillers" else "D"
                 label.query_one(Label).update(f"{role} {text}")
         self._refresh_feedback()
-        self.app.refresh_dashboard()  # type: ignore[attr-defined]
+        self.host.refresh_dashboard()
 
     # -- actions -------------------------------------------------------------------------
 
@@ -335,7 +351,7 @@ class EditorScreen(Screen):
     def saved(self) -> None:
         """Called once the file is written."""
         self._refresh_feedback()
-        self.app.refresh_dashboard()  # type: ignore[attr-defined]
+        self.host.refresh_dashboard()
 
     def action_undo(self) -> None:
         self._history("undo")
@@ -352,7 +368,7 @@ class EditorScreen(Screen):
             self.notify(f"nothing to {which}")
             return
         self.reload()
-        self.app.refresh_dashboard()  # type: ignore[attr-defined]
+        self.host.refresh_dashboard()
 
     def action_save_as(self) -> None:
         doc = self.document
@@ -376,7 +392,7 @@ class EditorScreen(Screen):
             if answer == "yes":
                 doc.revert()
                 self.reload()
-                self.app.refresh_dashboard()  # type: ignore[attr-defined]
+                self.host.refresh_dashboard()
                 self.notify(f"reverted to {doc.path}")
 
         self.app.push_screen(confirm(f"Throw away the changes to {doc.path.name}?", "Revert", "Revert"), chosen)
@@ -390,11 +406,11 @@ class EditorScreen(Screen):
             except OSError as exc:
                 self.notify(f"cannot open {path}: {exc.strerror or exc}", severity="error")
                 return
-            self.app.document = document  # type: ignore[attr-defined]
-            self.app.profile_path = document.path  # type: ignore[attr-defined]
+            self.host.document = document
+            self.host.profile_path = document.path
             self.selection = (DEPLOYMENT, None)
             self.reload()
-            self.app.refresh_dashboard()  # type: ignore[attr-defined]
+            self.host.refresh_dashboard()
 
         def ask() -> None:
             self.app.push_screen(PathScreen("Open a profile (a path, or a preset: demo, 1p1d, xp1d, xpyd, nixl-1p1d):", must_exist=True), opened)
@@ -418,24 +434,26 @@ class EditorScreen(Screen):
 
     def action_duplicate_instance(self) -> None:
         selected = self._selected_instance()
-        if selected is None:
+        doc = self.document
+        if selected is None or doc is None:
             return
-        self.selection = self.document.duplicate_instance(*selected)
+        self.selection = doc.duplicate_instance(*selected)
         self.reload()
 
     def action_remove_instance(self) -> None:
         selected = self._selected_instance()
-        if selected is None:
+        doc = self.document
+        if selected is None or doc is None:
             return
         key, index = selected
-        name = self.document.get(f"{key}[{index}].name")
+        name = doc.get(f"{key}[{index}].name")
 
         def chosen(answer: str | None) -> None:
             if answer == "yes":
-                self.document.remove_instance(key, index)
+                doc.remove_instance(key, index)
                 self.selection = (DEPLOYMENT, None)
                 self.reload()
-                self.app.refresh_dashboard()  # type: ignore[attr-defined]
+                self.host.refresh_dashboard()
 
         self.app.push_screen(confirm(f"Remove {name} from the profile?", "Remove", "Remove instance"), chosen)
 
@@ -443,17 +461,17 @@ class EditorScreen(Screen):
         from pdtui.ui.screens.picker import GpuPickerScreen
 
         selected = self._selected_instance()
-        if selected is None:
+        doc = self.document
+        if selected is None or doc is None:
             return
         key, index = selected
-        doc = self.document
 
         def picked(gpus: list[int] | None) -> None:
             if gpus is None:
                 return
             doc.set(f"{key}[{index}].gpus", gpus)
             self._show_selection()
-            self.app.refresh_dashboard()  # type: ignore[attr-defined]
+            self.host.refresh_dashboard()
 
         self.app.push_screen(GpuPickerScreen(doc, key, index), picked)
 

@@ -20,6 +20,18 @@ SCOPE_TITLES = {
 }
 
 
+def widget_bindings() -> list[tuple[str, list[Binding]]]:
+    """The keys of the widgets that have their own (read from their BINDINGS, so help
+    cannot drift from what the keys do)."""
+    from pdtui.ui.observe.logpane import LogPane
+    from pdtui.ui.screens.dashboard_logs import MergedLog
+
+    return [
+        ("Log pane (log tabs; cockpit log box after a / tab to it)", [b for b in LogPane.BINDINGS if isinstance(b, Binding)]),
+        ("Cockpit log box, all instances", [b for b in MergedLog.BINDINGS if isinstance(b, Binding)]),
+    ]
+
+
 def help_text(keymap: dict[str, str]) -> str:
     effective = keys.effective_keys(keymap)
     lines: list[str] = []
@@ -28,6 +40,12 @@ def help_text(keymap: dict[str, str]) -> str:
         for spec in keys.specs_for(scope):
             shown = keys.display_keys(effective[spec.id])
             lines.append(f"  {shown:<18} {spec.description:<18} [dim]{spec.id}[/dim]")
+        lines.append("")
+    for title, bindings in widget_bindings():
+        lines.append(f"[b]{title}[/b]")
+        for binding in bindings:
+            shown = keys.display_keys(binding.key)
+            lines.append(f"  {shown:<18} {binding.description}")
         lines.append("")
     lines.append("[b]Also[/b]")
     lines.append(f"  {'ctrl+p':<18} Command palette (launch, stop, open, themes …)")

@@ -20,7 +20,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
+from textual.widgets.data_table import RowKey
 
 
 def cell_width(value: object) -> int:
@@ -47,6 +49,7 @@ class DiffTable(DataTable):
         if keys != list(self._cells):
             self._rebuild(rows, keys)
             return
+        changed = False
         for index, (key, cells) in enumerate(rows):
             cells = tuple(cells)
             before = self._cells[key]
@@ -54,6 +57,24 @@ class DiffTable(DataTable):
                 continue
             self._cells[key] = cells
             self._write_row(index, key, before, cells)
+            changed = True
+        if changed:
+            self._shrink_columns()
+
+    def _shrink_columns(self) -> None:
+        """A column narrows again when its widest cell went (`starting: LMCache init` ->
+        `ready`): DataTable itself only ever widens a column."""
+        shrunk = False
+        for position, column_key in enumerate(self._column_keys):
+            column = self.columns[column_key]
+            needed = max([cell_width(column.label)] + [cell_width(cells[position]) for cells in self._cells.values()])
+            if column.auto_width and column.content_width > needed:
+                column.content_width = needed
+                shrunk = True
+        if shrunk:
+            self._require_update_dimensions = True
+            self._update_count += 1
+            self.refresh()
 
     def _rebuild(self, rows: Sequence[tuple[str, tuple[object, ...]]], keys: list[str]) -> None:
         selected = self.selected_key()
@@ -66,7 +87,7 @@ class DiffTable(DataTable):
             self.move_cursor(row=keys.index(selected), animate=False)
 
     def _write_row(self, index: int, key: str, before: tuple[object, ...], cells: tuple[object, ...]) -> None:
-        stored = self._data[key]  # row key -> {column key -> value}; RowKey hashes as its str
+        stored = self._data[RowKey(key)]  # row key -> {column key -> value}
         repaint_row = False
         for column, (old, new) in enumerate(zip(before, cells)):
             if old == new:
@@ -85,6 +106,6 @@ class DiffTable(DataTable):
         if not self._cells or self.cursor_row < 0 or self.cursor_row >= self.row_count:
             return None
         try:
-            return self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
+            return self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key.value
         except Exception:
             return None
