@@ -16,7 +16,7 @@ from textual.message import Message
 
 from pdtui.gpus.poller import GpuPoller
 from pdtui.gpus.processes import AttributedProcess, ProcessAttributor
-from pdtui.gpus.snapshot import GpuInventory
+from pdtui.gpus.snapshot import GpuInventory, SourceKind
 from pdtui.gpus.source import GpuSource
 
 DEMO_GPU_COUNT = 8
@@ -41,14 +41,14 @@ class SwitchableSource:
     own run directory, known only once a deployment starts)."""
 
     def __init__(self, factory: Callable[[Path | None], GpuSource], sim_gpu_dir: Path | None = None,
-                 kind: str = "simulated") -> None:
+                 kind: SourceKind = "simulated") -> None:
         self._factory = factory
         self._sim_gpu_dir = sim_gpu_dir
         # Built by the poller thread on its first poll: loading the recording (~17 ms) is
         # not the first paint's work.
         self._source: GpuSource | None = None
         self._pending: tuple[Path | None] | None = None  # (directory,) when a change was asked
-        self.kind = kind  # what the built source will say (the demo synthesizes GPUs: "simulated")
+        self.kind: SourceKind = kind  # what the built source will say (the demo synthesizes GPUs: "simulated")
 
     def set_sim_gpu_dir(self, directory: Path | None) -> None:
         if directory != self._sim_gpu_dir:
