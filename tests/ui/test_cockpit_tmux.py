@@ -11,6 +11,8 @@ import sys
 import time
 import uuid
 
+import pytest
+
 
 from tests.ui.conftest import demo_profile_on_free_ports
 from tests.ui.test_tmux_e2e import pytestmark as tmux_marks  # noqa: F401 - same skip rules
@@ -42,6 +44,7 @@ def what_is_missing(screen: str) -> list[str]:
     return missing
 
 
+@pytest.mark.timeout(420)
 def test_launch_and_nothing_else_fills_the_cockpit(tmp_path, ui_home):
     profile = demo_profile_on_free_ports(tmp_path)
     session = f"pdtui-cockpit-{uuid.uuid4().hex[:8]}"
@@ -51,9 +54,9 @@ def test_launch_and_nothing_else_fills_the_cockpit(tmp_path, ui_home):
     tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", *env_args,
          sys.executable, "-m", "pdtui", "--demo", "--profile", str(profile))
     try:
-        wait_for_screen(session, "8 GPUs (simulated)", 30)
+        wait_for_screen(session, "8 GPUs (simulated)", 90)
         tmux("send-keys", "-t", session, "u")
-        wait_for_screen(session, "Launch deployment", 10)
+        wait_for_screen(session, "Launch deployment", 30)
         tmux("send-keys", "-t", session, "Enter")
         pressed = time.monotonic()
         screen, missing = "", ["everything"]
@@ -69,9 +72,9 @@ def test_launch_and_nothing_else_fills_the_cockpit(tmp_path, ui_home):
     finally:
         try:  # stop the deployment the way an operator does, then close the terminal
             tmux("send-keys", "-t", session, "X")
-            wait_for_screen(session, "Stop every process", 10)
+            wait_for_screen(session, "Stop every process", 30)
             tmux("send-keys", "-t", session, "Enter")
-            wait_for_screen(session, "0/4 engines ready", 60)
+            wait_for_screen(session, "0/4 engines ready", 120)
         finally:
             subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, timeout=20)
 
