@@ -81,6 +81,10 @@ def parse(text: str) -> Parsed:
         raise YamlProblem(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     except RecursionError:
         raise YamlProblem("YAML nesting too deep") from None
+    except (ValueError, IndexError, TypeError, ArithmeticError) as exc:
+        # ruamel's scalar constructors fail on some plain scalars its resolver took for
+        # numbers ("-_", "._", "0x_"): report it, never a traceback.
+        raise YamlProblem(f"a plain value YAML reads as a number is malformed ({exc}); quote it to make it a string") from None
     data, positions = plain(tree)
     return Parsed(tree, data, positions)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -113,3 +114,12 @@ def test_mutated_preset_fields(prefill_port, decode_ports, tp, size):
         assert any(p.path == "prefillers[0].port" for p in validation.errors)
     for problem in validation.problems:
         assert problem.format()
+
+
+@pytest.mark.parametrize("text", ["-_", "._", "port: -_\n", "name: x\nproxy: {port: ._}\n", "a: [0x_]\n"])
+def test_plain_scalars_ruamel_cannot_construct_are_problems_not_tracebacks(text):
+    """Found by hypothesis in CI: ruamel's int/float constructors raise IndexError/ValueError on
+    plain scalars its resolver took for numbers."""
+    result = validate_text(text, "odd.yaml")
+    assert result.profile is None and result.problems
+    assert any("malformed" in p.format("odd.yaml") for p in result.problems), [p.format("odd.yaml") for p in result.problems]
