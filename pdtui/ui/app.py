@@ -107,6 +107,8 @@ class PdtuiApp(App):
                 self._startup_problems += await asyncio.to_thread(self.session.open_profile, self.profile_path)
         finally:
             self._profile_loading = False
+        if self.profile_path is not None and self.screen_stack:
+            self.screen.post_message(messages.ProfileChanged())  # an editor opened meanwhile shows it
         if self._launch_after_load:
             self.commands.launch()
         self.refresh_dashboard()

@@ -36,6 +36,7 @@ from pdtui.model.fields import DECODER_FIELDS, DEPLOYMENT_FIELDS, PREFILLER_FIEL
 from pdtui.model.hostchecks import GpuFact
 from pdtui.ui import paths
 from pdtui.ui.bindings import bindings_for
+from pdtui.ui.messages import ProfileChanged
 from pdtui.ui.screens.dialogs import PathScreen, confirm
 from pdtui.ui.widgets.profile_form import FieldRow, ProfileForm, control_text  # noqa: F401 - FieldRow for CSS users
 
@@ -135,6 +136,12 @@ class EditorScreen(Screen):
     def on_screen_resume(self) -> None:
         self._flush_pending()
         self.reload()
+
+    def on_profile_changed(self, _message: ProfileChanged) -> None:
+        """The profile finished loading after this screen opened (it loads after the first
+        paint, so a quick `2` can open the editor before it)."""
+        self.reload()
+        self._refresh_feedback()
 
     def on_gpu_reading(self, reading) -> None:
         """Called by the app on each GPU poll: GPU indices and memory for the checks."""
