@@ -29,7 +29,7 @@ S = InstanceState
 # polling is the fallback: READINESS_POLL_S until the log says the server is near (or for
 # an instance whose log says nothing), FAST_POLL_S from then on and for the proxy.
 READINESS_POLL_S = 0.2
-FAST_POLL_S = 0.05
+FAST_POLL_S = 0.02
 NEAR_READY_MILESTONES = ("engine_initialized", "api_server_starting", "app_startup_complete", "uvicorn_running")
 # Once an engine answers its own /health: how long the proxy may take to route to it.
 ROUTABLE_WITHIN_S = 15.0
@@ -287,7 +287,7 @@ class StartMixin(SupervisorBase):
             return False
         for proc in procs:
             try:
-                for conn in proc.net_connections(kind="inet"):
+                for conn in proc.net_connections(kind="tcp"):  # HTTP listens on TCP only
                     if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
                         return True
             except psutil.Error:
@@ -323,6 +323,6 @@ class StartMixin(SupervisorBase):
 
         record = {"argv": list(spec.argv), "env": mask_env(spec.env, spec.secret_keys), "time": time.time()}
         try:
-            atomic_write(self.run_dir / f"{spec.name}.argv.json", json.dumps(record, indent=2) + "\n")
+            atomic_write(self.run_dir / f"{spec.name}.argv.json", json.dumps(record, indent=2) + "\n", durable=False)
         except OSError as exc:
             log.warning("cannot write argv file of %s: %s", spec.name, exc)
