@@ -13,6 +13,7 @@ its start to the first and last spawn, to the last engine's own /health (polled 
 5 ms, like the floor), to the last one reported ready (the proxy routes to it), to its
 return. The baseline is the tree of --baseline-ref
 (git archive into a temporary directory, run with PYTHONPATH there); "" skips it.
+Both trees are byte-compiled first (compileall), as an install would be.
 launch.sh starts them one after another, waiting for each /health. Each run uses fresh
 free ports and a private XDG_STATE_HOME; the variants alternate within each run.
 """
@@ -151,6 +152,13 @@ def baseline_tree(ref: str, into: Path) -> Path:
     return into
 
 
+def compile_tree(tree: Path) -> None:
+    """Byte-compile pdtui in `tree`, as an install does: with PYTHONDONTWRITEBYTECODE set
+    (as on the development box) a fresh tree, or an edited module, would otherwise be
+    compiled from source on every start, and the two sides would not start alike."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "pdtui")], check=True, capture_output=True)
+
+
 def time_launch_sh(profile: Path, env: dict, workdir: Path) -> float:
     out = workdir / "rendered"
     subprocess.run([sys.executable, "-m", "pdtui", "render", str(profile), "-o", str(out)], env=env, cwd=REPO, capture_output=True, check=True, timeout=120)
@@ -181,6 +189,9 @@ def main() -> int:
     phases: dict[str, list[dict[str, float]]] = {"up": [], "baseline": []}
     with tempfile.TemporaryDirectory() as keep:
         base = baseline_tree(args.baseline_ref, Path(keep) / "baseline") if args.baseline_ref else None
+        for tree in (REPO, base):
+            if tree is not None:
+                compile_tree(tree)
         for i in range(args.repeat):
             with tempfile.TemporaryDirectory() as tmp:
                 tmp_path = Path(tmp)
