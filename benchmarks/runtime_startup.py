@@ -15,7 +15,8 @@ return. The baseline is the tree of --baseline-ref
 (git archive into a temporary directory, run with PYTHONPATH there); "" skips it.
 Both trees are byte-compiled first (compileall), as an install would be.
 launch.sh starts them one after another, waiting for each /health. Each run uses fresh
-free ports and a private XDG_STATE_HOME; the variants alternate within each run.
+free ports and a private XDG_STATE_HOME; the variants alternate within each run (the two
+`up`s in turn first).
 """
 
 from __future__ import annotations
@@ -203,14 +204,15 @@ def main() -> int:
                 engine, proxy = time_floor(fresh("floor.yaml"), env, tmp_path)
                 times["floor"].append(engine)
                 times["floor_proxy"].append(proxy)
-                took, where = time_pdtui_up(fresh("bench.yaml"), env)
-                times["up"].append(took)
-                phases["up"].append(where)
+                # Which `up` goes first alternates: the second one starts while the first
+                # one's run is still winding down (its keeper, the stopped processes).
+                variants = [("up", REPO, "bench.yaml")] + ([("baseline", base, "bench-base.yaml")] if base is not None else [])
+                for name, tree, profile_name in variants if i % 2 == 0 else variants[::-1]:
+                    took, where = time_pdtui_up(fresh(profile_name), env, tree)
+                    times[name].append(took)
+                    phases[name].append(where)
                 line = f"run {i + 1}: floor {engine:.2f} s (proxy {proxy:.2f} s)   pdtui up {times['up'][-1]:.2f} s"
                 if base is not None:
-                    took, where = time_pdtui_up(fresh("bench-base.yaml"), env, base)
-                    times["baseline"].append(took)
-                    phases["baseline"].append(where)
                     line += f"   baseline up {times['baseline'][-1]:.2f} s"
                 if not args.no_launch_sh:
                     times["launch.sh"].append(time_launch_sh(fresh("bench2.yaml"), env, tmp_path))
@@ -222,6 +224,8 @@ def main() -> int:
     print(f"  pdtui up --detach -> all ready         : {med['up']:.2f} s   (floor + {med['up'] - med['floor']:.2f} s)")
     if "baseline" in med:
         print(f"  baseline ({args.baseline_ref}) up -> all ready : {med['baseline']:.2f} s   (floor + {med['baseline'] - med['floor']:.2f} s)")
+        paired = statistics.median(u - b for u, b in zip(times["up"], times["baseline"]))
+        print(f"  pdtui up - baseline, same run (median of the differences): {paired:+.2f} s")
     for name, runs in phases.items():
         if runs:
             label = "pdtui up" if name == "up" else f"baseline ({args.baseline_ref})"
