@@ -199,7 +199,12 @@ def main() -> int:
                 env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
 
                 def fresh(name: str, tmp_path: Path = tmp_path) -> Path:
-                    return write_profile(tmp_path, demo_profile_dict(startup_s=args.startup), name)
+                    data = demo_profile_dict(startup_s=args.startup)
+                    # Run names are profile name + time to the second, and stops find a
+                    # run's processes by that name: a name of our own keeps another
+                    # session's "demo" run on this machine from being taken for ours.
+                    data["name"] = f"startup-bench-{os.getpid()}"
+                    return write_profile(tmp_path, data, name)
 
                 engine, proxy = time_floor(fresh("floor.yaml"), env, tmp_path)
                 times["floor"].append(engine)
