@@ -4,6 +4,7 @@ orphans). Imported by pdtui/deploy/cli.py when one of them runs."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -63,9 +64,12 @@ def _sweep(run_name: str) -> str:
     from pdtui.gpus.markers import find_marked
     from pdtui.runtime.tree import stop_tree
 
+    from pdtui.runtime.rundir import runs_root
+
+    root = os.path.realpath(runs_root())
     lines = []
-    for instance in sorted({p.instance for p in find_marked(run_name)}):
-        result = stop_tree(None, run_name, instance)
+    for instance in sorted({p.instance for p in find_marked(run_name, root=root)}):
+        result = stop_tree(None, run_name, instance, root=root)
         if result.stopped:
             lines.append(f"\n  stopped {run_name}/{instance} by its run marker: {result.summary()}")
     return "".join(lines)
@@ -107,7 +111,9 @@ def _down_all() -> int:
         _err(f"{run.name}: {message}")
     from pdtui.gpus.markers import marked_runs
 
-    for run_name in sorted(marked_runs()):
+    from pdtui.runtime.rundir import runs_root
+
+    for run_name in sorted(marked_runs(os.path.realpath(runs_root()))):
         swept = _sweep(run_name)
         if swept:
             acted = True
