@@ -301,7 +301,7 @@ class DeploymentMonitor:
         wake = self._tail_wake
         watch = self._watch
         assert wake is not None and watch is not None
-        delay = TAIL_BUSY_S
+        delay = self.tail_interval_s  # quiet until a file grows (the first round reads what is there)
         while True:
             wake.clear()  # from here a write wakes the next wait: nothing is missed
             started = loop.time()
