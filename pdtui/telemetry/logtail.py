@@ -211,6 +211,14 @@ class LogFollower:
     def skipped(self) -> int:
         return self._default.skipped
 
+    @property
+    def on_new(self) -> Callable[[], None] | None:
+        return self._default.on_new
+
+    @on_new.setter
+    def on_new(self, bell: Callable[[], None] | None) -> None:
+        self._default.on_new = bell
+
     def take_pending(self) -> tuple[list[tuple[int, str]], int]:
         return self._default.take_pending()
 
