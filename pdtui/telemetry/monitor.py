@@ -18,7 +18,7 @@ screens are open:
   `tail_interval_s` (2 s) when quiet. Traffic (`busy()`) wakes it at once either way;
 - one `Scraper` over every target (each engine's /metrics, the proxy's, LMCache's internal
   API servers where enabled), into a `Deriver` (rates, quantiles) and a `ProxyStageTracker`:
-  every `scrape_interval_s` (1 s) while there is traffic (a request event from the proxy,
+  every `scrape_interval_s` (1 s) while there is traffic (a live request event from the proxy,
   or running/waiting/req/s above 0), every `idle_scrape_interval_s` (10 s) when there is
   none -- an idle engine's counters do not move, and traffic wakes the scraper at once;
 - the proxy's `/events` reader into `PairStats`;
@@ -35,6 +35,7 @@ Screens only read. `from_status(status)` builds the instance list from the runti
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -63,6 +64,7 @@ SAMPLE_INTERVAL_S = 1.0
 TAIL_BUSY_S = 0.25  # at most this often: a human reads no faster, and a burst of writes is one read
 TAIL_WATCHED_S = 5.0  # with inotify: a safety poll (a file created late, an event lost)
 TAIL_UNWATCHED_S = 2.0  # without: the slowest poll of a quiet file
+LIVE_EVENT_S = 5.0  # a proxy event older than this is history (replayed on connect), not traffic
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,20 @@ class MonitoredInstance:
     log_path: str
     metrics_url: str | None = None  # http://127.0.0.1:PORT/metrics
     lmcache_metrics_urls: tuple[str, ...] = ()  # LMCache internal API servers' /metrics
+
+
+def _is_live_request_event(line: bytes, now: float | None = None) -> bool:
+    """A request moving through the proxy right now: a `stage` event from the last few
+    seconds. Not a heartbeat, not a backend's health change, and not the history the proxy
+    replays on connect (a young deployment's start-up events woke the scraper for nothing)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return False
+    if not isinstance(event, dict) or event.get("type") != "stage":
+        return False
+    ts = event.get("ts")
+    return not isinstance(ts, (int, float)) or (time.time() if now is None else now) - ts < LIVE_EVENT_S
 
 
 def pair_key(prefiller: str, decoder: str) -> str:
@@ -279,7 +295,7 @@ class DeploymentMonitor:
 
     def _on_event_line(self, line: bytes) -> None:
         self.pair_stats.feed_line(line)
-        if b'"stage"' in line:  # a request moving through the proxy (not a heartbeat)
+        if b'"stage"' in line and _is_live_request_event(line):
             self.busy()
 
     def _ingest(self, result: ScrapeResult) -> None:

@@ -147,3 +147,26 @@ def test_a_view_rings_once_per_drain(tmp_path):
     follower.poll()
     assert len(rings) == 2
     follower.close()
+
+
+def test_only_live_request_events_wake_the_scraper():
+    """The proxy replays its history on connect and reports backends' health: neither is
+    traffic (a young deployment's start-up events kept the scraper at 1 s for 15 s)."""
+    import json
+    import time
+
+    monitor = DeploymentMonitor([], "http://127.0.0.1:9", tail_interval_s=HOUR, tail_idle_s=HOUR)
+    scraper = monitor._scraper
+    assert scraper is not None and scraper.current_interval() == scraper.idle_interval_s
+    now = time.time()
+    quiet = [
+        {"type": "heartbeat"},
+        {"type": "backend", "req_id": "-", "stage": "health", "state": "unhealthy", "ts": now},
+        {"type": "stage", "req_id": "r1", "stage": "prefill", "state": "start", "ts": now - 120},  # replayed
+    ]
+    for event in quiet:
+        monitor._on_event_line(json.dumps(event, separators=(",", ":")).encode() + b"\n")
+    assert scraper.current_interval() == scraper.idle_interval_s
+    live = {"type": "stage", "req_id": "r2", "stage": "prefill", "state": "start", "ts": now}
+    monitor._on_event_line(json.dumps(live).encode() + b"\n")
+    assert scraper.current_interval() == scraper.interval_s
