@@ -14,12 +14,9 @@ import os
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import Any
 
 from pdtui.telemetry.logfilter import ViewFilter
-
-if TYPE_CHECKING:
-    from pdtui.telemetry.logtail import LogFollower
 
 __all__ = ["MAX_MATCHES", "LogView"]
 
@@ -29,7 +26,9 @@ MAX_MATCHES = 200_000
 class LogView:
     """One reader's view of a followed file: filter, search matches, pending new lines."""
 
-    def __init__(self, follower: LogFollower, window: int, view: ViewFilter | None = None) -> None:
+    # `follower` is the LogFollower that made this view (untyped here: logtail imports
+    # this module, and the layer contract forbids the cycle an import back would make).
+    def __init__(self, follower: Any, window: int, view: ViewFilter | None = None) -> None:
         self.follower = follower
         self._filter = view or ViewFilter()
         self._pending: deque[tuple[int, str]] = deque(maxlen=window)
