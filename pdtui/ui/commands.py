@@ -53,10 +53,8 @@ class DeploymentCommands:
 
     def supervisor_event(self, event: Any, gpu_feed: Any) -> None:
         """A runtime event: a notice for the operator, the GPU feed told whose pids are ours."""
-        from pdtui.runtime import DeploymentEvent, LogLines
+        from pdtui.runtime import DeploymentEvent
 
-        if isinstance(event, LogLines):
-            return  # the monitor tails the logs; screens read its views
         if isinstance(event, DeploymentEvent) and event.kind != "ready":  # the launch says "ready" once
             failed = event.kind in ("failed", "instance_crashed", "preflight_failed")
             self.app.notify(event.message, severity="error" if failed else "information", timeout=8)

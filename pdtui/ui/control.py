@@ -69,7 +69,15 @@ class DeploymentControl:
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.supervisor = supervisor
-        self._unsubscribe = supervisor.subscribe(lambda event: self._post(SupervisorEvent(event)))
+        from pdtui.runtime import LogLines
+
+        def forward(event: Any) -> None:
+            # Log lines are the deployment monitor's (it tails every file once); posting
+            # them too woke the UI for each batch of every engine's /health lines, for nothing.
+            if not isinstance(event, LogLines):
+                self._post(SupervisorEvent(event))
+
+        self._unsubscribe = supervisor.subscribe(forward)
 
     def launch_blocking(self, profile: Any) -> Any:
         """Render into a new run dir and create the supervisor (file I/O: run in a thread)."""
