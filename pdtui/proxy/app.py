@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
-import uuid
+import os
 from typing import Any
 
 import aiohttp
@@ -72,7 +73,7 @@ def build_app(config: ProxyConfig, guard: ConnectionGuard | None = None,
 
 async def _proxy(request: web.Request, svc: ProxyService, flow, route: str,
                  trimmer: MemoryTrimmer) -> web.StreamResponse:
-    req_id = uuid.uuid4().hex
+    req_id = new_request_id()
     tl = RequestTimeline(svc.hub, req_id, route)
     tl.start("request", detail={"mode": svc.config.mode})
     ex = Exchange(request=request, req_id=req_id, route=route, timeline=tl)
@@ -148,6 +149,16 @@ async def _proxy(request: web.Request, svc: ProxyService, flow, route: str,
         trimmer.after_request(body_bytes)
 
 
+# Request ids: 32 hex digits, a random per-process prefix and a counter. Unique like a
+# uuid4 (a restarted proxy draws another prefix) without a getrandom() call per request.
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
 def _close_if_large(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
     """After a huge body, end the connection with the response: aiohttp keeps a read
     buffer the size of the largest request for as long as the connection lives, which
@@ -162,8 +173,11 @@ _LARGE_BODY = "pdtui_large_body"
 
 async def _read_body(request: web.Request, limits: ClientLimits) -> tuple[dict, int]:
     try:
-        async with asyncio.timeout(limits.body_timeout_s):
+        if request.content.is_eof():  # all in already (the usual small body): no timer
             raw = await request.read()
+        else:
+            async with asyncio.timeout(limits.body_timeout_s):
+                raw = await request.read()
     except TimeoutError:
         raise StageError(408, "request", None,
                          f"the request body did not arrive within {limits.body_timeout_s:g} s "

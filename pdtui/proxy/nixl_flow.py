@@ -71,7 +71,7 @@ class NixlFlow:
                     ok = True
                     return out
                 finally:
-                    finish_backend_response(resp, ok)
+                    await finish_backend_response(resp, ok, d)
             except BaseException as exc:
                 if ex.answered:
                     ok = True  # the client hung up after the whole answer: not a failure

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from pdtui.proxy.backends import HEALTH_DOWN, Backend, BackendPool
 from pdtui.proxy.config import ProxyConfig
@@ -47,6 +48,8 @@ class ProxyService:
         self.degrade = KvDegrade(config.kv_timeouts_to_degrade, config.degraded_probe_s,
                                  config.timeouts.kv_s, self._on_health_change)
         self._health_session: aiohttp.ClientSession | None = None
+        self._urls: dict[tuple[str, str], URL] = {}
+        self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         if self.config.mode == "lmcache-pd":
@@ -57,9 +60,12 @@ class ProxyService:
             self.listener.start()
         connector = aiohttp.TCPConnector(limit=self._backend_connections, keepalive_timeout=60,
                                          enable_cleanup_closed=True)
+        # No cookie jar: backends set none worth keeping, and a jar is consulted on every
+        # request and response.
         self.session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=None),
             json_serialize=json.dumps, auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         # Health checks get a session of their own: one kept-alive connection per backend
         # that requests in flight can never crowd out.
@@ -154,20 +160,38 @@ class ProxyService:
         return BackendUnreachable(stage, backend.url, str(exc))
 
     def headers(self, req_id: str) -> dict[str, str]:
-        return {**self.auth_headers, "X-Request-Id": req_id}
+        """The headers of every request to a backend (the body is always JSON)."""
+        return {**self.auth_headers, "X-Request-Id": req_id, "Content-Type": "application/json"}
 
-    async def post_json(self, backend: Backend, path: str, body: dict, *, stage: str,
+    def _url(self, backend: Backend, path: str) -> URL:
+        """Parsed once per backend and path, not per request (aiohttp parses a str URL)."""
+        url = self._urls.get((backend.url, path))
+        if url is None:
+            url = self._urls[(backend.url, path)] = URL(backend.url + path)
+        return url
+
+    def _timeout(self, total: float | None, read: float | None = None) -> aiohttp.ClientTimeout:
+        key = (total, read)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=total, sock_connect=read, sock_read=read)
+        return timeout
+
+    async def post_json(self, backend: Backend, path: str, body: dict | bytes, *, stage: str,
                         timeout_s: float, req_id: str) -> dict:
-        """POST and read a whole JSON answer, with `timeout_s` for all of it."""
+        """POST (a dict, or JSON already encoded) and read a whole JSON answer, with
+        `timeout_s` for all of it."""
         assert self.session is not None
         try:
             async with self.session.post(
-                backend.url + path, json=body, headers=self.headers(req_id),
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                self._url(backend, path), data=_encoded(body), headers=self.headers(req_id),
+                timeout=self._timeout(timeout_s),
             ) as resp:
-                text = await resp.text()
+                data = await resp.read()
                 if resp.status != 200:
-                    raise backend_status(stage, backend.url, resp.status, text)
+                    raise backend_status(stage, backend.url, resp.status,
+                                         data.decode("utf-8", "replace"))
         except asyncio.TimeoutError:
             raise stage_timeout(stage, backend.url, timeout_s, f"the answer to POST {path}") from None
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
@@ -176,10 +200,11 @@ class ProxyService:
             raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
                              "backend_error") from None
         try:
-            obj = json.loads(text)
+            obj = json.loads(data)
         except ValueError:
             raise StageError(502, stage, backend.url,
-                             f"{stage}: {backend.url}{path} answered non-JSON: {text[:200]!r}",
+                             f"{stage}: {backend.url}{path} answered non-JSON: "
+                             f"{data[:200].decode('utf-8', 'replace')!r}",
                              "backend_error") from None
         if not isinstance(obj, dict):
             raise StageError(502, stage, backend.url,
@@ -187,7 +212,7 @@ class ProxyService:
                              "expected a JSON object", "backend_error")
         return obj
 
-    async def open_stream(self, backend: Backend, path: str, body: dict, *, stage: str,
+    async def open_stream(self, backend: Backend, path: str, body: dict | bytes, *, stage: str,
                           timeout_s: float, req_id: str) -> aiohttp.ClientResponse:
         """POST and return the response once its status line is in (caller closes it).
 
@@ -197,9 +222,8 @@ class ProxyService:
         assert self.session is not None
         try:
             resp = await self.session.post(
-                backend.url + path, json=body, headers=self.headers(req_id),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout_s,
-                                              sock_read=timeout_s),
+                self._url(backend, path), data=_encoded(body), headers=self.headers(req_id),
+                timeout=self._timeout(None, timeout_s),
             )
         except asyncio.TimeoutError:
             raise stage_timeout(stage, backend.url, timeout_s, f"the answer to POST {path}") from None
@@ -217,6 +241,10 @@ class ProxyService:
                 resp.release()
             raise backend_status(stage, backend.url, resp.status, text)
         return resp
+
+
+def _encoded(body: dict | bytes) -> bytes:
+    return body if isinstance(body, bytes) else json.dumps(body).encode()
 
 
 class _Outstanding:
