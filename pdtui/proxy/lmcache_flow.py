@@ -63,6 +63,8 @@ def all_ints(values: list) -> bool:
 
 
 _INT = frozenset({int})
+# One encoder: json.dumps with any argument but the object builds a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def ids_json(ids: list[int]) -> bytes:
@@ -77,7 +79,7 @@ def ids_json_plus(array: bytes, token: int) -> bytes:
 
 def with_prompt(fields: dict, prompt_json: bytes) -> bytes:
     """The JSON body of `fields` (no "prompt" among them) plus "prompt": prompt_json."""
-    head = json.dumps(fields, separators=(",", ":")).encode()
+    head = _COMPACT.encode(fields).encode()
     return head[:-1] + (b',"prompt":' if len(head) > 2 else b'"prompt":') + prompt_json + b"}"
 
 

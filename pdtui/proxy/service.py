@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from pdtui.proxy.backend_http import BackendHttp, ConnectionBudget, Disconnected
 from pdtui.proxy.backends import HEALTH_DOWN, Backend, BackendPool
 from pdtui.proxy.config import ProxyConfig
 from pdtui.proxy.degrade import KvDegrade
@@ -49,6 +50,11 @@ class ProxyService:
                                  config.timeouts.kv_s, self._on_health_change)
         self._health_session: aiohttp.ClientSession | None = None
         self._urls: dict[tuple[str, str], URL] = {}
+        # Whole-answer calls over plain HTTP go through the lean client (backend_http.py).
+        self._budget = ConnectionBudget(backend_connections)
+        self._lean: dict[str, BackendHttp] = {
+            b.url: self._budget.pool(b.url) for b in self.pool.all
+            if b.url.startswith("http://")}
         self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
@@ -88,6 +94,7 @@ class ProxyService:
             await self.health.stop()
         if self.listener is not None:
             await self.listener.stop()
+        self._budget.close()
         if self.session is not None:
             await self.session.close()
         if self._health_session is not None:
@@ -183,6 +190,24 @@ class ProxyService:
         """POST (a dict, or JSON already encoded) and read a whole JSON answer, with
         `timeout_s` for all of it."""
         assert self.session is not None
+        lean = self._lean.get(backend.url)
+        if lean is not None:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    status, data = await lean.post(path, _encoded(body), self.headers(req_id))
+            except TimeoutError:
+                raise stage_timeout(stage, backend.url, timeout_s,
+                                    f"the answer to POST {path}") from None
+            except Disconnected as exc:
+                if exc.before_answer:
+                    raise self._unreachable(backend, stage, path, exc) from None
+                raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
+                                 "backend_error") from None
+            except OSError as exc:  # could not connect
+                raise self._unreachable(backend, stage, path, exc) from None
+            if status != 200:
+                raise backend_status(stage, backend.url, status, data.decode("utf-8", "replace"))
+            return _json_object(data, stage, backend.url, path)
         try:
             async with self.session.post(
                 self._url(backend, path), data=_encoded(body), headers=self.headers(req_id),
@@ -199,18 +224,7 @@ class ProxyService:
         except aiohttp.ClientError as exc:
             raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
                              "backend_error") from None
-        try:
-            obj = json.loads(data)
-        except ValueError:
-            raise StageError(502, stage, backend.url,
-                             f"{stage}: {backend.url}{path} answered non-JSON: "
-                             f"{data[:200].decode('utf-8', 'replace')!r}",
-                             "backend_error") from None
-        if not isinstance(obj, dict):
-            raise StageError(502, stage, backend.url,
-                             f"{stage}: {backend.url}{path} answered {type(obj).__name__}, "
-                             "expected a JSON object", "backend_error")
-        return obj
+        return _json_object(data, stage, backend.url, path)
 
     async def open_stream(self, backend: Backend, path: str, body: dict | bytes, *, stage: str,
                           timeout_s: float, req_id: str) -> aiohttp.ClientResponse:
@@ -241,6 +255,18 @@ class ProxyService:
                 resp.release()
             raise backend_status(stage, backend.url, resp.status, text)
         return resp
+
+
+def _json_object(data: bytes, stage: str, url: str, path: str) -> dict:
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise StageError(502, stage, url, f"{stage}: {url}{path} answered non-JSON: "
+                         f"{data[:200].decode('utf-8', 'replace')!r}", "backend_error") from None
+    if not isinstance(obj, dict):
+        raise StageError(502, stage, url, f"{stage}: {url}{path} answered "
+                         f"{type(obj).__name__}, expected a JSON object", "backend_error")
+    return obj
 
 
 def _encoded(body: dict | bytes) -> bytes:
