@@ -53,7 +53,7 @@ _NO_FLOW = _NoFlowControl()
 
 class _Conn(asyncio.Protocol):
     __slots__ = ("pool", "transport", "parser", "waiter", "closed", "idle_since", "answered_any",
-                 "_message")
+                 "counted", "_message")
 
     def __init__(self, pool: BackendHttp, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
@@ -64,6 +64,7 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.answered_any = False  # bytes of the current answer came
+        self.counted = True  # holds a slot of the ConnectionBudget
         self._message = None
 
     def connection_made(self, transport) -> None:
@@ -160,16 +161,18 @@ class BackendHttp:
                 conn.close()
 
     async def _acquire(self) -> _Conn:
-        now = time.monotonic()
-        while self._idle:
-            conn = self._idle.pop()
-            if conn.closed:
-                continue
-            if now - conn.idle_since > KEEPALIVE_S:
-                conn.close()
-                continue
-            return conn
-        await self._budget.take(self)
+        while True:
+            now = time.monotonic()
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.closed:
+                    continue
+                if now - conn.idle_since > KEEPALIVE_S:
+                    self._budget.closing(conn)
+                    continue
+                return conn
+            if await self._budget.take(self):
+                break  # a slot for a new connection (else: retry, one may be idle now)
         loop = asyncio.get_running_loop()
         try:
             _, conn = await loop.create_connection(lambda: _Conn(self, loop), self.host,
@@ -194,20 +197,22 @@ class BackendHttp:
             self._idle.remove(conn)
         except ValueError:
             pass
-        self._budget.give_back()
+        if conn.counted:
+            conn.counted = False
+            self._budget.give_back()
 
     def close_idle_one(self) -> bool:
         """Close the longest-idle connection (the budget needs room); False if none."""
         while self._idle:
             conn = self._idle.popleft()
             if not conn.closed:
-                conn.close()
+                self._budget.closing(conn)
                 return True
         return False
 
     def close(self) -> None:
         while self._idle:
-            self._idle.pop().close()
+            self._budget.closing(self._idle.pop())
 
 
 class ConnectionBudget:
@@ -225,8 +230,10 @@ class ConnectionBudget:
         self._pools.append(pool)
         return pool
 
-    async def take(self, pool: BackendHttp) -> None:
-        while self.limit and self.open >= self.limit:
+    async def take(self, pool: BackendHttp) -> bool:
+        """True: counted a new connection of `pool`. False: woken because a connection
+        went idle or closed; the caller looks for an idle one again first."""
+        if self.limit and self.open >= self.limit:
             if not any(p.close_idle_one() for p in self._pools):
                 waiter = asyncio.get_running_loop().create_future()
                 self._waiters.append(waiter)
@@ -235,25 +242,31 @@ class ConnectionBudget:
                 finally:
                     if waiter in self._waiters:
                         self._waiters.remove(waiter)
-                continue
-            # the closed one gives its slot back when its transport is gone
-            await asyncio.sleep(0)
+                return False
         self.open += 1
+        return True
+
+    def closing(self, conn: _Conn) -> None:
+        """Close `conn` now, its slot free at once (not when its transport is gone)."""
+        if conn.counted:
+            conn.counted = False
+            self.open -= 1
+        conn.close()
 
     def give_back(self) -> None:
         self.open -= 1
+        self._wake()
+
+    def freed_idle(self) -> None:
+        """An idle connection now exists: a waiter may take or close it."""
+        self._wake()
+
+    def _wake(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                break
-
-    def freed_idle(self) -> None:
-        """An idle connection now exists that a waiter could close for room."""
-        if self._waiters and self.limit and self.open >= self.limit:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+                return
 
     def close(self) -> None:
         for pool in self._pools:
