@@ -16,6 +16,7 @@ import asyncio
 import socket
 import time
 from collections import deque
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from aiohttp.http_parser import HttpResponseParser
@@ -58,14 +59,15 @@ class _Conn(asyncio.Protocol):
     def __init__(self, pool: BackendHttp, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
-        self.parser = HttpResponseParser(_NO_FLOW, loop, _LIMIT, max_line_size=8190,
-                                         max_field_size=8190)
+        # the parser only calls the flow-control methods (duck-typed, not a BaseProtocol)
+        self.parser = HttpResponseParser(cast(Any, _NO_FLOW), loop, _LIMIT,
+                                         max_line_size=8190, max_field_size=8190)
         self.waiter: asyncio.Future | None = None
         self.closed = False
         self.idle_since = 0.0
         self.answered_any = False  # bytes of the current answer came
         self.counted = True  # holds a slot of the ConnectionBudget
-        self._message = None
+        self._message: tuple[Any, Any] | None = None  # (message, body reader) in progress
 
     def connection_made(self, transport) -> None:
         self.transport = transport
