@@ -77,7 +77,7 @@ async def _proxy(request: web.Request, svc: ProxyService, flow, route: str,
     tl = RequestTimeline(svc.hub, req_id, route)
     tl.start("request", detail={"mode": svc.config.mode})
     ex = Exchange(request=request, req_id=req_id, route=route, timeline=tl)
-    svc.metrics.in_flight.inc()
+    svc.metrics.requests_in_flight += 1
     outcome = "ok"
     status = 0
     body_bytes = 0
@@ -134,7 +134,7 @@ async def _proxy(request: web.Request, svc: ProxyService, flow, route: str,
         return await _error_answer(ex, StageError(500, "proxy", None,
                                                   f"internal proxy error: {exc!r}", "proxy_error"))
     finally:
-        svc.metrics.in_flight.dec()
+        svc.metrics.requests_in_flight -= 1
         tl.mark("total")
         durations = tl.durations
         for stage in STAGES:
@@ -189,7 +189,7 @@ async def _read_body(request: web.Request, limits: ClientLimits) -> tuple[dict, 
     if len(raw) >= MemoryTrimmer.LARGE_BYTES:
         request[_LARGE_BODY] = True
     try:
-        body = json.loads(raw)
+        body = json.loads(_text(raw))
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -197,6 +197,15 @@ async def _read_body(request: web.Request, limits: ClientLimits) -> tuple[dict, 
     if not isinstance(body, dict):
         raise bad_request(f"the request body must be a JSON object, got {type(body).__name__}")
     return body, len(raw)
+
+
+def _text(raw: bytes) -> str | bytes:
+    """UTF-8 decoded (the usual body; json.loads of bytes first guesses the encoding in
+    Python), or the bytes as they are for json.loads to read UTF-16/32 or to report."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
 
 
 async def _error_answer(ex: Exchange, exc: StageError) -> web.StreamResponse:

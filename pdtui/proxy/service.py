@@ -44,7 +44,7 @@ class ProxyService:
             {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         )
         for b in self.pool.all:
-            b.metrics = self.metrics.backend(b.role, b.url)
+            b.metrics = self.metrics.backend(b.role, b.url, outstanding=_reader(b))
             self._publish_health(b)
         self.degrade = KvDegrade(config.kv_timeouts_to_degrade, config.degraded_probe_s,
                                  config.timeouts.kv_s, self._on_health_change)
@@ -257,9 +257,15 @@ class ProxyService:
         return resp
 
 
+def _reader(backend: Backend):
+    return lambda: backend.outstanding
+
+
 def _json_object(data: bytes, stage: str, url: str, path: str) -> dict:
     try:
-        obj = json.loads(data)
+        # decoded here: json.loads(bytes) first guesses the encoding (in Python); JSON
+        # between systems is UTF-8 (RFC 8259), and a decode error is a ValueError too
+        obj = json.loads(data.decode("utf-8"))
     except ValueError:
         raise StageError(502, stage, url, f"{stage}: {url}{path} answered non-JSON: "
                          f"{data[:200].decode('utf-8', 'replace')!r}", "backend_error") from None
@@ -281,14 +287,12 @@ class _Outstanding:
 
     def __enter__(self) -> None:
         b = self.backend
-        b.outstanding += 1
-        b.metrics.outstanding.inc()
+        b.outstanding += 1  # the gauge reads it when scraped
 
     def __exit__(self, exc_type, exc, tb) -> None:
         b = self.backend
         b.outstanding -= 1
         b.served += 1
-        b.metrics.outstanding.dec()
         if exc_type is None:
             outcome = "ok"
         elif issubclass(exc_type, asyncio.CancelledError):

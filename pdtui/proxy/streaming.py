@@ -73,8 +73,12 @@ async def iter_sse_batches(resp: aiohttp.ClientResponse, *, stage: str, backend:
         yield [tail[5:].strip()]
 
 
+# One encoder: json.dumps with any argument but the object builds a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def sse_event(obj: dict) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + _COMPACT.encode(obj).encode() + b"\n\n"
 
 
 def sse_raw(payload: bytes) -> bytes:
