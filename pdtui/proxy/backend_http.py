@@ -1,13 +1,14 @@
-"""A lean keep-alive HTTP/1.1 client for the backend calls answered in one piece
-(tokenize, prefill): a fifth of aiohttp's client CPU per request, which at two such
-calls per proxied request is the largest cost the proxy has left (benchmarks/
-proxy_overhead.py --profile-proxy). Streams (the decode) stay on aiohttp.
+"""A lean keep-alive HTTP/1.1 client for the proxy's backend calls (tokenize and
+prefill, answered whole; the decode, streamed): a fifth of aiohttp's client CPU per
+call, which at three calls per proxied request was the largest cost the proxy had
+(benchmarks/proxy_overhead.py --profile-proxy). https backends stay on aiohttp.
 
 One request at a time per connection; connections are kept per backend (the most
-recently used first) and closed when idle KEEPALIVE_S, when the answer says so, and
-when the caller is cancelled or times out (which makes vLLM abort that request). The
-response is parsed by aiohttp's HTTP parser (llhttp), so Content-Length and chunked
-answers are read alike.
+recently used first) and closed when idle KEEPALIVE_S, when the answer says so, when a
+stream is let go before its end, and when the caller is cancelled or times out (which
+makes vLLM abort that request). The response is parsed by aiohttp's HTTP parser
+(llhttp) into aiohttp's StreamReader, so Content-Length and chunked answers are read
+alike and a stream reads as aiohttp's `resp.content` does.
 """
 
 from __future__ import annotations
@@ -35,48 +36,59 @@ class Disconnected(ConnectionError):
         self.before_answer = before_answer
 
 
-class _NoFlowControl:
-    """The parser's body reader asks its protocol to pause past a high-water mark; a
-    whole answer is read into memory anyway (as aiohttp's resp.read() does)."""
-
-    _reading_paused = False
-    connected = True
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self, resume_parser: bool = True) -> None:
-        pass
-
-
-_NO_FLOW = _NoFlowControl()
-
-
 class _Conn(asyncio.Protocol):
-    __slots__ = ("pool", "transport", "parser", "waiter", "closed", "idle_since", "answered_any",
-                 "counted", "_message")
+    """One connection. It is also the protocol of its parser's body reader: while a
+    stream is read (`streaming`) a full buffer pauses the socket; a whole answer is read
+    into memory anyway (as aiohttp's resp.read() does), so it never pauses."""
+
+    __slots__ = ("pool", "transport", "parser", "waiter", "busy", "streaming", "closed",
+                 "idle_since", "answered_any", "counted", "read_timeout", "last_data",
+                 "_timer", "_message", "_reading_paused", "connected")
 
     def __init__(self, pool: BackendHttp, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         # the parser only calls the flow-control methods (duck-typed, not a BaseProtocol)
-        self.parser = HttpResponseParser(cast(Any, _NO_FLOW), loop, _LIMIT,
+        self.parser = HttpResponseParser(cast(Any, self), loop, _LIMIT,
                                          max_line_size=8190, max_field_size=8190)
+        # resolved with (message, whole body) or, streaming, (message, body reader)
         self.waiter: asyncio.Future | None = None
+        self.busy = False  # a request is out on it
+        self.streaming = False
         self.closed = False
         self.idle_since = 0.0
         self.answered_any = False  # bytes of the current answer came
         self.counted = True  # holds a slot of the ConnectionBudget
+        self.read_timeout: float | None = None  # longest silence while streaming
+        self.last_data = 0.0
+        self._timer: asyncio.TimerHandle | None = None
         self._message: tuple[Any, Any] | None = None  # (message, body reader) in progress
+        self._reading_paused = False
+        self.connected = True
 
+    # -- flow control, called by the body reader ---------------------------------------
+    def pause_reading(self) -> None:
+        if self.streaming and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.last_data = time.monotonic()  # paused by us: not a silence of the backend
+            self.transport.resume_reading()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.waiter is None:  # bytes nobody asked for: this connection is unusable
+        if not self.busy:  # bytes nobody asked for: this connection is unusable
             self.close()
             return
         self.answered_any = True
+        if self.read_timeout is not None:
+            self.last_data = time.monotonic()
         try:
             messages, _, _ = self.parser.feed_data(data)
         except Exception as exc:  # a malformed answer: this connection is done
@@ -85,46 +97,126 @@ class _Conn(asyncio.Protocol):
             return
         for message, payload in messages:
             self._message = (message, payload)
-        self._answer_if_whole()
+        self._answer()
 
     def eof_received(self) -> bool:
         try:
             self.parser.feed_eof()  # a body delimited by the end of the connection
         except Exception:
             pass  # a short body: connection_lost reports it
-        self._answer_if_whole()
+        self._answer()
         return False
 
-    def _answer_if_whole(self) -> None:
-        if self._message is None:
+    def _answer(self) -> None:
+        if self._message is None or self.waiter is None or self.waiter.done():
             return
         message, payload = self._message
-        if payload.is_eof() and self.waiter is not None and not self.waiter.done():
+        if self.streaming:
+            self.waiter.set_result(self._message)
+        elif payload.is_eof():
             self._message = None
             self.waiter.set_result((message, payload.read_nowait(-1)))
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        self.connected = False
+        self._stop_timer()
         self.pool._lost(self)
         if exc is not None:
-            self._fail(Disconnected(f"the connection broke: {exc}"))
+            error = Disconnected(f"the connection broke: {exc}")
         elif self.answered_any:
-            self._fail(Disconnected("the server closed the connection mid-answer"))
+            error = Disconnected("the server closed the connection mid-answer")
         else:
-            self._fail(Disconnected("the server closed the connection", before_answer=True))
+            error = Disconnected("the server closed the connection", before_answer=True)
+        self._fail(error)
 
-    def _fail(self, exc: Exception) -> None:
+    def _fail(self, exc: BaseException) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
+        if self._message is not None:  # a body being streamed: its reader raises it
+            payload = self._message[1]
+            if not payload.is_eof():
+                payload.set_exception(exc)
+
+    # -- the streaming read timeout: one timer per silence, not one per chunk ------------
+    def start_timer(self, seconds: float) -> None:
+        self.read_timeout = seconds
+        self.last_data = time.monotonic()
+        self._timer = asyncio.get_running_loop().call_later(seconds, self._check_silence)
+
+    def _check_silence(self) -> None:
+        assert self.read_timeout is not None
+        left = self.last_data + self.read_timeout - time.monotonic()
+        if self._reading_paused:  # the reader is slow (as aiohttp, no timeout then)
+            left = self.read_timeout
+        if left > 0:
+            self._timer = asyncio.get_running_loop().call_later(left, self._check_silence)
+            return
+        self._timer = None
+        self._fail(asyncio.TimeoutError())
+        self.close()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.read_timeout = None
+
+    def done(self) -> None:
+        """The request is over: nothing more is expected on this connection."""
+        self._stop_timer()
+        self.busy = self.streaming = False
+        self.waiter = None
+        self._message = None
 
     def close(self) -> None:
         self.closed = True
+        self._stop_timer()
         if self.transport is not None:
             self.transport.close()
 
 
+class StreamAnswer:
+    """A streamed answer whose status line and headers are in: the parts of aiohttp's
+    ClientResponse the flows use (`status`, `headers`, `content`, `release`, `close`)."""
+
+    __slots__ = ("status", "headers", "content", "_conn", "_keep", "closed")
+
+    def __init__(self, conn: _Conn, message, payload) -> None:
+        self.status: int = message.code
+        self.headers = message.headers
+        self.content = payload  # aiohttp's StreamReader: readany(), is_eof(), wait_eof()
+        self._conn = conn
+        self._keep = not message.should_close
+        self.closed = False
+
+    async def text(self) -> str:
+        return (await self.content.read()).decode("utf-8", "replace")
+
+    def release(self) -> None:
+        """Back to the pool if the answer was read to its end; else closed."""
+        if self.closed:
+            return
+        self.closed = True
+        conn = self._conn
+        if self._keep and self.content.is_eof() and not conn.closed:
+            conn.done()
+            conn.pool._release(conn)
+        else:
+            conn.done()
+            conn.close()
+
+    def close(self) -> None:
+        """Drop the connection (mid-answer, this makes vLLM abort the request)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._conn.done()
+        self._conn.close()
+
+
 class BackendHttp:
-    """POST JSON to one backend and read the whole answer: `(status, body bytes)`."""
+    """POST JSON to one backend: the whole answer (`post`), or a stream (`post_stream`)."""
 
     def __init__(self, base_url: str, budget: ConnectionBudget) -> None:
         parts = urlsplit(base_url)
@@ -139,28 +231,53 @@ class BackendHttp:
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         """Raises OSError (connect), Disconnected; the caller bounds it with a timeout.
         A cancelled or timed-out call closes its connection."""
+        request = self._request_head(path, headers, len(body))
+        conn = await self._acquire()
+        ok = False
+        try:
+            message, data = await self._send(conn, request, body, streaming=False)
+            ok = not message.should_close
+            return message.code, data
+        finally:
+            conn.done()
+            if ok:
+                self._release(conn)
+            else:
+                conn.close()
+
+    async def post_stream(self, path: str, body: bytes, headers: dict[str, str], *,
+                          read_timeout_s: float) -> StreamAnswer:
+        """POST and return once the status line and headers are in; `read_timeout_s`
+        bounds the connect, the wait for them and every silence in the body after
+        (asyncio.TimeoutError). The caller must release() or close() the answer."""
+        request = self._request_head(path, headers, len(body))
+        async with asyncio.timeout(read_timeout_s):
+            conn = await self._acquire()
+        try:
+            conn.start_timer(read_timeout_s)
+            message, payload = await self._send(conn, request, body, streaming=True)
+        except BaseException:
+            conn.done()
+            conn.close()
+            raise
+        return StreamAnswer(conn, message, payload)
+
+    def _request_head(self, path: str, headers: dict[str, str], length: int) -> bytes:
         head = [f"POST {self._prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n"]
         for name, value in headers.items():
             if "\r" in value or "\n" in value:
                 raise ValueError(f"header {name} has a line break")
             head.append(f"{name}: {value}\r\n")
-        head.append(f"Content-Length: {len(body)}\r\n\r\n")
-        conn = await self._acquire()
+        head.append(f"Content-Length: {length}\r\n\r\n")
+        return "".join(head).encode("latin-1")
+
+    @staticmethod
+    async def _send(conn: _Conn, request: bytes, body: bytes, streaming: bool):
         assert conn.transport is not None
         conn.waiter = asyncio.get_running_loop().create_future()
-        conn.answered_any = False
-        ok = False
-        try:
-            conn.transport.writelines(("".join(head).encode("latin-1"), body))
-            message, data = await conn.waiter
-            ok = not message.should_close
-            return message.code, data
-        finally:
-            conn.waiter = None
-            if ok:
-                self._release(conn)
-            else:
-                conn.close()
+        conn.busy, conn.streaming, conn.answered_any = True, streaming, False
+        conn.transport.writelines((request, body))
+        return await conn.waiter
 
     async def _acquire(self) -> _Conn:
         while True:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from yarl import URL
@@ -234,6 +234,30 @@ class ProxyService:
         each silence between chunks afterwards (aiohttp's sock_read timer).
         """
         assert self.session is not None
+        lean = self._lean.get(backend.url)
+        if lean is not None:
+            try:
+                answer = await lean.post_stream(path, _encoded(body), self.headers(req_id),
+                                                read_timeout_s=timeout_s)
+            except TimeoutError:
+                raise stage_timeout(stage, backend.url, timeout_s,
+                                    f"the answer to POST {path}") from None
+            except Disconnected as exc:
+                if exc.before_answer:
+                    raise self._unreachable(backend, stage, path, exc) from None
+                raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
+                                 "backend_error") from None
+            except OSError as exc:  # could not connect
+                raise self._unreachable(backend, stage, path, exc) from None
+            if answer.status != 200:
+                try:
+                    text = await answer.text()
+                except (TimeoutError, ConnectionError):
+                    text = ""
+                finally:
+                    answer.release()
+                raise backend_status(stage, backend.url, answer.status, text)
+            return cast(aiohttp.ClientResponse, answer)  # the same surface (StreamAnswer)
         try:
             resp = await self.session.post(
                 self._url(backend, path), data=_encoded(body), headers=self.headers(req_id),

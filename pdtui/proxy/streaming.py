@@ -66,7 +66,7 @@ async def iter_sse_batches(resp: aiohttp.ClientResponse, *, stage: str, backend:
                 yield batch
     except asyncio.TimeoutError:
         raise stage_timeout(stage, backend, timeout_s, "the next streamed event") from None
-    except (aiohttp.ClientError, ValueError) as exc:
+    except (aiohttp.ClientError, ConnectionError, ValueError) as exc:
         raise StageError(502, stage, backend, f"{stage}: stream from {backend} broke: {exc}",
                          "backend_error") from None
     if tail.startswith(b"data:"):
@@ -124,7 +124,7 @@ async def finish_backend_response(resp: aiohttp.ClientResponse, ok: bool,
         except TimeoutError:
             if backend is not None:
                 backend.slow_tails += 1
-        except aiohttp.ClientError:
+        except (aiohttp.ClientError, ConnectionError):
             pass
         except BaseException:  # cancelled (the client hung up after its answer)
             resp.close()
