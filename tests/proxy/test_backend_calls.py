@@ -1,5 +1,6 @@
 """The proxy's backend calls: the lean keep-alive client (backend_http.py) against a real
-loopback server, the bodies it forwards, and letting go of a decode stream after [DONE]."""
+loopback server (whole answers and streams), the bodies it forwards, and letting go of a
+decode stream after [DONE]."""
 
 from __future__ import annotations
 
@@ -188,6 +189,73 @@ async def test_lean_client_budget_caps_open_connections():
             budget.close()
 
 
+async def test_lean_client_streams_keep_their_connection_when_read_to_the_end():
+    port = free_port()
+    runner = web.AppRunner(await _stream_from(0.01, events=3))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    backend = Backend("decoder", f"http://127.0.0.1:{port}")
+    budget = ConnectionBudget(0)
+    pool = budget.pool(backend.url)
+    try:
+        for _ in range(3):
+            answer = await pool.post_stream("/sse", b"{}", {}, read_timeout_s=5)
+            assert answer.status == 200
+            assert answer.headers["Content-Type"] == "text/event-stream"
+            got = b""
+            while b"[DONE]" not in got:
+                got += await answer.content.readany()
+            assert got.count(b"data: ") == 4
+            await finish_backend_response(answer, True, backend)  # type: ignore[arg-type]
+            assert answer.closed
+        assert budget.open == 1 and backend.slow_tails == 0  # one connection for all
+    finally:
+        budget.close()
+        await runner.cleanup()
+
+
+async def test_lean_client_stream_silence_times_out_and_letting_go_closes():
+    stalled = asyncio.Event()
+    gone = asyncio.Event()
+    app = web.Application()
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"data: 1\n\n")
+        stalled.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            gone.set()  # the client went away: vLLM would abort the request here
+            raise
+        return resp
+
+    app.router.add_post("/stall", stall)
+    port = free_port()
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    budget = ConnectionBudget(0)
+    pool = budget.pool(f"http://127.0.0.1:{port}")
+    try:
+        answer = await pool.post_stream("/stall", b"{}", {}, read_timeout_s=0.3)
+        assert await answer.content.readany() == b"data: 1\n\n"
+        with pytest.raises(asyncio.TimeoutError):
+            await answer.content.readany()  # 0.3 s of silence
+        await asyncio.wait_for(gone.wait(), 10)
+        answer.close()
+        # let go mid-stream: closed, the backend sees it
+        gone.clear()
+        answer = await pool.post_stream("/stall", b"{}", {}, read_timeout_s=5)
+        await answer.content.readany()
+        answer.close()
+        await asyncio.wait_for(gone.wait(), 10)
+    finally:
+        budget.close()
+        await runner.cleanup()
+
+
 def test_token_ids_are_encoded_once_and_spliced():
     ids = [1, 22, 333]
     assert json.loads(ids_json(ids)) == ids
@@ -244,19 +312,23 @@ def test_usage_null_chunks_are_relayed_byte_for_byte():
     assert parts == []
 
 
-async def _stream_from(linger_s: float):
-    """A backend SSE stream whose end comes `linger_s` after its [DONE]."""
+async def _stream_from(linger_s: float, events: int = 0):
+    """A backend SSE stream (GET or POST) of `events` events and [DONE], whose end
+    comes `linger_s` after its [DONE]."""
     app = web.Application()
 
     async def sse(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
+        for i in range(events):
+            await resp.write(b'data: {"i": %d}\n\n' % i)
         await resp.write(b"data: [DONE]\n\n")
         await asyncio.sleep(linger_s)
         await resp.write_eof()
         return resp
 
     app.router.add_get("/sse", sse)
+    app.router.add_post("/sse", sse)
     return app
 
 
