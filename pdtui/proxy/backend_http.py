@@ -22,7 +22,9 @@ from urllib.parse import urlsplit
 
 from aiohttp.http_parser import HttpResponseParser
 
-KEEPALIVE_S = 60.0
+# An idle connection is not reused after this: vLLM's server closes kept-alive connections
+# idle 5 s (VLLM_HTTP_TIMEOUT_KEEP_ALIVE), and reusing one as it closes fails the request.
+KEEPALIVE_S = 4.0
 _LIMIT = 2**16
 
 
