@@ -44,7 +44,7 @@ class _Conn(asyncio.Protocol):
     into memory anyway (as aiohttp's resp.read() does), so it never pauses."""
 
     __slots__ = ("pool", "transport", "parser", "waiter", "busy", "streaming", "closed",
-                 "idle_since", "answered_any", "counted", "read_timeout", "last_data",
+                 "idle_since", "answered_any", "counted", "read_timeout", "total", "last_data",
                  "_timer", "_message", "_reading_paused", "connected")
 
     def __init__(self, pool: BackendHttp, loop: asyncio.AbstractEventLoop) -> None:
@@ -62,6 +62,7 @@ class _Conn(asyncio.Protocol):
         self.answered_any = False  # bytes of the current answer came
         self.counted = True  # holds a slot of the ConnectionBudget
         self.read_timeout: float | None = None  # longest silence while streaming
+        self.total = False  # read_timeout bounds the whole answer, not each silence
         self.last_data = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._message: tuple[Any, Any] | None = None  # (message, body reader) in progress
@@ -140,16 +141,19 @@ class _Conn(asyncio.Protocol):
             if not payload.is_eof():
                 payload.set_exception(exc)
 
-    # -- the streaming read timeout: one timer per silence, not one per chunk ------------
-    def start_timer(self, seconds: float) -> None:
-        self.read_timeout = seconds
+    # -- timeouts: one timer per request (or per silence), not asyncio.timeout's machinery
+    # (a cancel scope per call) nor a timer per chunk
+    def start_timer(self, seconds: float, total: bool = False) -> None:
+        """Fail the answer with asyncio.TimeoutError (and close) after `seconds` of
+        silence, or, `total`, after `seconds` whatever comes."""
+        self.read_timeout, self.total = seconds, total
         self.last_data = time.monotonic()
         self._timer = asyncio.get_running_loop().call_later(seconds, self._check_silence)
 
     def _check_silence(self) -> None:
         assert self.read_timeout is not None
-        left = self.last_data + self.read_timeout - time.monotonic()
-        if self._reading_paused:  # the reader is slow (as aiohttp, no timeout then)
+        left = 0.0 if self.total else self.last_data + self.read_timeout - time.monotonic()
+        if self._reading_paused and not self.total:  # the reader is slow (as aiohttp)
             left = self.read_timeout
         if left > 0:
             self._timer = asyncio.get_running_loop().call_later(left, self._check_silence)
@@ -230,13 +234,16 @@ class BackendHttp:
         self._idle: deque[_Conn] = deque()
         self._budget = budget
 
-    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        """Raises OSError (connect), Disconnected; the caller bounds it with a timeout.
-        A cancelled or timed-out call closes its connection."""
+    async def post(self, path: str, body: bytes, headers: dict[str, str], *,
+                   timeout_s: float) -> tuple[int, bytes]:
+        """Raises asyncio.TimeoutError after `timeout_s` for all of it, OSError (connect),
+        Disconnected. A cancelled or timed-out call closes its connection."""
         request = self._request_head(path, headers, len(body))
-        conn = await self._acquire()
+        deadline = time.monotonic() + timeout_s
+        conn = self._idle_conn() or await self._new_conn(timeout_s)
         ok = False
         try:
+            conn.start_timer(deadline - time.monotonic(), total=True)
             message, data = await self._send(conn, request, body, streaming=False)
             ok = not message.should_close
             return message.code, data
@@ -253,8 +260,7 @@ class BackendHttp:
         bounds the connect, the wait for them and every silence in the body after
         (asyncio.TimeoutError). The caller must release() or close() the answer."""
         request = self._request_head(path, headers, len(body))
-        async with asyncio.timeout(read_timeout_s):
-            conn = await self._acquire()
+        conn = self._idle_conn() or await self._new_conn(read_timeout_s)
         try:
             conn.start_timer(read_timeout_s)
             message, payload = await self._send(conn, request, body, streaming=True)
@@ -281,30 +287,40 @@ class BackendHttp:
         conn.transport.writelines((request, body))
         return await conn.waiter
 
-    async def _acquire(self) -> _Conn:
-        while True:
-            now = time.monotonic()
-            while self._idle:
-                conn = self._idle.pop()
-                if conn.closed:
-                    continue
-                if now - conn.idle_since > KEEPALIVE_S:
-                    self._budget.closing(conn)
-                    continue
-                return conn
-            if await self._budget.take(self):
-                break  # a slot for a new connection (else: retry, one may be idle now)
-        loop = asyncio.get_running_loop()
-        try:
-            _, conn = await loop.create_connection(lambda: _Conn(self, loop), self.host,
-                                                   self.port)
-            sock = conn.transport.get_extra_info("socket") if conn.transport else None
-            if sock is not None:  # small requests go out at once (as aiohttp sets it)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except BaseException:
-            self._budget.give_back()
-            raise
-        return conn
+    def _idle_conn(self) -> _Conn | None:
+        """The most recently used kept-alive connection, or None."""
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.closed:
+                continue
+            if now - conn.idle_since > KEEPALIVE_S:
+                self._budget.closing(conn)
+                continue
+            return conn
+        return None
+
+    async def _new_conn(self, timeout_s: float) -> _Conn:
+        """A connection once the budget has room (or one went idle meanwhile), connected
+        within `timeout_s` (asyncio.TimeoutError)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                idle = self._idle_conn()
+                if idle is not None:
+                    return idle
+                if await self._budget.take(self):
+                    break  # a slot for a new connection (else: one may be idle now)
+            loop = asyncio.get_running_loop()
+            try:
+                _, conn = await loop.create_connection(lambda: _Conn(self, loop), self.host,
+                                                       self.port)
+                sock = conn.transport.get_extra_info("socket") if conn.transport else None
+                if sock is not None:  # small requests go out at once (as aiohttp sets it)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except BaseException:
+                self._budget.give_back()
+                raise
+            return conn
 
     def _release(self, conn: _Conn) -> None:
         if conn.closed:

@@ -193,8 +193,8 @@ class ProxyService:
         lean = self._lean.get(backend.url)
         if lean is not None:
             try:
-                async with asyncio.timeout(timeout_s):
-                    status, data = await lean.post(path, _encoded(body), self.headers(req_id))
+                status, data = await lean.post(path, _encoded(body), self.headers(req_id),
+                                               timeout_s=timeout_s)
             except TimeoutError:
                 raise stage_timeout(stage, backend.url, timeout_s,
                                     f"the answer to POST {path}") from None

@@ -115,14 +115,14 @@ async def test_lean_client_keeps_one_connection_alive_and_reads_chunked_answers(
         try:
             for i in range(5):
                 status, data = await pool.post("/echo", json.dumps({"i": i}).encode(),
-                                               {"X-Request-Id": f"r{i}"})
+                                               {"X-Request-Id": f"r{i}"}, timeout_s=10)
                 answer = json.loads(data)
                 assert status == 200 and answer["got"] == {"i": i}
                 assert answer["headers"]["x-request-id"] == f"r{i}"
                 assert answer["headers"]["host"] == f"127.0.0.1:{server.port}"
-            status, data = await pool.post("/chunked", b"{}", {})
+            status, data = await pool.post("/chunked", b"{}", {}, timeout_s=10)
             assert status == 200 and json.loads(data) == {"parts": [1, 2, 3]}
-            status, data = await pool.post("/nowhere", b"{}", {})
+            status, data = await pool.post("/nowhere", b"{}", {}, timeout_s=10)
             assert status == 404
             assert len(set(server.connections)) == 1, "one kept-alive connection for all"
             assert budget.open == 1
@@ -135,8 +135,8 @@ async def test_lean_client_drops_a_connection_the_answer_closes():
         budget = ConnectionBudget(0)
         pool = budget.pool(server.url)
         try:
-            await pool.post("/close", b"{}", {})
-            await pool.post("/echo", b"{}", {})
+            await pool.post("/close", b"{}", {}, timeout_s=10)
+            await pool.post("/echo", b"{}", {}, timeout_s=10)
             assert len(set(server.connections)) == 2
         finally:
             budget.close()
@@ -148,26 +148,25 @@ async def test_lean_client_failures_say_what_happened():
         pool = budget.pool(server.url)
         try:
             with pytest.raises(Disconnected) as before:
-                await pool.post("/drop", b"{}", {})
+                await pool.post("/drop", b"{}", {}, timeout_s=10)
             assert before.value.before_answer  # the backend is going away: unreachable
             with pytest.raises(Disconnected) as mid:
-                await pool.post("/drop-mid", b"{}", {})
+                await pool.post("/drop-mid", b"{}", {}, timeout_s=10)
             assert not mid.value.before_answer  # a broken answer: a backend error
             # a cancelled (or timed-out) call closes its connection: the server sees it
             with pytest.raises(TimeoutError):
-                async with asyncio.timeout(0.3):
-                    await pool.post("/hang", b"{}", {})
+                await pool.post("/hang", b"{}", {}, timeout_s=0.3)
             await asyncio.wait_for(server.cancelled.wait(), 10)
             # and the pool still works
-            status, _ = await pool.post("/echo", b"{}", {})
+            status, _ = await pool.post("/echo", b"{}", {}, timeout_s=10)
             assert status == 200
         finally:
             budget.close()
     refused = ConnectionBudget(0).pool(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(OSError):
-        await refused.post("/echo", b"{}", {})
+        await refused.post("/echo", b"{}", {}, timeout_s=10)
     with pytest.raises(ValueError):
-        await refused.post("/echo", b"{}", {"X-Bad": "a\r\nInjected: 1"})
+        await refused.post("/echo", b"{}", {"X-Bad": "a\r\nInjected: 1"}, timeout_s=10)
 
 
 async def test_lean_client_budget_caps_open_connections():
@@ -176,7 +175,8 @@ async def test_lean_client_budget_caps_open_connections():
         pool = budget.pool(server.url)
         server.gate = asyncio.Event()
         try:
-            calls = [asyncio.create_task(pool.post("/echo", b'{"n": 1}', {})) for _ in range(3)]
+            calls = [asyncio.create_task(pool.post("/echo", b'{"n": 1}', {}, timeout_s=10))
+                     for _ in range(3)]
             while not server.connections:
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.1)
