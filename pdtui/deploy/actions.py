@@ -112,8 +112,15 @@ def _down_all() -> int:
         if swept:
             acted = True
             _err(f"{run_name}:{swept}")
+    from pdtui.cluster.cli import cancel_all  # pdtui's Slurm jobs (docs/cluster.md)
+
+    cancelled, lines = cancel_all()
+    ok = ok and cancelled
+    for line in lines:
+        acted = True
+        _err(line)
     if not acted:
-        _err("nothing to stop: no live run, no process with a pdtui run marker")
+        _err("nothing to stop: no live run, no Slurm job of pdtui, no process with a pdtui run marker")
     return 0 if ok else 1
 
 

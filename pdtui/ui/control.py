@@ -1,4 +1,5 @@
-"""The UI's handle on a deployment: the runtime's Supervisor, seen through messages.
+"""The UI's handle on a deployment: the runtime's Supervisor (or, for a profile with
+`cluster:`, a Slurm job: pdtui.deploy.deployment picks), seen through messages.
 
 Every Supervisor method returns at once (its blocking work runs on its own threads);
 its futures are awaited with `asyncio.wrap_future`, and its events arrive on a
@@ -72,19 +73,24 @@ class DeploymentControl:
         self._unsubscribe = supervisor.subscribe(lambda event: self._post(SupervisorEvent(event)))
 
     def launch_blocking(self, profile: Any) -> Any:
-        """Render into a new run dir and create the supervisor (file I/O: run in a thread)."""
-        from pdtui.runtime import Supervisor
+        """Render into a new run dir and create the supervisor, or submit the Slurm job
+        of a cluster profile (file I/O, sbatch: run in a thread)."""
+        from pdtui.deploy.deployment import launch
 
-        supervisor = Supervisor.launch(profile, detach=False, auto_restart=False)
+        supervisor = launch(profile)
         self._adopt(supervisor)
         return supervisor
 
     def attach_blocking(self, run_dir: Path) -> Any:
-        from pdtui.runtime import Supervisor
+        from pdtui.deploy.deployment import attach
 
-        supervisor = Supervisor.attach(run_dir)
+        supervisor = attach(run_dir)
         self._adopt(supervisor)
         return supervisor
+
+    def instance_actions_note(self) -> str | None:
+        """Why one instance cannot be stopped/restarted alone here (None: it can)."""
+        return getattr(self.supervisor, "instance_actions_note", None)
 
     async def start(self) -> bool:
         return bool(await asyncio.wrap_future(self.supervisor.start(stop_on_failure=True)))

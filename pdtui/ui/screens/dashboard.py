@@ -159,6 +159,12 @@ class CockpitScreen(Screen):
         self.query_one("#title", TitleBar).show(f"{marker}[b]pdtui[/b]  {name}{load}  [dim]? help · ctrl+p commands[/dim]{note}")
 
     def _refresh_gpus(self) -> None:
+        nodes = self.session.node_gpus
+        if nodes is not None:  # a cluster run: each node's GPUs, not this machine's
+            width = self._width("#gpu-box", cockpit_rows.GPU_FIXED_WIDTH)
+            rows = cockpit_rows.node_gpu_rows(nodes.nodes, nodes.holders, self.session.store, width)
+            self.query_one("#gpu-table", DiffTable).set_rows(rows)
+            return
         reading = self.session.gpu_reading
         if reading is None:
             return

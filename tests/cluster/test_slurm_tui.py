@@ -1,0 +1,151 @@
+"""The TUI on a real Slurm: attach to a run `pdtui up` started, launch a cluster profile
+from the cockpit, the per-node GPU rows, stop from the TUI, and `pdtui down --all`.
+
+Simulated engines as job steps of the one-node test cluster (tests/cluster/conftest.py);
+skipped, with the reason in the summary, where Slurm cannot start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from pdtui.cluster.cli import cancel_all
+from pdtui.ui.app import PdtuiApp
+from pdtui.ui.cli import attach_target
+from pdtui.ui.screens.dialogs import ChoiceScreen
+from tests.cluster.test_slurm_up import NODE, _pdtui, _processes_of, _profile, _squeue, _wait_for
+from tests.conftest import REPO_ROOT
+from tests.ui.test_app import table_text, wait_for
+
+pytestmark = pytest.mark.timeout(600)
+SIZE = (160, 48)
+
+
+@pytest.fixture
+def env(slurm_cluster, tmp_path, monkeypatch):
+    """One environment for the app in this process and the `pdtui` commands it runs:
+    the job's steps inherit it from sbatch (PYTHONPATH: this checkout's pdtui)."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setenv("PDTUI_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    return dict(os.environ)
+
+
+def _run_dir(tmp_path: Path, run_name: str) -> Path:
+    return tmp_path / "state" / "pdtui" / "runs" / run_name
+
+
+def _gpu_rows(app) -> list[str]:
+    return [line for line in table_text(app, "#gpu-table").splitlines() if line.strip()]
+
+
+async def test_attach_to_a_slurm_run_shows_instances_telemetry_and_gpus_per_node(env, tmp_path):
+    up = _pdtui(env, "up", str(_profile(tmp_path)), "--detach", "--timeout", "180")
+    assert up.returncode == 0, up.stderr
+    run_name = up.stdout.strip().splitlines()[-1]
+    run_dir = _run_dir(tmp_path, run_name)
+    job_id = json.loads((run_dir / "slurm.json").read_text())["job_id"]
+    try:
+        assert attach_target(run_name) == (run_dir, None)
+        app = PdtuiApp(None, demo=True, attach_run=run_dir, offer_reattach=False, keymap={})
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.control.status() is not None, 60, "the re-attach")
+            # State from Slurm + /health: the proxy step and both engines ready.
+            await wait_for(pilot, lambda: table_text(app, "#instance-table").count("ready") == 3, 60, "3 ready rows")
+            status = app.control.status()
+            assert {i.name for i in status.instances} == {"proxy", "prefiller1", "decoder1"}
+            assert all(i.health_detail and f"on {NODE}" in i.health_detail for i in status.instances)
+            # The same telemetry: the monitor scrapes each engine's /metrics over the network
+            # (the address Slurm's node has) and tails the logs in the run directory.
+            await wait_for(pilot, lambda: app.session.monitor is not None and app.session.monitor.latest_scrape("decoder1") is not None,
+                           60, "a scrape of decoder1's /metrics")
+            monitor = app.session.monitor
+            assert monitor.follower("decoder1").path == str(run_dir / "decoder1.log")
+            # The GPU view per node: `pdtui gpus --json` as a step on the node, grouped under it,
+            # with the instances Slurm bound to each GPU.
+            await wait_for(pilot, lambda: any(f"node {NODE}" in r for r in _gpu_rows(app)), 120, "the node's GPU rows")
+            await wait_for(pilot, lambda: "prefiller1" in table_text(app, "#gpu-table") and "decoder1" in table_text(app, "#gpu-table"),
+                           120, "the engines on the node's GPUs")
+            rows = _gpu_rows(app)
+            assert sum(1 for r in rows if "H200" in r or "N/A" in r or "%" in r) >= 8, rows
+            # One instance cannot be restarted alone: a clear notice, nothing is touched.
+            await pilot.press("r")
+            await pilot.pause(0.3)
+            notices = [n.message for n in app._notifications]
+            assert any("cannot be stopped or restarted alone" in m for m in notices), notices
+            assert not isinstance(app.screen, ChoiceScreen)
+            # Quit -> Detach: the job keeps running.
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 10, "the quit question")
+            await pilot.press("enter")  # Detach is the first choice
+            await wait_for(pilot, lambda: app.commands.exit_note is not None, 60, "the detach")
+        assert "RUNNING" in _squeue(env, "-j", job_id, "-o", "%T")
+    finally:
+        down = _pdtui(env, "down", run_name)
+    assert down.returncode == 0, down.stderr
+    assert not _squeue(env, "-s", "-j", job_id)
+    assert _wait_for(lambda: not _processes_of(run_dir), 60)
+
+
+async def test_launch_a_cluster_profile_from_the_tui_then_stop_it(env, tmp_path):
+    profile = _profile(tmp_path)
+    app = PdtuiApp(profile, demo=True, offer_reattach=False, keymap={}, background_load=False)
+    run_dir = None
+    async with app.run_test(size=SIZE) as pilot:
+        try:
+            await wait_for(pilot, lambda: app.document is not None, 60, "the profile")
+            await pilot.press("u")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 10, "the launch question")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.control.status() is not None, 60, "the submitted job")
+            run_dir = Path(app.control.status().run_dir)
+            job_id = json.loads((run_dir / "slurm.json").read_text())["job_id"]
+            # Through the Slurm backend: every instance a step of the job, not a local process.
+            await wait_for(pilot, lambda: {"proxy", "prefiller1", "decoder1"} <= set(_squeue(env, "-s", "-j", job_id, "-o", "%j").split()),
+                           180, "the job steps in squeue")
+            await wait_for(pilot, lambda: app.control.status().phase == "ready", 180, "ready")
+            assert table_text(app, "#instance-table").count("ready") == 3
+            # Stop the deployment: the backend's down (scancel, then no step, no job).
+            await pilot.press("X")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 10, "the stop question")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.control.status().phase == "stopped", 120, "stopped")
+            assert not _squeue(env, "-s", "-j", job_id)
+            assert job_id not in _squeue(env, "-o", "%i").split() or "CANCELLED" in _squeue(env, "-j", job_id, "-o", "%T")
+        finally:
+            if app.control.active:
+                await app.commands.close()
+    assert run_dir is not None
+    assert _wait_for(lambda: not _processes_of(run_dir), 60), [p.cmdline() for p in _processes_of(run_dir)]
+
+
+def test_down_all_cancels_pdtuis_slurm_jobs(env, tmp_path):
+    up = _pdtui(env, "up", str(_profile(tmp_path)), "--detach", "--timeout", "180")
+    assert up.returncode == 0, up.stderr
+    run_name = up.stdout.strip().splitlines()[-1]
+    run_dir = _run_dir(tmp_path, run_name)
+    job_id = json.loads((run_dir / "slurm.json").read_text())["job_id"]
+    down = _pdtui(env, "down", "--all")
+    assert down.returncode == 0, down.stderr
+    assert f"{run_name}: cancelled Slurm job {job_id} (running), no step left" in down.stderr, down.stderr
+    assert not _squeue(env, "-s", "-j", job_id)
+    assert _wait_for(lambda: not _processes_of(run_dir), 60)
+    # Its Slurm part again (in-process: `down --all` also sweeps every marked process of this
+    # user, other tests' included): the run is cancelled, nothing is left to say about it.
+    assert cancel_all() == (True, [])
+    # A job of pdtui whose run directory lost its state is still found (by its name and
+    # working directory) and cancelled.
+    up = _pdtui(env, "up", str(_profile(tmp_path)), "--detach", "--timeout", "180")
+    assert up.returncode == 0, up.stderr
+    run_dir = _run_dir(tmp_path, up.stdout.strip().splitlines()[-1])
+    job_id = json.loads((run_dir / "slurm.json").read_text())["job_id"]
+    (run_dir / "slurm.json").unlink()
+    ok, lines = cancel_all()
+    assert ok and len(lines) == 1 and f"cancelled Slurm job {job_id}" in lines[0] and "run state (slurm.json) is gone" in lines[0], lines
+    assert _wait_for(lambda: not _squeue(env, "-s", "-j", job_id), 60)
+    assert _wait_for(lambda: not _processes_of(run_dir), 60)
