@@ -51,7 +51,8 @@ class DeploymentCommands:
             self.app.screen.post_message(DeploymentChanged())
         if self.session.monitor_outdated() and not self.quitting:  # a Slurm run's addresses came with its allocation
             # The function, not a coroutine: nothing is left un-awaited when the app is closing.
-            self.app.run_worker(self._new_monitor, group="monitor", exclusive=True, exit_on_error=False)
+            work: Any = self._new_monitor
+            self.app.run_worker(work, group="monitor", exclusive=True, exit_on_error=False)
         self._background_load()
 
     def supervisor_event(self, event: Any, gpu_feed: Any) -> None:

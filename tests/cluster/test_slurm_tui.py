@@ -110,6 +110,9 @@ async def test_launch_a_cluster_profile_from_the_tui_then_stop_it(env, tmp_path)
                            180, "the job steps in squeue")
             await wait_for(pilot, lambda: app.control.status().phase == "ready", 180, "ready")
             assert table_text(app, "#instance-table").count("ready") == 3
+            # What runs is the saved profile placed by Slurm: no "running ≠ saved" note.
+            await pilot.pause(1.2)
+            assert "saved profile" not in str(app.screen.query_one("#title").render())
             # Stop the deployment: the backend's down (scancel, then no step, no job).
             await pilot.press("X")
             await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 10, "the stop question")
