@@ -193,6 +193,28 @@ def cmd_down(run_dir: Path) -> int:
     return 0
 
 
+def cmd_restart(run_dir: Path, name: str, timeout_s: float = 600.0) -> int:
+    """`pdtui restart NAME` of a Slurm run: a new job step for it, then wait until it is ready."""
+    from pdtui.cluster.slurm_backend import SlurmRun
+    from pdtui.cluster.slurm_cmd import SlurmError
+
+    try:
+        run = SlurmRun.load(run_dir)
+        before = next((i.step_id for i in run.status(probe=False).instances if i.name == name), None)
+        run.restart_instance(name)
+    except SlurmError as exc:
+        _err(f"pdtui restart: {exc}")
+        return 1
+    deadline = time.monotonic() + timeout_s
+    while True:
+        inst = run.status().instance(name)
+        if inst.state == "failed" or (inst.state == "ready" and inst.step_id != before) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    _err(f"{name}: {inst.state}" + (f" on {inst.node} (step {inst.step_id})" if inst.step_id else "") + (f" ({inst.reason})" if inst.reason else ""))
+    return 0 if inst.state == "ready" else 1
+
+
 def cancel_all() -> tuple[bool, list[str]]:
     """`pdtui down --all`'s Slurm part: every pdtui Slurm run still holding a job, and any
     job of this user named `pdtui-RUN` whose working directory is a run directory of this

@@ -125,8 +125,12 @@ def _down_all() -> int:
 
 
 def cmd_restart(args) -> int:
-    from pdtui.runtime import AttachError
+    from pdtui.cluster.cli import cmd_restart as slurm_restart, resolve_slurm_run
+    from pdtui.runtime import AttachError, find_runs
 
+    slurm_run = resolve_slurm_run(args.run) if args.run or not find_runs(live_only=True) else None
+    if slurm_run is not None:  # a new job step for the instance (docs/cluster.md)
+        return slurm_restart(slurm_run, args.instance)
     run = _resolve(args.run)
     if run is None:
         return 1

@@ -5,9 +5,9 @@ starts the job steps and waits until every instance answers /health; `stop` is `
 down` (scancel, then wait until no step and no job is left); `status` is a snapshot in
 the runtime's words, refreshed by a poll thread (squeue + /health every POLL_INTERVAL_S);
 each node's GPUs (`node_gpus`, a job step per node) are read every NODE_GPU_INTERVAL_S
-and published as `NodeGpusRead`. One instance cannot be stopped or restarted on its own:
-the steps are started by the job's batch script, so a step started from here would die
-with this process (INSTANCE_ACTIONS_NOTE says so on screen).
+and published as `NodeGpusRead`. One instance is stopped or restarted alone through its
+step's loop in the batch script (SlurmRun.stop_instance / restart_instance): the new step
+is started by the job, not by this process, so it outlives the TUI.
 """
 
 from __future__ import annotations
@@ -29,12 +29,7 @@ from pdtui.runtime.status import DeploymentStatus, InstanceState, InstanceStatus
 POLL_INTERVAL_S = 2.0
 NODE_GPU_INTERVAL_S = 15.0
 DEFAULT_ALLOCATION_TIMEOUT_S = 600.0
-INSTANCE_ACTIONS_NOTE = ("a Slurm run's instances are job steps started by its batch script: one cannot be stopped "
-                         "or restarted alone. X cancels the whole job (pdtui down); u submits it again")
-
-
-class UnsupportedAction(RuntimeError):
-    pass
+RESTART_TIMEOUT_S = 600.0  # at most; each instance's startup_timeout_s when the profile is known
 
 
 class SlurmDeployment:
@@ -43,7 +38,9 @@ class SlurmDeployment:
         self.run_dir = run.run_dir
         self.run_name = run.name
         self._profile = profile
-        self.instance_actions_note = INSTANCE_ACTIONS_NOTE
+        # Why one instance cannot be stopped/restarted alone here (the UI says it), or None.
+        self.instance_actions_note = None if run.state.get("restartable") or not run.state.get("instances") else (
+            run.instance_actions_problem("proxy") or "")
         self.stopped = threading.Event()
         self._listeners: list[Callable[[Any], None]] = []
         self._lock = threading.Lock()
@@ -101,13 +98,16 @@ class SlurmDeployment:
         return self._pool.submit(self._take_down)
 
     def stop_instance(self, name: str) -> Future:
-        return _failed(UnsupportedAction(INSTANCE_ACTIONS_NOTE))
+        """Cancel the instance's step; the rest runs on. Resolves to a line saying so."""
+        return self._pool.submit(self._stop_one, name)
 
     def restart(self, name: str, spec: Any = None) -> Future:
-        return _failed(UnsupportedAction(INSTANCE_ACTIONS_NOTE))
+        """A new step for the instance (also starts one stopped alone); True once it is ready
+        again. `spec` (another argv) is not supported: the step runs the run's plan."""
+        return self._pool.submit(self._restart, (name,))
 
     def restart_pair(self, prefiller: str, decoder: str) -> Future:
-        return _failed(UnsupportedAction(INSTANCE_ACTIONS_NOTE))
+        return self._pool.submit(self._restart, (prefiller, decoder))
 
     def detach(self) -> None:
         """The job runs on in Slurm whatever this process does; `close` then leaves it."""
@@ -165,6 +165,35 @@ class SlurmDeployment:
             self._publish(DeploymentEvent(self.run_name, "failed", f"{self.run_name} did not come up: {reasons or cluster.phase}"))
             self._take_down()
         return False
+
+    def _stop_one(self, name: str) -> str:
+        with self._run_lock:
+            self.run.stop_instance(name)
+        self._wait_for({name}, lambda i: i.state == "stopped", 120.0)
+        return f"{name}: stopped (its step was cancelled; the job keeps its place in the allocation)"
+
+    def _restart(self, names: tuple[str, ...]) -> bool:
+        with self._run_lock:
+            before = {i.name: i.step_id for i in self.run.status(probe=False).instances}
+            for name in names:
+                self.run.restart_instance(name)
+        self._publish(DeploymentEvent(self.run_name, "auto_restart", f"restarting {' + '.join(names)} (new Slurm steps)"))
+        timeouts = [i.startup_timeout_s for i in self._profile.instances() if i.name in names] if self._profile else []
+        final = self._wait_for(set(names), lambda i: i.state == "failed" or (i.state == "ready" and i.step_id != before.get(i.name)),
+                               max(timeouts, default=RESTART_TIMEOUT_S))
+        return all(i.state == "ready" for i in final)
+
+    def _wait_for(self, names: set[str], done: Callable[[Any], bool], timeout_s: float) -> list[Any]:
+        """Poll Slurm until every named instance is `done` (or the deadline); their last state."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._run_lock:
+                cluster = self.run.status()
+            self._refresh_from(cluster)
+            found = [i for i in cluster.instances if i.name in names]
+            if all(done(i) for i in found) or time.monotonic() > deadline or self._halt.is_set():
+                return found
+            time.sleep(0.5)
 
     def _take_down(self) -> list[str]:
         with self._run_lock:
@@ -299,7 +328,3 @@ def _profile_of(run: SlurmRun) -> Any:
         return None
 
 
-def _failed(exc: BaseException) -> Future:
-    future: Future = Future()
-    future.set_exception(exc)
-    return future

@@ -40,6 +40,22 @@ def _run_dir(tmp_path: Path, run_name: str) -> Path:
     return tmp_path / "state" / "pdtui" / "runs" / run_name
 
 
+def _state(app, name: str) -> str:
+    return str(app.control.status().instance(name).state)
+
+
+async def _act_on(pilot, app, name: str, key: str, confirm: bool = True) -> None:
+    """Select the instance's row in the cockpit, press the key, confirm."""
+    table = app.screen.query_one("#instance-table")
+    table.focus()
+    table.move_cursor(row=table.get_row_index(name))
+    await pilot.pause()
+    await pilot.press(key)
+    if confirm:
+        await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 10, f"the question for {key}")
+        await pilot.press("enter")
+
+
 def _gpu_rows(app) -> list[str]:
     return [line for line in table_text(app, "#gpu-table").splitlines() if line.strip()]
 
@@ -73,12 +89,20 @@ async def test_attach_to_a_slurm_run_shows_instances_telemetry_and_gpus_per_node
                            120, "the engines on the node's GPUs")
             rows = _gpu_rows(app)
             assert sum(1 for r in rows if "H200" in r or "N/A" in r or "%" in r) >= 8, rows
-            # One instance cannot be restarted alone: a clear notice, nothing is touched.
-            await pilot.press("r")
-            await pilot.pause(0.3)
-            notices = [n.message for n in app._notifications]
-            assert any("cannot be stopped or restarted alone" in m for m in notices), notices
-            assert not isinstance(app.screen, ChoiceScreen)
+            # One instance alone: restart decoder1 (a new step of the same job), stop
+            # prefiller1 (its step cancelled, the job and the others run on), start it again.
+            def step_of(name):
+                return {n: i for i, n in (line.split() for line in _squeue(env, "-s", "-j", job_id, "-o", "%i %j").splitlines())}.get(name)
+
+            first = step_of("decoder1")
+            await _act_on(pilot, app, "decoder1", "r")
+            await wait_for(pilot, lambda: step_of("decoder1") not in (None, first), 120, "a new step for decoder1")
+            await wait_for(pilot, lambda: _state(app, "decoder1") == "ready", 180, "decoder1 ready again")
+            await _act_on(pilot, app, "prefiller1", "s")
+            await wait_for(pilot, lambda: _state(app, "prefiller1") == "stopped", 120, "prefiller1 stopped alone")
+            assert step_of("prefiller1") is None and step_of("decoder1") and "RUNNING" in _squeue(env, "-j", job_id, "-o", "%T")
+            await _act_on(pilot, app, "prefiller1", "S", confirm=False)
+            await wait_for(pilot, lambda: _state(app, "prefiller1") == "ready" and step_of("prefiller1"), 180, "prefiller1 started again")
             # Quit -> Detach: the job keeps running.
             await pilot.press("q")
             await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 10, "the quit question")
@@ -133,6 +157,9 @@ def test_down_all_cancels_pdtuis_slurm_jobs(env, tmp_path):
     run_name = up.stdout.strip().splitlines()[-1]
     run_dir = _run_dir(tmp_path, run_name)
     job_id = json.loads((run_dir / "slurm.json").read_text())["job_id"]
+    # Headless too, one instance alone: a new step for it, ready again.
+    restart = _pdtui(env, "restart", "decoder1", "--run", run_name)
+    assert restart.returncode == 0 and f"decoder1: ready on {NODE} (step {job_id}." in restart.stderr, restart.stderr
     down = _pdtui(env, "down", "--all")
     assert down.returncode == 0, down.stderr
     assert f"{run_name}: cancelled Slurm job {job_id} (running), no step left" in down.stderr, down.stderr
