@@ -194,8 +194,9 @@ class SlurmRun:
         return cls(Path(run_dir), state)
 
     # --- status ----------------------------------------------------------------------
-    def status(self, probe: bool = True) -> ClusterStatus:
-        """Slurm's view (job, steps, node state) with /health over the network."""
+    def status(self, probe: bool = True, load: bool = True) -> ClusterStatus:
+        """Slurm's view (job, steps, node state) with /health over the network; `load`: also
+        each ready engine's /metrics (the TUI's monitor scrapes those itself)."""
         self._node_reasons.clear()
         job = slurm_cmd.job(self.job_id)
         job_state, job_reason = (job.state, job.reason) if job else ("GONE", "")
@@ -220,7 +221,7 @@ class SlurmRun:
                 step_id=step.step_id if step else None, port=info["port"],
                 gpus=gpus_from_log(Path(info["log"])) or tuple(info.get("gpus") or ()),
                 health_url=info["health_url"], log_path=info["log"],
-                load=engine_load(info["health_url"]) if probe and state == "ready" else None,
+                load=engine_load(info["health_url"]) if probe and load and state == "ready" else None,
             ))
         return ClusterStatus(self.name, str(self.run_dir), self.job_id, job_state, job_reason, tuple(self._remember(instances)))
 

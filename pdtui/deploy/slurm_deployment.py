@@ -142,8 +142,8 @@ class SlurmDeployment:
                 with self._run_lock:
                     if self._halt.is_set():
                         return False
-                    cluster = self.run.status()
-                self._refresh_from(cluster)
+                    cluster = self.run.status(load=False)
+                    self._refresh_from(cluster)
                 failed = any(i.state == "failed" for i in cluster.instances)
                 if cluster.phase == "ready" or failed or time.monotonic() > deadline:
                     break
@@ -177,7 +177,6 @@ class SlurmDeployment:
             before = {i.name: i.step_id for i in self.run.status(probe=False).instances}
             for name in names:
                 self.run.restart_instance(name)
-        self._publish(DeploymentEvent(self.run_name, "auto_restart", f"restarting {' + '.join(names)} (new Slurm steps)"))
         timeouts = [i.startup_timeout_s for i in self._profile.instances() if i.name in names] if self._profile else []
         final = self._wait_for(set(names), lambda i: i.state == "failed" or (i.state == "ready" and i.step_id != before.get(i.name)),
                                max(timeouts, default=RESTART_TIMEOUT_S))
@@ -188,8 +187,8 @@ class SlurmDeployment:
         deadline = time.monotonic() + timeout_s
         while True:
             with self._run_lock:
-                cluster = self.run.status()
-            self._refresh_from(cluster)
+                cluster = self.run.status(load=False)
+                self._refresh_from(cluster)
             found = [i for i in cluster.instances if i.name in names]
             if all(done(i) for i in found) or time.monotonic() > deadline or self._halt.is_set():
                 return found
@@ -247,13 +246,14 @@ class SlurmDeployment:
 
     def _refresh_locked(self) -> None:
         try:
-            cluster = self.run.status()
+            cluster = self.run.status(load=False)
         except SlurmError as exc:  # slurmctld away for a moment: keep the last picture, say why once
             self._publish(DeploymentEvent(self.run_name, "failed", f"Slurm did not answer: {exc}"))
             return
         self._refresh_from(cluster)
 
     def _refresh_from(self, cluster: Any) -> None:
+        """Under _run_lock: snapshots replace each other in the order Slurm was asked."""
         new = self._convert(cluster)
         with self._lock:
             old, self._status = self._status, new
