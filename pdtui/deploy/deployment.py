@@ -73,6 +73,35 @@ def cluster_attach_target(name: str) -> tuple[Path | None, str | None] | None:
     return Path(run_dir), None
 
 
+def running_cluster_runs() -> list[tuple[Path, str, str, float | None]]:
+    """(directory, name, profile, created) of the Slurm runs whose job is still queued or
+    running, newest first: the TUI offers to re-attach. Blocking (squeue): off the UI thread."""
+    from pdtui.cluster import slurm_cmd
+    from pdtui.cluster.cli import find_slurm_runs
+    from pdtui.cluster.slurm_backend import SlurmRun
+    from pdtui.cluster.slurm_cmd import SlurmError
+
+    candidates = []
+    for run_dir in find_slurm_runs():
+        try:
+            run = SlurmRun.load(run_dir)
+        except SlurmError:
+            continue
+        if not run.state.get("stopped"):
+            candidates.append(run)
+    if not candidates or slurm_cmd.available() is not None:
+        return []
+    found = []
+    for run in candidates:
+        try:
+            job = slurm_cmd.job(run.job_id)
+        except SlurmError:
+            return []  # slurmctld does not answer: nothing to offer now
+        if job is not None and job.state not in slurm_cmd.TERMINAL_JOB_STATES:
+            found.append((run.run_dir, run.name, str(run.state.get("profile", "")), run.state.get("created")))
+    return found
+
+
 def launch(profile: Any) -> Deployment:
     """A new deployment of `profile`, not started yet (file I/O, sbatch: call off the UI thread)."""
     if profile.cluster is not None:

@@ -281,7 +281,7 @@ class SlurmDeployment:
                 self._first_seen[ci.name] = (started, ready)
                 where = f"on {ci.node}" + (f", step {ci.step_id}" if ci.step_id else "") if ci.node else None
                 instances.append(InstanceStatus(
-                    name=ci.name, kind=ci.kind, state=state, reason=ci.reason, health_detail=where,
+                    name=ci.name, kind=ci.kind, state=state, reason=ci.reason, where=where,
                     started_at=started, ready_at=ready, port=ci.port, gpus=tuple(ci.gpus), log_path=ci.log_path,
                     health_url=ci.health_url,
                 ))

@@ -35,14 +35,17 @@ class DetachedRun:
 
 
 def detached_runs() -> list[DetachedRun]:
-    """Runs left running by an earlier pdtui (detached, with live processes). Blocking
-    (reads state files, asks psutil): call from a thread worker."""
+    """Runs left running by an earlier pdtui (detached, with live processes; Slurm runs
+    whose job is still there). Blocking (reads state files, asks psutil and squeue): call
+    from a thread worker."""
+    from pdtui.deploy.deployment import running_cluster_runs
     from pdtui.runtime import find_runs
 
     found = []
     for run in find_runs():
         if getattr(run, "live", False) and getattr(run, "detached", False):
             found.append(DetachedRun(Path(run.path), str(run.name), str(getattr(run, "profile", "")), getattr(run, "created", None)))
+    found += [DetachedRun(*run) for run in running_cluster_runs()]
     return found
 
 

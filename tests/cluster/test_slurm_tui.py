@@ -16,6 +16,7 @@ import pytest
 from pdtui.cluster.cli import cancel_all
 from pdtui.ui.app import PdtuiApp
 from pdtui.ui.cli import attach_target
+from pdtui.ui.control import detached_runs
 from pdtui.ui.screens.dialogs import ChoiceScreen
 from tests.cluster.test_slurm_up import NODE, _pdtui, _processes_of, _profile, _squeue, _wait_for
 from tests.conftest import REPO_ROOT
@@ -56,6 +57,12 @@ async def _act_on(pilot, app, name: str, key: str, confirm: bool = True) -> None
         await pilot.press("enter")
 
 
+def _screen_text(app) -> str:
+    from textual.widgets import Static
+
+    return "\n".join(str(w.render()) for w in app.screen.query(Static))
+
+
 def _gpu_rows(app) -> list[str]:
     return [line for line in table_text(app, "#gpu-table").splitlines() if line.strip()]
 
@@ -68,6 +75,7 @@ async def test_attach_to_a_slurm_run_shows_instances_telemetry_and_gpus_per_node
     job_id = json.loads((run_dir / "slurm.json").read_text())["job_id"]
     try:
         assert attach_target(run_name) == (run_dir, None)
+        assert any(r.path == run_dir for r in detached_runs())  # `pdtui` alone offers to re-attach
         app = PdtuiApp(None, demo=True, attach_run=run_dir, offer_reattach=False, keymap={})
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: app.control.status() is not None, 60, "the re-attach")
@@ -75,7 +83,12 @@ async def test_attach_to_a_slurm_run_shows_instances_telemetry_and_gpus_per_node
             await wait_for(pilot, lambda: table_text(app, "#instance-table").count("ready") == 3, 60, "3 ready rows")
             status = app.control.status()
             assert {i.name for i in status.instances} == {"proxy", "prefiller1", "decoder1"}
-            assert all(i.health_detail and f"on {NODE}" in i.health_detail for i in status.instances)
+            assert all(i.where and i.where.startswith(f"on {NODE}, step {job_id}.") for i in status.instances), status
+            # The details screen says where it runs.
+            await _act_on(pilot, app, "decoder1", "enter", confirm=False)
+            await wait_for(pilot, lambda: f"runs      on {NODE}, step {job_id}." in _screen_text(app), 30, "decoder1's details")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: app.screen.query("#instance-table"), 10, "the cockpit again")
             # The same telemetry: the monitor scrapes each engine's /metrics over the network
             # (the address Slurm's node has) and tails the logs in the run directory.
             await wait_for(pilot, lambda: app.session.monitor is not None and app.session.monitor.latest_scrape("decoder1") is not None,
