@@ -108,6 +108,13 @@ def node_gpu_rows(nodes: tuple, holders: Mapping[tuple[str, int], str], store: S
     return out
 
 
+def nodes_summary(nodes: tuple) -> str:
+    """'8 GPUs on 1 node(s)', and the nodes whose GPUs could not be read."""
+    gpus = sum(len((n.inventory or {}).get("gpus") or []) for n in nodes)
+    failed = [n.host for n in nodes if n.error]
+    return f"{gpus} GPUs on {len(nodes)} node(s)" + (f" (unread: {','.join(failed)})" if failed else "")
+
+
 def _tokens(store: SeriesStore, name: str, width: int) -> tuple[float | None, list[float]]:
     """Tokens/s in + out (a prefiller's are prompt tokens, a decoder's generated ones)."""
     prompt = _values(store, f"{name}/prompt_tokens_per_s", width)

@@ -101,6 +101,8 @@ async def test_attach_to_a_slurm_run_shows_instances_telemetry_and_gpus_per_node
             await wait_for(pilot, lambda: "prefiller1" in table_text(app, "#gpu-table") and "decoder1" in table_text(app, "#gpu-table"),
                            120, "the engines on the node's GPUs")
             rows = _gpu_rows(app)
+            await wait_for(pilot, lambda: f"8 GPUs on 1 node(s) · run {run_name}" in str(app.screen.query_one("#health").render()),
+                           10, "the health line counting the node's GPUs")
             assert sum(1 for r in rows if "H200" in r or "N/A" in r or "%" in r) >= 8, rows
             # One instance alone: restart decoder1 (a new step of the same job), stop
             # prefiller1 (its step cancelled, the job and the others run on), start it again.

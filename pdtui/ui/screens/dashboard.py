@@ -177,7 +177,9 @@ class CockpitScreen(Screen):
         rows, phase, run_name = found
         reading = self.session.gpu_reading
         inventory = reading.inventory if reading is not None else None
-        self.query_one("#health", StatusLine).show(rowfmt.health_summary(rows, phase, inventory, run_name))
+        nodes = self.session.node_gpus
+        gpu_text = cockpit_rows.nodes_summary(nodes.nodes) if nodes is not None else None
+        self.query_one("#health", StatusLine).show(rowfmt.health_summary(rows, phase, inventory, run_name, gpu_text))
 
     def _log_target(self) -> str | None:
         selected = self.selected_instance()
