@@ -269,7 +269,7 @@ class SlurmRun:
     def instance_actions_problem(self, name: str) -> str | None:
         """Why `name` cannot be stopped/restarted alone (None: it can)."""
         if not self.state.get("restartable"):
-            return "this run's steps.sh predates restarts of one instance; X cancels the whole job"
+            return "this run's steps.sh predates restarts of one instance (pdtui down cancels the whole job)"
         if name == "proxy" and (self.state.get("proxy") or {}).get("on") == "submit-host":
             return "the proxy runs on this machine (proxy_on: submit-host), not as a job step; X cancels the whole job"
         if name != "proxy" and name not in self.state.get("instances", {}):

@@ -38,9 +38,6 @@ class SlurmDeployment:
         self.run_dir = run.run_dir
         self.run_name = run.name
         self._profile = profile
-        # Why one instance cannot be stopped/restarted alone here (the UI says it), or None.
-        self.instance_actions_note = None if run.state.get("restartable") or not run.state.get("instances") else (
-            run.instance_actions_problem("proxy") or "")
         self.stopped = threading.Event()
         self._listeners: list[Callable[[Any], None]] = []
         self._lock = threading.Lock()
@@ -76,6 +73,14 @@ class SlurmDeployment:
         return deployment
 
     # --- the Deployment surface --------------------------------------------------------------
+    @property
+    def instance_actions_note(self) -> str | None:
+        """Why no instance can be stopped/restarted alone here (the UI says it), or None: a
+        run whose steps.sh predates the restart loop (per-instance limits come as errors)."""
+        if self.run.state.get("restartable") or not self.run.state.get("instances"):
+            return None
+        return "this run's steps.sh predates restarts of one instance; X cancels the whole job"
+
     def status(self) -> DeploymentStatus:
         return self._status
 
