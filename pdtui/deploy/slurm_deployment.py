@@ -267,6 +267,9 @@ class SlurmDeployment:
             prev = before.get(inst.name)
             if prev is None or (prev.state, prev.reason) != (inst.state, inst.reason):
                 self._publish(StateChanged(self.run_name, inst.name, inst, prev.state if prev else InstanceState.STOPPED))
+            if inst.state == InstanceState.FAILED and prev is not None and prev.state != InstanceState.FAILED and not self._starting.is_set():
+                # Out of the blue (a start reports its own failure): the operator hears why.
+                self._publish(DeploymentEvent(self.run_name, "instance_crashed", f"{inst.name} failed: {inst.reason or 'ended'}"))
 
     def _convert(self, cluster: Any) -> DeploymentStatus:
         """The runtime's snapshot from Slurm's: before the steps exist, the profile's

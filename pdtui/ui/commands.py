@@ -158,8 +158,9 @@ class DeploymentCommands:
                 self._work(self._launch(profile), "control", exclusive=True)
 
         count = len(profile.prefillers) + len(profile.decoders) + 1
+        where = f" as steps of one {profile.cluster.type.capitalize()} job" if profile.cluster is not None else ""
         self.app.push_screen(confirm(f"Launch {doc.path.name}: {count} processes (proxy, "
-                                     f"{len(profile.prefillers)} P, {len(profile.decoders)} D)?",
+                                     f"{len(profile.prefillers)} P, {len(profile.decoders)} D){where}?",
                                      "Launch", "Launch deployment"), chosen)
 
     async def _launch(self, profile: Any) -> None:

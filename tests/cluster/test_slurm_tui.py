@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,35 @@ async def test_attach_to_a_slurm_run_shows_instances_telemetry_and_gpus_per_node
     assert down.returncode == 0, down.stderr
     assert not _squeue(env, "-s", "-j", job_id)
     assert _wait_for(lambda: not _processes_of(run_dir), 60)
+
+
+async def test_a_node_failure_in_the_tui_is_a_failed_instance_with_slurms_reason(env, tmp_path):
+    up = _pdtui(env, "up", str(_profile(tmp_path)), "--detach", "--timeout", "180")
+    assert up.returncode == 0, up.stderr
+    run_name = up.stdout.strip().splitlines()[-1]
+    run_dir = _run_dir(tmp_path, run_name)
+    scontrol = ["scontrol", "update", f"nodename={NODE}"]
+    try:
+        app = PdtuiApp(None, demo=True, attach_run=run_dir, offer_reattach=False, keymap={}, background_load=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: table_text(app, "#instance-table").count("ready") == 3, 60, "3 ready rows")
+            subprocess.run([*scontrol, "state=down", "reason=pdtui-test: power supply"], env=env, check=True, timeout=30)
+            await wait_for(pilot, lambda: _state(app, "decoder1") == "failed", 90, "decoder1 failed")
+            reason = app.control.status().instance("decoder1").reason
+            assert "power supply" in reason and "NODE_FAIL" in reason, reason
+            await wait_for(pilot, lambda: any("decoder1 failed" in n.message and "power supply" in n.message for n in app._notifications),
+                           30, "the notice with Slurm's reason")
+            await wait_for(pilot, lambda: "failed" in table_text(app, "#instance-table"), 10, "the failed row")
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen) or not app.is_running, 10, "the quit")
+            if app.is_running and isinstance(app.screen, ChoiceScreen):
+                await pilot.press("enter")  # detach: `pdtui down` below ends it
+    finally:
+        subprocess.run([*scontrol, "state=resume"], check=False, env=env, timeout=30)
+        _pdtui(env, "down", run_name)
+        assert _wait_for(lambda: not _processes_of(run_dir), 60)
+        assert _wait_for(lambda: "idle" in subprocess.run(["sinfo", "-h", "-n", NODE, "-o", "%T"], check=False, env=env,
+                                                            capture_output=True, text=True).stdout, 60)
 
 
 async def test_launch_a_cluster_profile_from_the_tui_then_stop_it(env, tmp_path):
