@@ -7,6 +7,7 @@ skipped, with the reason in the summary, where Slurm cannot start.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -16,10 +17,12 @@ import pytest
 
 from pdtui.cluster.cli import cancel_all
 from pdtui.ui.app import PdtuiApp
+from pdtui.ui.observe import ObserveScreen
+from pdtui.ui.observe.logpane import LogPane
 from pdtui.ui.cli import attach_target
 from pdtui.ui.control import detached_runs
 from pdtui.ui.screens.dialogs import ChoiceScreen
-from tests.cluster.test_slurm_up import NODE, _pdtui, _processes_of, _profile, _squeue, _wait_for
+from tests.cluster.test_slurm_up import NODE, _completion, _pdtui, _processes_of, _profile, _squeue, _wait_for
 from tests.conftest import REPO_ROOT
 from tests.ui.test_app import table_text, wait_for
 
@@ -179,6 +182,16 @@ async def test_launch_a_cluster_profile_from_the_tui_then_stop_it(env, tmp_path)
                            180, "the job steps in squeue")
             await wait_for(pilot, lambda: app.control.status().phase == "ready", 180, "ready")
             assert table_text(app, "#instance-table").count("ready") == 3
+            # The same telemetry: a completion through the proxy on the node is seen as a KV
+            # transfer (the logs on the shared filesystem) and in the observe screen's panes.
+            proxy = app.control.status().instance("proxy").health_url.rsplit("/health", 1)[0]
+            assert (await asyncio.to_thread(_completion, proxy))["choices"][0]["text"]
+            await wait_for(pilot, lambda: app.session.monitor is not None and app.session.monitor.kv_stats.rows(), 60, "a KV transfer")
+            await pilot.press("o")
+            await wait_for(pilot, lambda: isinstance(app.screen, ObserveScreen), 10, "the observe screen")
+            assert len(list(app.screen.query(LogPane))) == 3  # proxy + 2 engines
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not isinstance(app.screen, ObserveScreen), 10, "the cockpit")
             # What runs is the saved profile placed by Slurm: no "running ≠ saved" note.
             await pilot.pause(1.2)
             assert "saved profile" not in str(app.screen.query_one("#title").render())
