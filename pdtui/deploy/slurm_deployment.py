@@ -20,7 +20,7 @@ from typing import Any
 from collections.abc import Callable
 
 from pdtui.cluster.slurm_backend import SlurmRun
-from pdtui.cluster.slurm_cmd import SlurmError
+from pdtui.cluster.slurm_cmd import TERMINAL_JOB_STATES, SlurmError
 from pdtui.cluster.slurm_job import STEPS_SCRIPT
 from pdtui.deploy.events import NodeGpusRead
 from pdtui.runtime.events import DeploymentEvent, StateChanged
@@ -46,6 +46,7 @@ class SlurmDeployment:
         self._halt = threading.Event()  # stop or close asked: the start gives up
         self._closing = threading.Event()
         self._detached = False
+        self._job_state = "PENDING"  # Slurm's, as last seen
         self._first_seen: dict[str, tuple[float | None, float | None]] = {}  # name -> (started_at, ready_at)
         self._status = self._convert(None)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"slurm-{run.job_id}")
@@ -219,7 +220,8 @@ class SlurmDeployment:
     # --- the poll threads ------------------------------------------------------------------------
     def _poll_loop(self) -> None:
         while not self._closing.wait(POLL_INTERVAL_S):
-            if not self.stopped.is_set() and not self._starting.is_set():
+            ended = self._job_state in TERMINAL_JOB_STATES or self._job_state == "GONE"  # nothing changes any more
+            if not self.stopped.is_set() and not self._starting.is_set() and not ended:
                 self._refresh()
 
     def _gpu_loop(self) -> None:
@@ -260,6 +262,7 @@ class SlurmDeployment:
     def _refresh_from(self, cluster: Any) -> None:
         """Under _run_lock: snapshots replace each other in the order Slurm was asked."""
         new = self._convert(cluster)
+        self._job_state = cluster.job_state
         with self._lock:
             old, self._status = self._status, new
         before = {i.name: i for i in old.instances}
