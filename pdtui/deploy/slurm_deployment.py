@@ -75,6 +75,12 @@ class SlurmDeployment:
 
     # --- the Deployment surface --------------------------------------------------------------
     @property
+    def holds_resources(self) -> bool:
+        """The job is still queued or running, even when no instance runs (each step waits
+        in the allocation for a restart): X and quit still have something to stop."""
+        return not self.stopped.is_set() and self._job_state not in TERMINAL_JOB_STATES and self._job_state != "GONE"
+
+    @property
     def instance_actions_note(self) -> str | None:
         """Why no instance can be stopped/restarted alone here (the UI says it), or None: a
         run whose steps.sh predates the restart loop (per-instance limits come as errors)."""

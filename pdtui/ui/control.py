@@ -66,8 +66,11 @@ class DeploymentControl:
         return None if self.supervisor is None else self.supervisor.status()
 
     def running(self) -> bool:
+        """Something to stop: a process of the deployment, or a Slurm job holding its allocation."""
         status = self.status()
-        return status is not None and any(i.is_running for i in status.instances)
+        if status is None:
+            return False
+        return any(i.is_running for i in status.instances) or bool(getattr(self.supervisor, "holds_resources", False))
 
     def _adopt(self, supervisor: Any) -> None:
         if self._unsubscribe is not None:

@@ -8,11 +8,13 @@ skipped, with the reason in the summary, where Slurm cannot start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pdtui.cluster.cli import cancel_all
@@ -195,6 +197,14 @@ async def test_launch_a_cluster_profile_from_the_tui_then_stop_it(env, tmp_path)
             # What runs is the saved profile placed by Slurm: no "running ≠ saved" note.
             await pilot.pause(1.2)
             assert "saved profile" not in str(app.screen.query_one("#title").render())
+            # Every instance ends by itself (killed): each step waits in the allocation for a
+            # restart, so the job still holds it and X still has something to stop.
+            for proc in _processes_of(run_dir):
+                with contextlib.suppress(psutil.Error):  # gone already (a child with its parent)
+                    if any(part.startswith(("pdtui.sim", "pdtui.proxy")) for part in proc.cmdline()):  # engines with their EngineCores
+                        proc.kill()
+            await wait_for(pilot, lambda: {str(i.state) for i in app.control.status().instances} == {"failed"}, 120, "all failed")
+            assert "RUNNING" in _squeue(env, "-j", job_id, "-o", "%T") and app.control.running()
             # Stop the deployment: the backend's down (scancel, then no step, no job).
             await pilot.press("X")
             await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 10, "the stop question")
