@@ -118,14 +118,25 @@ def _down_all() -> int:
         if swept:
             acted = True
             _err(f"{run_name}:{swept}")
+    from pdtui.cluster.cli import cancel_all  # pdtui's Slurm jobs (docs/cluster.md)
+
+    cancelled, lines = cancel_all()
+    ok = ok and cancelled
+    for line in lines:
+        acted = True
+        _err(line)
     if not acted:
-        _err("nothing to stop: no live run, no process with a pdtui run marker")
+        _err("nothing to stop: no live run, no Slurm job of pdtui, no process with a pdtui run marker")
     return 0 if ok else 1
 
 
 def cmd_restart(args) -> int:
-    from pdtui.runtime import AttachError
+    from pdtui.cluster.cli import cmd_restart as slurm_restart, resolve_slurm_run
+    from pdtui.runtime import AttachError, find_runs
 
+    slurm_run = resolve_slurm_run(args.run) if args.run or not find_runs(live_only=True) else None
+    if slurm_run is not None:  # a new job step for the instance (docs/cluster.md)
+        return slurm_restart(slurm_run, args.instance)
     run = _resolve(args.run)
     if run is None:
         return 1

@@ -141,11 +141,13 @@ class DeploymentMonitor:
         instances, proxy_url = [], None
         for inst in status.instances:
             port = inst.port
-            if inst.kind == "proxy" and port:
-                proxy_url = f"http://{host}:{port}"
+            # The instance's own address where the status has one (a Slurm run's node).
+            base = getattr(inst, "health_url", "").rsplit("/health", 1)[0] or (f"http://{host}:{port}" if port else None)
+            if inst.kind == "proxy" and base:
+                proxy_url = base
             extra = tuple(f"http://{host}:{p}/metrics" for p in (lmcache_ports or {}).get(inst.name, ()))
             instances.append(MonitoredInstance(inst.name, inst.kind, inst.log_path or str(Path(status.run_dir) / f"{inst.name}.log"),
-                                               f"http://{host}:{port}/metrics" if port else None, extra))
+                                               f"{base}/metrics" if base else None, extra))
         return cls(instances, proxy_url, run_dir=str(status.run_dir), **kw)
 
     # --- what screens read ----------------------------------------------------------

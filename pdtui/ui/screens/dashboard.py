@@ -170,6 +170,12 @@ class CockpitScreen(Screen):
         self.query_one("#title", TitleBar).show(f"{marker}[b]pdtui[/b]  {name}{load}  [dim]? help · ctrl+p commands[/dim]{note}")
 
     def _refresh_gpus(self) -> None:
+        nodes = self.session.node_gpus
+        if nodes is not None:  # a cluster run: each node's GPUs, not this machine's
+            width = self._width("#gpu-box", cockpit_rows.GPU_FIXED_WIDTH)
+            rows = cockpit_rows.node_gpu_rows(nodes.nodes, nodes.holders, self.session.store, width)
+            self.query_one("#gpu-table", DiffTable).set_rows(rows)
+            return
         reading = self.session.gpu_reading
         if reading is None:
             return
@@ -182,7 +188,9 @@ class CockpitScreen(Screen):
         rows, phase, run_name = found
         reading = self.session.gpu_reading
         inventory = reading.inventory if reading is not None else None
-        self.query_one("#health", StatusLine).show(rowfmt.health_summary(rows, phase, inventory, run_name))
+        nodes = self.session.node_gpus
+        gpu_text = cockpit_rows.nodes_summary(nodes.nodes) if nodes is not None else None
+        self.query_one("#health", StatusLine).show(rowfmt.health_summary(rows, phase, inventory, run_name, gpu_text))
 
     def _log_target(self) -> str | None:
         selected = self.selected_instance()
