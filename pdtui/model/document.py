@@ -120,6 +120,12 @@ class ProfileDocument:
     def get(self, path: str, default: Any = None) -> Any:
         return get_path(self.data, path, default)
 
+    @property
+    def declared_secrets(self) -> tuple[str, ...]:
+        """The names the profile lists under `secrets:` (masked on screen like the rest)."""
+        names = self.data.get("secrets")
+        return tuple(str(n) for n in names) if isinstance(names, list) else ()
+
     def diff(self, context: int = 1) -> list[str]:
         """What saving changes on disk: a unified diff of the saved text and the new one."""
         return list(
@@ -175,7 +181,7 @@ class ProfileDocument:
 
     def set_text(self, path: str, kind: str, text: str) -> bool:
         """Store what was typed into the field at `path`; False when nothing changed."""
-        result = read_field(kind, text, self.get(path))
+        result = read_field(kind, text, self.get(path), self.declared_secrets)
         if result.error:
             problem = Problem(path, result.error, None, result.hint)
             if self.field_problems.get(path) == problem:

@@ -126,6 +126,44 @@ def mask_argv(argv: Iterable[str], declared: Iterable[str] = ()) -> list[str]:
     return out
 
 
+def unmask_argv(typed: Iterable[str], current: Any, declared: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """typed args (as an editor shows `mask_argv(current)`) with each masked word put back
+    to the value it stands for; and the masked words that stand for nothing any more.
+
+    A masked word is matched to the stored word shown the same way at the same place: a
+    bare MASK by the word before it (`--api-key ***`), any other (`--api-key=***`) by
+    itself, in order. So an operator may edit around a hidden value, delete it or type a new
+    one in its place; a MASK that matches nothing is reported, never stored as text.
+    """
+    typed = list(typed)
+    stored = [str(a) for a in current] if isinstance(current, (list, tuple)) else []
+    shown = mask_argv(stored, declared)
+    hidden: dict[tuple[str, str], list[str]] = {}
+    for i, (word, seen) in enumerate(zip(stored, shown)):
+        if word != seen:
+            hidden.setdefault(_mask_key(shown, i), []).append(word)
+    out: list[str] = []
+    unknown: list[str] = []
+    used: dict[tuple[str, str], int] = {}
+    for i, word in enumerate(typed):
+        if MASK in word:
+            key = _mask_key(typed, i)
+            n = used.get(key, 0)
+            candidates = hidden.get(key, [])
+            if n < len(candidates):
+                out.append(candidates[n])
+                used[key] = n + 1
+                continue
+            unknown.append(word)
+        out.append(word)
+    return out, unknown
+
+
+def _mask_key(words: list[str], i: int) -> tuple[str, str]:
+    word = words[i]
+    return (words[i - 1] if word == MASK and i > 0 else "", word)
+
+
 def split_secret_args(args: Iterable[str], declared: Iterable[str] = ()) -> tuple[list[str], dict[str, str], list[str]]:
     """(args without secrets, env carrying them instead, secret flags with no env route).
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol, cast
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
@@ -297,6 +298,15 @@ class EditorScreen(Screen):
         selection = (key, int(index) if index else None)
         if selection != self.selection:
             self._switch(selection)
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        """A field was left: what was typed is stored, then any secret in it masked."""
+        form = self._form()
+        doc = self.document
+        if form is None or doc is None or not form.display:
+            return
+        self._flush_pending()
+        form.remask(doc, event.widget)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._field_changed(event.input, event.value, event)
