@@ -85,6 +85,7 @@ def check_profile(profile: Profile, profile_dir: Path | None = None) -> list[Pro
         envchecks.nul_bytes,
         envchecks.secrets,
         envchecks.stray_secrets,
+        envchecks.api_keys,
     ):
         problems.extend(rule(profile))
     problems.extend(_buffer_alignment(profile, profile_dir))

@@ -43,8 +43,9 @@ _TOKEN_VALUE = re.compile(
 
 # vLLM flags that take a secret, and the environment variable vLLM reads instead: the
 # secret then never shows in the process list (anyone on the host can read /proc/*/cmdline).
+API_KEY_ENV = "VLLM_API_KEY"  # vLLM's; pdtui's proxy reads it too, to authenticate to the engines
 SECRET_FLAG_ENV = {
-    "--api-key": "VLLM_API_KEY",
+    "--api-key": API_KEY_ENV,
     "--hf-token": "HF_TOKEN",
 }
 

@@ -204,3 +204,15 @@ def test_argv_field_masks_secrets_by_value_and_puts_them_back():
     assert result.error and result.value == ["--max-loras", "2"]
     # A declared name is masked as well.
     assert format_field("argv", ["--my-flag", "plain-value"], declared=["--my-flag"]) == "--my-flag ***"
+
+
+def test_the_proxy_gets_the_engines_api_key_by_environment_and_two_keys_are_refused(tmp_path):
+    doc = demo_with_free_ports()
+    doc["vllm"] = {"extra_args": ["--api-key", SK]}
+    plan = render_plan(validate_text(yaml.safe_dump(doc)).profile, tmp_path)
+    assert plan.proxy.env["VLLM_API_KEY"] == SK and "VLLM_API_KEY" in plan.proxy.secret_keys
+    assert SK not in " ".join(plan.proxy.argv)
+    doc["decoders"][0]["vllm"] = {"extra_args": ["--api-key", "another-key-for-one-decoder"]}
+    validation = validate_text(yaml.safe_dump(doc))
+    (problem,) = [p for p in validation.errors if "API key differs" in p.message]
+    assert problem.path == "decoders[0].vllm.extra_args" and SK not in problem.format()
