@@ -97,6 +97,7 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
         self._wake = threading.Event()  # cuts the monitor's wait short (state change, close)
         self._fast_until = 0.0  # monotonic time until which the monitor ticks fast
         self.monitor_ticks = 0  # how many ticks the monitor ran (tests and benchmarks)
+        self.monitor_tick_s = 0.0  # the pace it chose for its next wait (tests: a state, not a stopwatch)
         self._deployment_stopping = False
         self._abort_start = threading.Event()
         # Set when the whole deployment was stopped (by us, a control request, the UI):

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -46,6 +47,24 @@ def up_detached(tmp_path, data, name="profile.yaml") -> str:
 def popen_up(profile, *extra):
     return subprocess.Popen([sys.executable, "-m", "pdtui", "up", str(profile), *extra], cwd=REPO_ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stderr_until(proc, text: str, timeout: float) -> str:
+    """What `proc` wrote to stderr up to the line holding `text` (read on a thread, so a
+    silent process cannot hang the test); AssertionError after `timeout` seconds."""
+    seen: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            seen.append(line)
+            if text in line:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    assert found.wait(timeout), f"no {text!r} on stderr after {timeout}s: {''.join(seen)}"
+    return "".join(seen)
 
 
 def ready_in_state(run_dir) -> bool:
@@ -187,8 +206,8 @@ def test_4_foreground_up_returns_after_down_when_an_instance_had_crashed(tmp_pat
     run_dir = None
     try:
         run_dir = only_run(tmp_path)
-        assert wait_for(lambda: ready_in_state(run_dir) and front_door_open(run_dir), 90)
-        time.sleep(1.0)  # `up` has seen it too
+        # `up` itself has seen the start end: it says so before it waits in the foreground.
+        stderr_until(up, "Ctrl-C stops everything", 90)
         os.kill(read_state(run_dir).instances["prefiller1"].pid, signal.SIGKILL)
         assert wait_for(lambda: read_state(run_dir).instances["prefiller1"].state == "failed", 30)
         down = pdtui_cli("down", run_dir.name)
