@@ -235,3 +235,17 @@ def test_busy_engine_shows_running_kv_usage_and_gpu_utilization(tmp_path):
         assert json.loads(path.read_text())["utilization"] == 0
     finally:
         sim.stop(signal.SIGKILL)
+
+
+def test_engine_core_lines_carry_the_engine_core_pid(tmp_path):
+    """As in vLLM, `(EngineCore pid=N)` is the EngineCore process, `(APIServer pid=M)` the server."""
+    sim = start_sim(tmp_path)
+    try:
+        sim.wait_healthy()
+        core = engine_core_of(sim)
+        log = sim.log()
+        assert f"(EngineCore pid={core.pid}) " in log, log[-2000:]
+        assert f"(EngineCore pid={sim.proc.pid}) " not in log
+        assert f"(APIServer pid={sim.proc.pid}) " in log
+    finally:
+        sim.stop(signal.SIGKILL)

@@ -39,14 +39,11 @@ from pdtui.ui import paths
 from pdtui.ui.bindings import bindings_for
 from pdtui.ui.messages import ProfileChanged
 from pdtui.ui.screens.dialogs import PathScreen, confirm
+from pdtui.text import plural
 from pdtui.ui.widgets.profile_form import FieldRow, ProfileForm, control_text  # noqa: F401 - FieldRow for CSS users
 
 DEPLOYMENT = "deployment"
 LAYOUTS = {"deployment": DEPLOYMENT_FIELDS, "prefiller": PREFILLER_FIELDS, "decoder": DECODER_FIELDS}
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def gpu_facts(reading) -> list[GpuFact] | None:
@@ -254,12 +251,12 @@ class EditorScreen(Screen):
         n_err, n_warn = len(validation.errors), len(validation.warnings)
         state = "[b $warning]modified[/]" if doc.dirty else "saved"
         undo = "  ·  ctrl+z undo" if doc.can_undo else ""
-        title.update(f"[b]Editor[/b]  {doc.path.name}  {state}  ·  {_plural(n_err, 'error')}, {_plural(n_warn, 'warning')}{undo}")
+        title.update(f"[b]Editor[/b]  {doc.path.name}  {state}  ·  {plural(n_err, 'error')}, {plural(n_warn, 'warning')}{undo}")
         form = self._form()
         if form is not None and form.display:
             form.show_problems(doc)
         problems_box.set_class(not validation.problems and not doc.load_error, "clean")
-        problems_box.border_title = f"Problems ({_plural(n_err, 'error')}, {_plural(n_warn, 'warning')})"
+        problems_box.border_title = f"Problems ({plural(n_err, 'error')}, {plural(n_warn, 'warning')})"
         lines = [doc.load_error] if doc.load_error else []
         if not validation.problems and not doc.load_error:
             lines.append("No problems: ready to launch.")
