@@ -140,9 +140,12 @@ def unmask_argv(typed: Iterable[str], current: Any, declared: Iterable[str] = ()
     stored = [str(a) for a in current] if isinstance(current, (list, tuple)) else []
     shown = mask_argv(stored, declared)
     hidden: dict[tuple[str, str], list[str]] = {}
+    literal = set()  # stored words that hold "***" themselves: not a mask
     for i, (word, seen) in enumerate(zip(stored, shown)):
         if word != seen:
             hidden.setdefault(_mask_key(shown, i), []).append(word)
+        elif MASK in word:
+            literal.add(word)
     out: list[str] = []
     unknown: list[str] = []
     used: dict[tuple[str, str], int] = {}
@@ -155,7 +158,8 @@ def unmask_argv(typed: Iterable[str], current: Any, declared: Iterable[str] = ()
                 out.append(candidates[n])
                 used[key] = n + 1
                 continue
-            unknown.append(word)
+            if word not in literal:
+                unknown.append(word)
         out.append(word)
     return out, unknown
 

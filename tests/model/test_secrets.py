@@ -216,3 +216,12 @@ def test_the_proxy_gets_the_engines_api_key_by_environment_and_two_keys_are_refu
     validation = validate_text(yaml.safe_dump(doc))
     (problem,) = [p for p in validation.errors if "API key differs" in p.message]
     assert problem.path == "decoders[0].vllm.extra_args" and SK not in problem.format()
+
+
+def test_a_stored_literal_mask_is_not_taken_for_a_hidden_value():
+    from pdtui.model.fields import format_field, read_field
+
+    stored = ["--glob", "***", "--api-key", SK]
+    shown = format_field("argv", stored)
+    assert shown == "--glob *** --api-key ***"
+    assert read_field("argv", shown, stored).value == stored

@@ -43,7 +43,7 @@ def test_idle_ready_run_is_cheap_and_still_watched(tmp_path, supervisors):
                 marker_seen.set()
 
     sup.subscribe(collect)
-    assert sup.start().result(timeout=90) is True
+    assert sup.start().result(timeout=180) is True, [(i.name, i.state, i.reason) for i in sup.status().instances]
     wait_idle_pace(sup)
 
     tailers = {m.spec.name: m.tailer for m in sup._members.values()}
@@ -66,7 +66,10 @@ def test_idle_ready_run_is_cheap_and_still_watched(tmp_path, supervisors):
             # (every 2 s): such a log is read when it grew, at most once a tick.
             batches = sum(1 for e in window_events if e.name == name)
             assert delta <= batches + 1, (name, delta, batches)
-    assert "proxy" not in grown  # the proxy logs only changes of health: nothing here
+    # The proxy logs only about health (a change, or on a loaded machine a check that timed
+    # out): never a line per request or per check.
+    proxy_log = Path(sup.instance("proxy").log_path).read_bytes()[sizes["proxy"]:].decode(errors="replace")
+    assert all("health check" in line or " is now " in line for line in proxy_log.splitlines()), proxy_log
 
     # Still at the idle pace: a line appended to a log arrives (one line is no burst:
     # the pace stays idle) ...

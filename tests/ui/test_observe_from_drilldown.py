@@ -23,7 +23,10 @@ async def test_enter_then_l_opens_the_log_panes_of_the_running_deployment(free_d
             await pilot.press("u")
             await wait_for(pilot, lambda: isinstance(app.screen, ChoiceScreen), 30, "the launch confirmation")
             await pilot.press("enter")  # confirm the launch
-            await wait_for(pilot, lambda: app.control.status() is not None and app.control.status().phase == "ready", 240, "ready")
+            await wait_for(pilot, lambda: app.control.status() is not None
+                           and app.control.status().phase in ("ready", "failed"), 240, "the launch to end")
+            status = app.control.status()
+            assert status.phase == "ready", [(i.name, i.state, i.reason) for i in status.instances]
             await pilot.press("down", "enter")
             await wait_for(pilot, lambda: isinstance(app.screen, InstanceScreen), 30, "the drill-down")
             name = app.screen.instance_name
