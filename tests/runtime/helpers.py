@@ -107,10 +107,15 @@ def wait_for(predicate, timeout=30.0, interval=0.05):
 
 
 def marked_processes(run_name: str, instance: str | None = None) -> list:
-    """Live processes carrying the run marker of run_name (optionally one instance)."""
-    from pdtui.gpus.markers import find_marked
+    """Live processes carrying the run marker of run_name (optionally one instance), of this
+    test's runs folder only: run names are `<profile>-<second>`, and on a machine where other
+    test runs go on at once another one's `demo-20261201-114257` is not ours to see or kill."""
+    import os
 
-    return find_marked(run_name, instance)
+    from pdtui.gpus.markers import find_marked
+    from pdtui.runtime.rundir import runs_root
+
+    return find_marked(run_name, instance, root=os.path.realpath(runs_root()))
 
 
 def pdtui_cli(*args: str, timeout: float = 120, env: dict | None = None):

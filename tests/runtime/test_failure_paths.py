@@ -99,7 +99,7 @@ def test_1_detach_with_a_missed_timeout_stops_what_it_started(tmp_path):
     try:
         assert up.returncode == 1, up.stderr
         assert "stopped prefiller1" in up.stderr and "all processes stopped" in up.stderr, up.stderr
-        assert wait_for(lambda: not marked_processes(run.name), 10), marked_processes(run.name)
+        assert wait_for(lambda: not marked_processes(run.name), 60), marked_processes(run.name)
         assert "no live runs" in pdtui_cli("status").stdout
     finally:
         stop_marked(run.name)
@@ -155,11 +155,11 @@ def test_2_a_corrupt_state_file_is_reported_for_its_run_only(tmp_path):
         # `down RUN` of the unreadable run stops its processes through their marker.
         down = pdtui_cli("down", bad)
         assert down.returncode == 0, down.stderr
-        assert wait_for(lambda: not marked_processes(bad), 15), marked_processes(bad)
+        assert wait_for(lambda: not marked_processes(bad), 60), marked_processes(bad)
         assert len(marked_processes(good)) >= 5  # the other run was never touched
         assert wait_for(lambda: json.loads(pdtui_cli("status", "--json", good).stdout)[0]["phase"] == "ready", 60)
         assert pdtui_cli("down", good).returncode == 0
-        assert wait_for(lambda: not marked_processes(good), 15)
+        assert wait_for(lambda: not marked_processes(good), 60)
     finally:
         stop_marked(bad)
         stop_marked(good)
@@ -174,7 +174,7 @@ def test_3_run_directory_deleted_under_a_live_run(tmp_path):
         assert name in status.stdout and "run directory is gone" in status.stdout, status.stdout
         down = pdtui_cli("down", name)
         assert down.returncode == 0, down.stderr
-        assert wait_for(lambda: not marked_processes(name), 15), marked_processes(name)
+        assert wait_for(lambda: not marked_processes(name), 60), marked_processes(name)
     finally:
         stop_marked(name)
 
@@ -251,7 +251,7 @@ def test_5_restart_runs_its_preflight_before_it_stops_anything(tmp_path, monkeyp
             assert response.status == 200
     finally:
         pdtui_cli("down", name)
-        assert wait_for(lambda: not marked_processes(name), 15)
+        assert wait_for(lambda: not marked_processes(name), 60)
         stop_marked(name)
 
 
@@ -322,7 +322,7 @@ def test_7_two_up_of_one_profile_at_once_and_up_of_a_running_profile(tmp_path):
         assert f"pdtui down {name}" in third.stderr
     finally:
         pdtui_cli("down", name)
-        assert wait_for(lambda: not marked_processes(name), 15)
+        assert wait_for(lambda: not marked_processes(name), 60)
         stop_marked(name)
 
 
