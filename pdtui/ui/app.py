@@ -85,7 +85,7 @@ class PdtuiApp(App):
     def on_mount(self) -> None:
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
-        if self.profile_path is None and self.demo:
+        if self.profile_path is None and self.demo and self._attach_run is None:  # a re-attached run names its own
             from pdtui.model.presets import resolve_profile_path  # standard library only
 
             self.profile_path = resolve_profile_path("demo")
