@@ -61,7 +61,6 @@ def _act(run, action: str, timeout_s: float, **kwargs) -> tuple[bool, str]:
 
 def _root_of(run) -> str:
     """The runs folder a run's processes name in their marker (pdtui.runtime.backend)."""
-
     return os.path.realpath(run.parent)
 
 
