@@ -69,7 +69,8 @@ class Tour:
     pace_s: float = DEFAULT_PACE_S
     steps: list[TourStep] | None = None
     reached: list[str] = field(default_factory=list)  # step names, in the order shown
-    captions: list[tuple[str, str, str]] = field(default_factory=list)  # (step, caption, screen class)
+    captions: list[tuple[str, str]] = field(default_factory=list)  # (step, caption) as shown
+    screens: dict[str, str] = field(default_factory=dict)  # step -> the screen it paused on
     fault: FaultRecord = field(default_factory=FaultRecord)
     outcome: str | None = None  # "finished", "taken over", or why it stopped
     running: bool = False
@@ -99,6 +100,7 @@ class Tour:
                 self.reached.append(step.name)
                 self.caption(f"tour {number}/{len(self.steps)}  {step.caption}")
                 await step.run(self)
+                self.screens[step.name] = type(self.app.screen).__name__
                 self._keep_caption()
                 await self.pause()
             self.outcome = "finished"
@@ -187,7 +189,7 @@ class Tour:
 
     def caption(self, text: str) -> None:
         self._caption = text
-        self.captions.append((self._step, text, type(self.app.screen).__name__))
+        self.captions.append((self._step, text))
         self._keep_caption()
 
     def _keep_caption(self) -> None:
