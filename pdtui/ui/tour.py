@@ -25,18 +25,12 @@ from textual import events
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from pdtui.ui.cli import DEFAULT_TOUR_PACE_S
+from pdtui.ui.tour_steps import TOUR_STEPS, FaultRecord, TourError, TourStep, recover
 
 if TYPE_CHECKING:
     from pdtui.ui.app import PdtuiApp
-    from pdtui.ui.tour_steps import TourStep
 
-__all__ = ["DEFAULT_PACE_S", "Tour", "TourCaption", "TourError"]
-
-DEFAULT_PACE_S = DEFAULT_TOUR_PACE_S
-
-class TourError(Exception):
-    """A step's condition did not come true (the tour ends and says which)."""
+__all__ = ["Tour", "TourCaption", "TourError"]
 
 
 class TourCaption(Static):
@@ -53,20 +47,9 @@ class TourCaption(Static):
 
 
 @dataclass
-class FaultRecord:
-    """The fault the tour injected, and what the supervisor made of it."""
-
-    instance: str = ""
-    pid: int | None = None
-    crashed_seen: bool = False
-    recovered: bool = False
-    injected_at: float | None = None
-
-
-@dataclass
 class Tour:
     app: PdtuiApp
-    pace_s: float = DEFAULT_PACE_S
+    pace_s: float  # the pause per step (pdtui.ui.cli.tour_pace: --tour-pace, PDTUI_TOUR_PACE)
     steps: list[TourStep] | None = None
     reached: list[str] = field(default_factory=list)  # step names, in the order shown
     captions: list[tuple[str, str]] = field(default_factory=list)  # (step, caption) as shown
@@ -77,8 +60,6 @@ class Tour:
 
     def __post_init__(self) -> None:
         if self.steps is None:
-            from pdtui.ui.tour_steps import TOUR_STEPS
-
             self.steps = list(TOUR_STEPS)
         self.app.tour = self
         self._worker: Any = None
@@ -141,8 +122,6 @@ class Tour:
             modal.dismiss(None)  # a question the tour asked: cancelled, nothing happens
         fault = self.fault
         if fault.pid is not None and not fault.recovered:
-            from pdtui.ui.tour_steps import recover
-
             recover(self)  # the fault the tour injected does not outlive it
 
     # --- what steps use -------------------------------------------------------------------
@@ -171,8 +150,9 @@ class Tour:
     async def ask_and_answer(self, is_question: Callable[[Any], bool], answer: str, what: str) -> None:
         """A request raised a question (a ModalScreen): show it, then answer it as the
         operator would."""
-        await self.until(lambda: is_question(self.app.screen), what, 30)
-        self._modal = self.app.screen
+        await self.until(lambda: is_question(self.app.screen) and isinstance(self.app.screen, ModalScreen), what, 30)
+        screen = self.app.screen
+        self._modal = screen if isinstance(screen, ModalScreen) else None
         await self.pause(0.5)
         modal, self._modal = self._modal, None
         if modal is not None and modal.is_current:

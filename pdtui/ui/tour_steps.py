@@ -15,15 +15,43 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pdtui.ui.messages import LaunchRequested, LoadRunRequested, RestartRequested, ShowObserve
 from pdtui.ui.session import LOAD_JOB
 
-if TYPE_CHECKING:
-    from pdtui.ui.tour import Tour
+__all__ = ["TOUR_STEPS", "FaultRecord", "Tour", "TourError", "TourStep", "recover"]
 
-__all__ = ["TOUR_STEPS", "TourStep", "recover"]
+
+class TourError(Exception):
+    """A step's condition did not come true (the tour ends and says which)."""
+
+
+@dataclass
+class FaultRecord:
+    """The fault the tour injected, and what the supervisor made of it."""
+
+    instance: str = ""
+    pid: int | None = None
+    crashed_seen: bool = False
+    recovered: bool = False
+    injected_at: float | None = None
+
+
+class Tour(Protocol):
+    """What a step may use of the tour that runs it (pdtui.ui.tour.Tour)."""
+
+    app: Any  # the PdtuiApp
+    fault: FaultRecord
+
+    async def until(self, condition: Callable[[], bool], what: str, timeout_s: float = ...,
+                    failed: Callable[[], str | None] | None = ...) -> None: ...
+
+    async def ask_and_answer(self, is_question: Callable[[Any], bool], answer: str, what: str) -> None: ...
+
+    def opened(self, modal: Any) -> None: ...
+
+    def closed(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -69,8 +97,6 @@ def _first_decoder(tour: Tour) -> str:
     status = _status(tour)
     names = [i.name for i in status.instances if i.kind == "decoder"] if status is not None else []
     if not names:
-        from pdtui.ui.tour import TourError
-
         raise TourError("the deployment has no decoder")
     return names[0]
 
@@ -82,8 +108,6 @@ async def show_gpus(tour: Tour) -> None:
                      "the profile and the first GPU reading", 60)
     profile = app.session.profile()
     if profile is None or getattr(profile, "engine", None) != "sim":
-        from pdtui.ui.tour import TourError
-
         raise TourError("the tour drives simulated engines only (pdtui --demo --tour)")
     screen = _cockpit(tour)
     if screen is not None:
@@ -95,6 +119,7 @@ async def open_picker(tour: Tour) -> None:
 
     from pdtui.ui.screens.editor import EditorScreen
     from pdtui.ui.screens.picker import GpuPickerScreen
+    from pdtui.ui.widgets.diff_table import DiffTable
 
     app = tour.app
     app.action_show_editor()
@@ -105,19 +130,26 @@ async def open_picker(tour: Tour) -> None:
 
     await tour.until(listed, "the editor's list of instances", 30)
     editor = app.screen
+    assert isinstance(editor, EditorScreen)
     sections = editor.query_one("#sections", ListView)
     decoder = next((i for i, item in enumerate(sections.children) if (item.name or "").startswith("decoders:")), None)
     if decoder is None:
-        from pdtui.ui.tour import TourError
-
         raise TourError("the profile has no decoder to pick GPUs for")
     sections.index = decoder  # as the operator's arrow keys do: the form follows
     sections.focus()
     await tour.until(lambda: editor.selection[0] == "decoders", "the decoder's form", 30)
     await editor.run_action("pick_gpus")  # what ctrl+g runs
-    await tour.until(lambda: isinstance(app.screen, GpuPickerScreen) and app.screen.is_mounted
-                     and any(t.row_count for t in app.screen.query("#picker-table")), "the GPU picker's rows", 30)
-    tour.opened(app.screen)
+    def picker_shown() -> GpuPickerScreen | None:  # mounted with its rows: it can be closed cleanly
+        screen = app.screen
+        if isinstance(screen, GpuPickerScreen) and screen.is_mounted:
+            if any(t.row_count for t in screen.query("#picker-table").results(DiffTable)):
+                return screen
+        return None
+
+    await tour.until(lambda: picker_shown() is not None, "the GPU picker's rows", 30)
+    picker = picker_shown()
+    if picker is not None:
+        tour.opened(picker)
 
 
 async def show_editor(tour: Tour) -> None:
@@ -184,8 +216,6 @@ def _active_tab(screen: Any) -> str:
 
 async def inject_fault(tour: Tour) -> None:
     """SIGKILL to a simulated decoder's API server, as the kernel's OOM killer would send."""
-    from pdtui.ui.tour import TourError
-
     name = _first_decoder(tour)
     _select_instance(tour, name)
     status = _status(tour)
@@ -252,8 +282,11 @@ async def playground(tour: Tour) -> None:
     running = monitor.jobs.get(LOAD_JOB) if monitor is not None else None
     if running is None or running.done:  # what its Run button posts
         app.screen.post_message(LoadRunRequested(LoadSpec(requests=24, concurrency=4, prompt_tokens=256, output_tokens=16)))
-    await tour.until(lambda: monitor is not None and monitor.jobs.get(LOAD_JOB) is not None
-                     and monitor.jobs.get(LOAD_JOB).done, "the load run", 120)
+    def run_done() -> bool:
+        job = monitor.jobs.get(LOAD_JOB) if monitor is not None else None
+        return job is not None and job.done
+
+    await tour.until(run_done, "the load run", 120)
 
 
 async def the_end(tour: Tour) -> None:
