@@ -223,7 +223,7 @@ async def inject_fault(tour: Tour) -> None:
     if not tour.app.session.profile() or tour.app.session.profile().engine != "sim":
         raise TourError("no fault is injected into a real engine")
     if inst.pid is None or inst.state.value != "ready":
-        raise TourError(f"{name} is not running ({inst.state.value})")
+        raise TourError(f"{name} is not running ({inst.state.value}{': ' + inst.reason if inst.reason else ''})")
     fault = tour.fault
     fault.instance, fault.pid, fault.injected_at = name, inst.pid, time.time()
     try:
@@ -263,9 +263,13 @@ def recover(tour: Tour) -> None:
     fault = tour.fault
     if fault.recovered or not fault.instance or not tour.app.control.active:
         return
-    if _state(tour, fault.instance) in ("ready", "starting"):
-        fault.recovered = _state(tour, fault.instance) == "ready"
+    status = _status(tour)
+    inst = next((i for i in status.instances if i.name == fault.instance), None) if status is not None else None
+    if inst is None:
         return
+    if inst.state.value in ("ready", "starting") and inst.pid not in (None, fault.pid):
+        return  # a new process is already up or coming (the tour's own restart was answered)
+    # Failed, or still "ready" with the killed pid (the supervisor has not looked yet).
     tour.app.commands.restart_now(fault.instance)
     tour.app.notify(f"restarting {fault.instance} (the tour's fault)", timeout=5)
 
@@ -293,20 +297,16 @@ async def the_end(tour: Tour) -> None:
     return None
 
 
+# Captions fit one line of an 80-column terminal after "tour 10/10  " (tests/ui/test_tour.py).
 TOUR_STEPS: tuple[TourStep, ...] = (
-    TourStep("gpus", "The GPUs, live (simulated here): load, memory and whose process holds each one.", show_gpus),
-    TourStep("picker", "Pick an instance's GPUs from that view: each row says why it is busy or taken.", open_picker),
-    TourStep("editor", "The editor: the profile field by field, checked as you type, with the exact vllm serve line.",
-             show_editor),
-    TourStep("launch", "Launch: the PD proxy and 2 prefillers + 2 decoders, each a real process, until all are ready.",
-             launch),
-    TourStep("cockpit", "The cockpit: every process with its state, req/s, KV GB/s and history; a gentle load runs.",
-             cockpit),
-    TourStep("kv", "KV transfer: per prefiller → decoder pair from the proxy, per engine from LMCache's log lines.",
-             kv_transfer),
-    TourStep("fault", "A fault: the decoder's process is killed with SIGKILL; the supervisor sees it fail, and why.",
-             inject_fault),
-    TourStep("recovered", "Recovery: r restarts the failed decoder; it is ready again and takes traffic.", recover_fault),
-    TourStep("playground", "The playground: a prompt through the proxy, or a load run with its p50/p99.", playground),
-    TourStep("end", "End of the tour: the keys are yours (? for help, q to quit).", the_end),
+    TourStep("gpus", "Live GPUs (simulated): load, memory, whose process holds each.", show_gpus),
+    TourStep("picker", "Pick an instance's GPUs here: each row says why one is busy.", open_picker),
+    TourStep("editor", "The editor: fields checked as you type, the exact vllm argv.", show_editor),
+    TourStep("launch", "Launch: proxy + 2 prefillers + 2 decoders, real processes.", launch),
+    TourStep("cockpit", "The cockpit: state, req/s, KV GB/s and history per process.", cockpit),
+    TourStep("kv", "KV transfer: per P → D pair (proxy), per engine (LMCache logs).", kv_transfer),
+    TourStep("fault", "A fault: a decoder is killed (SIGKILL); the supervisor sees it.", inject_fault),
+    TourStep("recovered", "Recovery: r restarts it; a new process, ready, takes traffic.", recover_fault),
+    TourStep("playground", "Playground: a prompt or a load run through the proxy, p50/p99.", playground),
+    TourStep("end", "End of the tour: the keys are yours (? help, q quit).", the_end),
 )

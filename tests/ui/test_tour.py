@@ -84,10 +84,11 @@ async def test_the_whole_tour_runs_on_real_engines_and_recovers_its_fault(free_d
             assert fault.crashed_seen and fault.recovered
             assert not psutil.pid_exists(fault.pid) or _gone({fault.pid}) == set()
             decoder = app.control.supervisor.instance(fault.instance)
-            assert decoder.state.value == "ready" and decoder.pid != fault.pid and decoder.restarts >= 1
+            assert decoder.pid != fault.pid and decoder.restarts >= 1, decoder
+            assert decoder.state.value == "ready", decoder  # (its reason says why not)
             # The profile was never changed (the picker was cancelled), the caption is gone.
             assert not app.document.dirty
-            assert not app.screen.query(TourCaption)
+            await wait_for(pilot, lambda: not app.screen.query(TourCaption), 10, "the caption to go")
             # The load run of the playground went through the proxy.
             from pdtui.ui.session import LOAD_JOB
 
@@ -131,8 +132,7 @@ async def test_a_key_mid_tour_takes_over_and_leaves_nothing_behind(free_demo_pro
         seen_pids.update(_pids(app) | {tour.fault.pid})
         await pilot.press("x")  # any key
         assert not tour.running and tour.outcome == "taken over"
-        await pilot.pause(0.3)
-        assert not app.screen.query(TourCaption)
+        await wait_for(pilot, lambda: not app.screen.query(TourCaption), 10, "the caption to go")
         assert not isinstance(app.screen, ChoiceScreen)  # a question the tour raised is gone
         # The fault the tour injected does not outlive it: the decoder comes back.
         name = tour.fault.instance
@@ -156,6 +156,36 @@ async def test_a_key_mid_tour_takes_over_and_leaves_nothing_behind(free_demo_pro
 
 
 @pytest.mark.timeout(120)
+async def test_a_click_while_the_tour_shows_the_gpu_picker_closes_it_unchanged(free_demo_profile):
+    from pdtui.ui.app import PdtuiApp
+    from pdtui.ui.screens.editor import EditorScreen
+    from pdtui.ui.screens.picker import GpuPickerScreen
+    from pdtui.ui.tour import Tour
+    from pdtui.ui.tour_steps import TourStep
+
+    async def hold(_tour) -> None:
+        await asyncio.Event().wait()
+
+    steps = [*TOUR_STEPS[:2], TourStep("hold", "held", hold)]
+    app = PdtuiApp(free_demo_profile, demo=True, offer_reattach=False, keymap={})
+    tour = Tour(app, pace_s=0.0, steps=steps)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: tour.reached[-1:] == ["hold"] or not tour.running, 60, "the picker shown")
+        assert isinstance(app.screen, GpuPickerScreen)
+        # A click takes over too. As the terminal driver sends it: to the app (Pilot.click
+        # would hand it to the screen, past the app's hook).
+        from textual import events
+        from textual.pilot import _get_mouse_message_arguments
+
+        app.post_message(events.MouseDown(**_get_mouse_message_arguments(app.screen, (2, 2), button=1)))
+        await wait_for(pilot, lambda: isinstance(app.screen, EditorScreen), 10, "the picker closed")
+        assert tour.outcome == "taken over" and not app.document.dirty
+        assert not app.control.active  # nothing was launched
+        await pilot.press("escape")  # the editor is the operator's: esc goes back to the cockpit
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "CockpitScreen", 10, "the cockpit")
+
+
+@pytest.mark.timeout(120)
 async def test_the_tour_refuses_a_real_engine(tmp_path):
     """The tour kills a process: never one of a real vLLM deployment."""
     from pdtui.model.presets import resolve_profile_path
@@ -170,6 +200,14 @@ async def test_the_tour_refuses_a_real_engine(tmp_path):
         await wait_for(pilot, lambda: not tour.running and tour.outcome is not None, 60, "the tour to stop")
         assert "simulated engines only" in tour.outcome
         assert not app.control.active  # nothing was launched
+
+
+def test_every_caption_fits_one_line_at_80_columns():
+    from rich.cells import cell_len
+
+    for step in TOUR_STEPS:
+        line = f"tour {len(TOUR_STEPS)}/{len(TOUR_STEPS)}  {step.caption}"
+        assert cell_len(line) <= 80 - 2, line  # the caption's padding: one column each side
 
 
 def test_tour_pace_flag_environment_and_bad_values(monkeypatch):
