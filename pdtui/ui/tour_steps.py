@@ -211,7 +211,8 @@ async def kv_transfer(tour: Tour) -> None:
 def _active_tab(screen: Any) -> str:
     from textual.widgets import TabbedContent
 
-    return str(screen.query_one(TabbedContent).active)
+    tabs = screen.query(TabbedContent)  # none while the screen is still being composed
+    return str(tabs.first().active) if tabs else ""
 
 
 async def inject_fault(tour: Tour) -> None:
