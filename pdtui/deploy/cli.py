@@ -97,8 +97,8 @@ def _progress_printer(start: float):
         stamp = f"[{time.monotonic() - start:6.1f}s]"
         if isinstance(event, StateChanged):
             st = event.status
-            if st.state.value in ("stopping", "stopped") and not st.reason:
-                return  # `_stop_and_say` says what was stopped, once
+            if st.state.value in ("stopping", "stopped"):
+                return  # `_stop_and_say` says what was stopped (and how), once
             extra = f" (pid {st.pid})" if st.state.value == "starting" and st.pid else ""
             extra += f": {st.reason}" if st.reason else ""
             _err(f"{stamp} {event.name}: {st.state.value}{extra}")
