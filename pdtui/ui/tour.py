@@ -150,7 +150,11 @@ class Tour:
     async def ask_and_answer(self, is_question: Callable[[Any], bool], answer: str, what: str) -> None:
         """A request raised a question (a ModalScreen): show it, then answer it as the
         operator would."""
-        await self.until(lambda: is_question(self.app.screen) and isinstance(self.app.screen, ModalScreen), what, 30)
+        def asked() -> bool:  # on screen and mounted (its button focused): it can be answered cleanly
+            screen = self.app.screen
+            return is_question(screen) and isinstance(screen, ModalScreen) and screen.focused is not None
+
+        await self.until(asked, what, 30)
         screen = self.app.screen
         self._modal = screen if isinstance(screen, ModalScreen) else None
         await self.pause(0.5)

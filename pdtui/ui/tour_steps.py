@@ -249,12 +249,24 @@ async def recover_fault(tour: Tour) -> None:
 async def _ready_again(tour: Tour) -> None:
     fault = tour.fault
 
-    def back() -> bool:
+    def decoder() -> Any:
         status = _status(tour)
-        inst = next((i for i in status.instances if i.name == fault.instance), None) if status else None
+        return next((i for i in status.instances if i.name == fault.instance), None) if status else None
+
+    before = decoder()
+    restarts = before.restarts if before is not None else 0
+
+    def back() -> bool:
+        inst = decoder()
         return inst is not None and inst.state.value == "ready" and inst.pid not in (None, fault.pid)
 
-    await tour.until(back, f"{fault.instance} ready again", 120)
+    def gave_up() -> str | None:  # the restart ran and ended failed: say why at once
+        inst = decoder()
+        if inst is not None and inst.restarts > restarts and inst.state.value == "failed":
+            return f"the restart of {fault.instance} failed: {inst.reason}"
+        return None
+
+    await tour.until(back, f"{fault.instance} ready again", 120, failed=gave_up)
     fault.recovered = True
 
 

@@ -128,7 +128,8 @@ async def test_a_key_mid_tour_takes_over_and_leaves_nothing_behind(free_demo_pro
     seen_pids: set[int] = set()
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_for(pilot, lambda: held.is_set() or not tour.running, 300, f"the tour's fault ({tour.outcome})")
-        assert held.is_set() and tour.fault.crashed_seen and not tour.fault.recovered
+        assert held.is_set(), tour.outcome
+        assert tour.fault.crashed_seen and not tour.fault.recovered
         seen_pids.update(_pids(app) | {tour.fault.pid})
         await pilot.press("x")  # any key
         assert not tour.running and tour.outcome == "taken over"
