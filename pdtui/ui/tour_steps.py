@@ -255,6 +255,7 @@ async def _ready_again(tour: Tour) -> None:
 
     before = decoder()
     restarts = before.restarts if before is not None else 0
+    crash = before.reason if before is not None else None  # kept until the new process starts
 
     def back() -> bool:
         inst = decoder()
@@ -262,7 +263,7 @@ async def _ready_again(tour: Tour) -> None:
 
     def gave_up() -> str | None:  # the restart ran and ended failed: say why at once
         inst = decoder()
-        if inst is not None and inst.restarts > restarts and inst.state.value == "failed":
+        if inst is not None and inst.restarts > restarts and inst.state.value == "failed" and inst.reason != crash:
             return f"the restart of {fault.instance} failed: {inst.reason}"
         return None
 
