@@ -11,6 +11,7 @@
 # SHARED: a copy of shared/bench-tools under SHARED/bench-tools.
 # BASE: optional `git archive --prefix=base/` tarball of the baseline tree (the proxy
 #   benchmarks run it side by side); without it they run without a baseline.
+# UP_REF: the git ref whose `up` runs beside this tree's (default main).
 # No argument: every benchmark.
 set -u
 WHEELS=${WHEELS:-.carry/wheels}
@@ -37,10 +38,10 @@ uptime | tee -a "$B"
 for what in "$@"; do
   case $what in
     startup) run ui_startup python3 benchmarks/ui_startup.py --runs 9 ;;
-    idle) run ui_idle_cpu python3 benchmarks/ui_idle_cpu.py --window 20 --warm 5 ;;
+    idle) run ui_idle_cpu python3 benchmarks/ui_idle_cpu.py --window 20 --warm 5 --repeat 3 ;;
     proxy) run proxy_c64 python3 benchmarks/proxy_overhead.py --requests 1000 --concurrency 64 "${baseline[@]}" ;;
     ttfb) run proxy_ttfb python3 benchmarks/proxy_overhead.py --requests 200 --concurrency 8 --decode-ms-per-token 8 "${baseline[@]}" ;;
-    up) run runtime_startup python3 benchmarks/runtime_startup.py --repeat 3 ;;
+    up) run runtime_startup python3 benchmarks/runtime_startup.py --repeat 5 --no-launch-sh --baseline-ref "${UP_REF:-main}" ;;
     flood) run observe_log_flood python3 benchmarks/observe_log_flood.py --seconds 20 ;;
     sim) run sim_engine python3 benchmarks/sim_engine.py --idle-seconds 8 ;;
     *) echo "unknown benchmark: $what" >&2; exit 2 ;;

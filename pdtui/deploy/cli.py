@@ -208,6 +208,7 @@ def _up(args, profile, start_over) -> int:
             _err(f"detached: {sup.run_name} keeps running; re-attach with `{reattach_command(sup.run_name)}`, "
                  f"stop it with `pdtui down {sup.run_name}`")
             print(sup.run_name)
+            args.exit_at_once = True  # detached: nothing of this process is needed any more
             return 0
         _err("Ctrl-C stops everything")
         # Foreground: until Ctrl-C/SIGTERM, or until another pdtui stopped it (`pdtui down`).
