@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-p", "--profile", help="profile to open in the TUI (a file or a preset name); `pdtui FILE` works too")
     parser.add_argument("--attach", metavar="RUN", help="re-attach the TUI to a running deployment (a run name or directory)")
+    parser.add_argument("--tour", action="store_true",
+                        help="with --demo: the demo walks its screens on its own (launch, KV transfer, a fault and its "
+                             "recovery, playground), one caption a step; any key takes over")
+    parser.add_argument("--tour-pace", metavar="SECONDS", type=_seconds,
+                        help="seconds each tour step stays on screen (default 4; or PDTUI_TOUR_PACE)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in _COMMAND_MODULES:
         try:
@@ -90,6 +95,12 @@ def _subcommand_names(parser: argparse.ArgumentParser) -> set[str]:
     return set()
 
 
+def _seconds(text: str) -> float:
+    from pdtui.ui.cli import seconds
+
+    return seconds(text)
+
+
 def _version() -> str:
     from pdtui import __version__
 
@@ -97,7 +108,7 @@ def _version() -> str:
 
 
 # Top-level options that take a value: the word after them is not a command or a profile.
-_OPTIONS_WITH_VALUE = ("-p", "--profile", "--attach")
+_OPTIONS_WITH_VALUE = ("-p", "--profile", "--attach", "--tour-pace")
 
 
 def _first_word(argv: list[str]) -> int | None:

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -40,6 +41,7 @@ class PdtuiApp(App):
     CSS_PATH = "app.tcss"
     BINDINGS = bindings_for("app") + [Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True)]
     ENABLE_COMMAND_PALETTE = True
+    tour: Any = None  # pdtui.ui.tour.Tour (`--tour`): it starts once mounted; any key ends it
 
     def __init__(self, profile_path: Path | None = None, *, demo: bool = False, gpu_source: GpuSource | None = None,
                  settings: UiSettings | None = None, keymap: dict[str, str] | None = None, offer_reattach: bool = True,
@@ -95,6 +97,13 @@ class PdtuiApp(App):
         if self._start_feeds:
             self._start_gpu_feed()  # the GPU rows are what the operator waits for: first poll now
         self.call_after_refresh(lambda: self.run_worker(self._after_first_paint(), group="startup", exit_on_error=False))
+        if self.tour is not None:
+            self.tour.start()
+
+    async def on_event(self, event: events.Event) -> None:
+        if self.tour is not None and self.tour.takes_over(event):
+            return  # the key that ends the tour does nothing else
+        await super().on_event(event)
 
     async def _after_first_paint(self) -> None:
         """Paint first (with the GPU rows of the first poll), then load the profile (pydantic

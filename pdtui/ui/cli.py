@@ -95,6 +95,37 @@ def run_is_simulated(run_dir: Path) -> bool:
         return False
 
 
+DEFAULT_TOUR_PACE_S = 4.0  # seconds a tour caption stays: long enough to read it aloud
+TOUR_PACE_ENV = "PDTUI_TOUR_PACE"
+
+
+def seconds(text: str) -> float:
+    """argparse type: a number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
+
+
+def tour_pace(flag: float | None) -> tuple[float, str | None]:
+    """The tour's pause per step: `--tour-pace`, else PDTUI_TOUR_PACE, else the default;
+    and the problem with the environment's value, if any."""
+    import os
+
+    if flag is not None:
+        return flag, None
+    raw = os.environ.get(TOUR_PACE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TOUR_PACE_S, None
+    try:
+        return seconds(raw), None
+    except argparse.ArgumentTypeError as exc:
+        return DEFAULT_TOUR_PACE_S, f"pdtui: {TOUR_PACE_ENV}: {exc}"
+
+
 def run_tui(args: argparse.Namespace) -> int:
     from pdtui.model.presets import resolve_profile_path
 
@@ -117,10 +148,24 @@ def run_tui(args: argparse.Namespace) -> int:
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         print("pdtui: the control panel needs a terminal (for scripts use `pdtui up/down/status`)", file=sys.stderr)
         return 2
+    tour = bool(getattr(args, "tour", False))
+    pace_s, pace_problem = tour_pace(getattr(args, "tour_pace", None))
+    if tour and pace_problem:
+        print(pace_problem, file=sys.stderr)
+        return 2
+    if tour and (attach_run is not None or (profile_path is not None and not demo)):
+        print("pdtui: the tour launches and breaks its own simulated deployment: "
+              "run `pdtui --demo --tour` (no --attach, no real profile)", file=sys.stderr)
+        return 2
     from pdtui.ui.app import PdtuiApp
 
     # With --attach the run is re-attached at start, and no other detached run is offered.
-    app = PdtuiApp(profile_path, demo=demo, attach_run=attach_run, offer_reattach=attach_run is None)
+    app = PdtuiApp(profile_path, demo=demo or tour, attach_run=attach_run,
+                   offer_reattach=attach_run is None and not tour)
+    if tour:
+        from pdtui.ui.tour import Tour
+
+        Tour(app, pace_s=pace_s)  # the app starts it once mounted
     app.run()
     if app.commands.exit_note:
         print(app.commands.exit_note)

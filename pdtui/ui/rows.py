@@ -19,13 +19,14 @@ if TYPE_CHECKING:  # the GPU layer loads with the first reading, after the first
     from pdtui.gpus.processes import AttributedProcess
     from pdtui.gpus.snapshot import GpuInventory, GpuSnapshot
 
+# Not running: italic, never "dim" (dim text on the cursor row is about 3.5:1).
 STATE_STYLES = {
-    "stopped": "dim",
+    "stopped": "italic",
     "starting": "bold yellow",
     "ready": "bold green",
     "failed": "bold red",
     "stopping": "magenta",
-    "planned": "dim",
+    "planned": "italic",
 }
 
 GPU_COLUMNS = ("GPU", "Util", "Memory", "Temp", "Power", "Procs", "Held by")
@@ -115,7 +116,7 @@ def gpu_rows(inventory: GpuInventory, holders: Mapping[int, str]) -> list[tuple[
 
 def _load_style(percent: float | None) -> str:
     if percent is None:
-        return "dim"
+        return "italic"  # N/A: as readable as the rest, on the cursor row too
     if percent >= 90:
         return "red"
     if percent >= 60:

@@ -208,3 +208,48 @@ async def test_switching_theme_switches_the_terminal_colours(free_demo_profile):
         while app.theme != "pdtui-light":
             await pilot.press("T")
         assert red() == Color.parse(BUNDLED["pdtui-light"].error).rgb
+
+
+def _box_drawing(text: str) -> bool:
+    """Border lines are not text (WCAG's 4.5:1 is for text); their titles are."""
+    return all("\u2500" <= c <= "\u257f" for c in text)
+
+
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "NO_COLOR"])
+@pytest.mark.parametrize("theme_name", sorted(BUNDLED))
+async def test_the_whole_cockpit_as_drawn_reaches_4_5_to_1(theme_name, no_color, free_demo_profile, monkeypatch):
+    """Every glyph of text on the cockpit, as it reaches the terminal: the box titles (they
+    were drawn in the 60 % border colour), the planned rows under the cursor (they were dim)
+    and the footer's separator (Textual's 20 % foreground)."""
+    from pdtui.ui.app import PdtuiApp
+    from pdtui.ui.gpu_feed import GpuUpdate
+    from pdtui.ui.settings import UiSettings
+    from tests.ui.conftest import fixed_reading
+
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    app = PdtuiApp(free_demo_profile, demo=True, offer_reattach=False, start_feeds=False, keymap={},
+                   settings=UiSettings(theme=theme_name))
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.post_message(GpuUpdate(fixed_reading()))
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if app.document is not None and app.screen.query_one("#instance-table").row_count:
+                break
+        await pilot.pause(0.2)
+        assert app.screen.query_one("#instance-table").has_focus  # its cursor is the block one
+        seen, failures = set(), []
+        for y, strip in enumerate(app.screen._compositor.render_strips()):
+            for segment in strip:
+                text, style = segment.text.strip(), segment.style
+                if not text or _box_drawing(text) or style is None or style.color is None or style.bgcolor is None:
+                    continue
+                fg, bg = style.color.get_truecolor(), style.bgcolor.get_truecolor()
+                ratio = contrast(tuple(fg), tuple(bg))
+                seen.add(text)
+                if ratio < MINIMUM:
+                    failures.append(f"row {y}: {text[:30]!r} {fg.hex} on {bg.hex}: {ratio:.2f}:1")
+        assert {"GPUs", "Instances", "planned", "\u258f"} <= seen  # the three cases were drawn and checked
+        assert failures == []

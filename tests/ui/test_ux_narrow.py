@@ -56,10 +56,50 @@ async def test_kv_view_at_80_columns_keeps_names_whole():
     text = await _screen_text(view, (80, 24))
     assert "prefiller1 → decoder1" in text, text
     assert "decoder1 " in text and "prefiller1 " in text
-    # Request ids may be cut; names and headers never.
+    # Names and headers are never cut.
     for cut in ("decod…", "deco…", "pref…", "prefi…", "kv_w…", "prefiller1…", "decoder1…"):
         assert cut not in text, text
     assert "kv p50" in text
+
+
+async def test_kv_view_at_80_columns_shows_request_ids_whole_in_a_short_form():
+    """80x24: each request id readable (no "…"), short but still telling the requests apart,
+    and one request the same in the engines' table and the proxy's hand-off table."""
+    import re
+
+    from pdtui.ui.observe.kvview import short_request_ids
+
+    kv, pairs = _kv_from_the_real_run(), recorded()
+    name = url_namer({7100: "prefiller1", 7200: "decoder1"})
+    text = await _screen_text(KvTransferView(kv, pairs=pairs, name=name), (80, 24))
+    transfers, handoffs = kv.slowest(), pairs.slowest()
+    assert transfers and handoffs
+    short = short_request_ids([t.request_id for t in transfers if t.request_id] + [h.req_id for h in handoffs])
+    slow_part = text[text.index("slowest recent transfers"):]
+    for value in short.values():
+        assert re.search(rf"│ {re.escape(value)}\s+│", slow_part), (value, text)  # whole in its cell
+    assert "…" not in slow_part.replace("tokens", ""), text  # no cell of either table is cut
+    assert len(set(short.values())) == len({re.search(r"[0-9a-f]{16,}", f).group(0) for f in short})
+    # The engines' cmpl-<hex>-0-<suffix> and the proxy's <hex> of one request: one short form.
+    engine_id = next(t.request_id for t in transfers if t.request_id and t.request_id.startswith("cmpl-"))
+    core = re.search(r"[0-9a-f]{16,}", engine_id).group(0)
+    if core in short:
+        assert short[engine_id] == short[core]
+    wide = await _screen_text(KvTransferView(kv, pairs=pairs, name=name), (200, 60))
+    assert engine_id in wide  # wide screens keep the whole id
+
+
+def test_short_request_ids_grow_until_they_differ():
+    from pdtui.ui.observe.kvview import short_request_ids
+
+    ids = ["cmpl-abcdef0123456789aaaa-0-11111111", "cmpl-abcdef0123456789bbbb-0-22222222",
+           "abcdef0123456789aaaa", "plain-id"]
+    short = short_request_ids(ids)
+    assert short[ids[0]] == short[ids[2]] == "abcdef0123456789a"
+    assert short[ids[1]] == "abcdef0123456789b"
+    assert short["plain-id"] == "plain-id"
+    assert short_request_ids(["cmpl-0123456789abcdef0123-0-ffffffff"]) == {"cmpl-0123456789abcdef0123-0-ffffffff": "01234567"}
+    assert short_request_ids([]) == {}
 
 
 async def test_kv_view_empty_state_is_one_line():

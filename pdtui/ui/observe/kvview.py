@@ -9,6 +9,8 @@ per-instance table below shows the measured GB/s.
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -19,7 +21,27 @@ from collections.abc import Callable
 from pdtui.telemetry.pairs import PairStats
 from pdtui.telemetry.kvstats import KvTransferStats, pair_view_rows
 
-__all__ = ["KvTransferView"]
+__all__ = ["KvTransferView", "short_request_ids"]
+
+_HEX_ID = re.compile(r"[0-9a-f]{16,}")  # the random part of a request id (vLLM's cmpl-<hex>-0-<hex>, the proxy's <hex>)
+
+
+def short_request_ids(ids: list[str], min_length: int = 8) -> dict[str, str]:
+    """Each request id -> its short form for narrow screens, git-style: the start of its
+    random hex part, as long as it takes to tell the ids apart (at least `min_length`).
+    One request keeps one short form in every table: the prefiller's and the decoder's
+    `cmpl-<hex>-0-<suffix>` and the proxy's `<hex>` all become `<hex>[:n]`; ids without a
+    hex part stay whole."""
+    cores = {full: (found.group(0) if (found := _HEX_ID.search(full)) else full) for full in set(ids)}
+    distinct = {core for full, core in cores.items() if core != full or _HEX_ID.fullmatch(full)}
+    length = min_length
+    longest = max((len(c) for c in distinct), default=0)
+    while length < longest and len({c[:length] for c in distinct}) < len(distinct):
+        length += 1
+    short: dict[str, str] = {}
+    for full, core in cores.items():
+        short[full] = core[:length] if core in distinct else full
+    return short
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -85,13 +107,13 @@ class KvTransferView(Static):
             parts.append(Text(status, style="yellow"))
         return parts
 
-    def _handoff_table(self, pairs: PairStats) -> Table:
+    def _handoff_table(self, handoffs: list, request: dict[str, str]) -> Table:
         slow = Table(title="slowest recent KV hand-offs (proxy kv_wait)", expand=True)
         for column in ("P → D", "request", "kv_wait ms", "outcome"):
-            slow.add_column(column)
-        for h in pairs.slowest():
-            slow.add_row(f"{self.url_name(h.prefiller)} → {self.url_name(h.decoder)}", h.req_id, f"{h.kv_wait_ms:.3f}",
-                         "ok" if h.ok else "error")
+            slow.add_column(column, no_wrap=True)
+        for h in handoffs:
+            slow.add_row(f"{self.url_name(h.prefiller)} → {self.url_name(h.decoder)}", request.get(h.req_id, h.req_id),
+                         f"{h.kv_wait_ms:.3f}", "ok" if h.ok else "error")
         return slow
 
     def refresh_view(self) -> None:
@@ -110,11 +132,18 @@ class KvTransferView(Static):
                           _num(r.gbps, ".3f"), str(r.stored_tokens),
                           str(r.hit_tokens), _num(None if r.hit_rate is None else r.hit_rate * 100, ".1f") + ("%" if r.hit_rate is not None else ""),
                           str(r.zero_hits), str(r.alloc_retries))
-        slow = Table(title="slowest recent transfers", expand=True)
+        transfers = self.stats.slowest()
+        handoffs = self.pairs.slowest() if self.pairs is not None else []
+        ids = [t.request_id for t in transfers if t.request_id] + [h.req_id for h in handoffs]
+        # Under 120 columns whole ids (40+ characters) would be cut: a short form that still
+        # tells them apart, the same for one request in both tables.
+        request = short_request_ids(ids) if self.narrow else {i: i for i in ids}
+        slow = Table(title="slowest recent transfers" + (" (request: short id)" if self.narrow else ""), expand=True)
         for column in ("instance", "request", "tokens", "ms", "GB/s"):
-            slow.add_column(column)
-        for s in self.stats.slowest():
-            slow.add_row(s.instance, s.request_id or "-", str(s.tokens), f"{s.duration_ms:.1f}", _num(s.throughput_gbps, ".2f"))
+            slow.add_column(column, no_wrap=True)
+        for t in transfers:
+            slow.add_row(t.instance, request.get(t.request_id, t.request_id) if t.request_id else "-", str(t.tokens),
+                         f"{t.duration_ms:.1f}", _num(t.throughput_gbps, ".2f"))
         alarms = self.stats.alarms()
         if self.pairs is not None:
             alarms = self.pairs.alarms(self.url_name) + alarms
@@ -122,6 +151,6 @@ class KvTransferView(Static):
         if self.pairs is None:
             shown = Group(table, slow, alarm_text)
         else:
-            shown = Group(*self._pair_parts(self.pairs), table, slow, self._handoff_table(self.pairs), alarm_text)
+            shown = Group(*self._pair_parts(self.pairs), table, slow, self._handoff_table(handoffs, request), alarm_text)
         self.shown = shown
         self.update(shown)  # `shown` kept so tests can render it as plain text

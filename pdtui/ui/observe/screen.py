@@ -84,12 +84,19 @@ class ObserveScreen(Screen):
     def on_tabbed_content_tab_activated(self, _event: TabbedContent.TabActivated) -> None:
         self.call_after_refresh(self._focus_active)
 
-    def _focus_active(self) -> None:
+    def _focus_active(self, tries: int = 20) -> None:
         """The active tab's keys work at once: its log (or first field) takes the focus."""
+        from textual.css.query import NoMatches
+
         tabbed = self.query_one(TabbedContent)
         if not tabbed.active:
             return
-        pane = tabbed.get_pane(tabbed.active)
+        try:
+            pane = tabbed.get_pane(tabbed.active)
+        except NoMatches:  # activated before its pane is mounted (a loaded machine): soon
+            if tries > 0 and self.is_attached:
+                self.set_timer(0.1, lambda: self._focus_active(tries - 1))
+            return
         logs = pane.query(LogPane)
         if logs:
             logs.first().log_view.focus()
