@@ -36,6 +36,8 @@ from pdtui.ui import paths
 if TYPE_CHECKING:
     from textual.app import App
 
+    from pdtui.ui.settings import UiSettings
+
 COLOUR_FIELDS = (
     "primary", "secondary", "warning", "error", "success", "accent",
     "foreground", "background", "surface", "panel", "boost",
@@ -180,3 +182,35 @@ def ansi_palette(theme: Theme) -> TerminalTheme:
     background = Color.parse(theme.background).rgb if theme.background else (back.red, back.green, back.blue)
     foreground = Color.parse(theme.foreground).rgb if theme.foreground else (fore.red, fore.green, fore.blue)
     return TerminalTheme(background, foreground, colours[:8], colours[8:])
+
+
+def follow_theme(app: App, settings: UiSettings) -> None:
+    """The app's theme changed: terminal colour names in cells take its colours (readable
+    under NO_COLOR), and an operator's pick (not the one made from the settings file) is
+    remembered in it."""
+    palette = ansi_palette(app.current_theme)
+    if app.current_theme.dark:
+        app.ansi_theme_dark = palette
+    else:
+        app.ansi_theme_light = palette
+    if app.is_running and app.theme != settings.theme:
+        settings.theme = app.theme
+        app.run_worker(lambda: _remember_theme(app), thread=True, group="settings", exit_on_error=False)
+
+
+def _remember_theme(app: App) -> None:
+    from pdtui.ui.settings import save_theme
+
+    try:
+        notice = save_theme(app.theme)  # the latest pick, whichever worker gets here last
+    except OSError as exc:
+        notice = f"theme not remembered: {exc}"
+    if notice:
+        app.call_from_thread(app.notify, notice, severity="warning", timeout=10)
+
+
+def next_theme(app: App) -> None:
+    names = theme_names(app) or list(app.available_themes)
+    current = names.index(app.theme) if app.theme in names else -1
+    app.theme = names[(current + 1) % len(names)]
+    app.notify(f"theme: {app.theme}", timeout=2)
