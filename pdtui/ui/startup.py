@@ -80,6 +80,8 @@ class Startup:
         self.first_screen_at = time.monotonic()
         if self.start_feeds:
             await self._first_gpu_rows_painted()
+            if self.gpu_feed is not None:
+                self.gpu_feed.poll_now()  # its first reading had no processes: who holds each GPU, now
         try:
             if profile_path is not None:
                 self.problems += await asyncio.to_thread(self.session.open_profile, profile_path)
