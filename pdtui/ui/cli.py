@@ -112,11 +112,17 @@ def run_tui(args: argparse.Namespace) -> int:
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         print("pdtui: the control panel needs a terminal (for scripts use `pdtui up/down/status`)", file=sys.stderr)
         return 2
+    from pdtui.ui import gc_pause
+
+    gc_pause.pause()  # until the first screen is painted (pdtui.ui.startup resumes it)
     from pdtui.ui.app import PdtuiApp
 
     # With --attach the run is re-attached at start, and no other detached run is offered.
     app = PdtuiApp(profile_path, demo=demo, attach_run=attach_run, offer_reattach=attach_run is None)
-    app.run()
+    try:
+        app.run()
+    finally:
+        gc_pause.resume()  # the app ended before its first screen
     if app.commands.exit_note:
         print(app.commands.exit_note)
     return int(app.return_code or 0)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pdtui.ui import messages
+from pdtui.ui import gc_pause, messages
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -78,10 +78,13 @@ class Startup:
 
     async def _after_first_paint(self, profile_path: Path | None) -> None:
         self.first_screen_at = time.monotonic()
-        if self.start_feeds:
-            await self._first_gpu_rows_painted()
-            if self.gpu_feed is not None:
-                self.gpu_feed.poll_now()  # its first reading had no processes: who holds each GPU, now
+        try:
+            if self.start_feeds:
+                await self._first_gpu_rows_painted()
+                if self.gpu_feed is not None:
+                    self.gpu_feed.poll_now()  # its first reading had no processes: who holds each GPU, now
+        finally:
+            gc_pause.resume()  # paused by `pdtui` before Textual was imported
         try:
             if profile_path is not None:
                 self.problems += await asyncio.to_thread(self.session.open_profile, profile_path)
