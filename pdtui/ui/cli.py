@@ -15,7 +15,7 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "info",
-        help="print where pdtui keeps its config, keys, themes, profiles and runs",
+        help="print where pdtui keeps its config, keys, themes, profiles, runs and cache",
         description="Print every path pdtui reads or writes (like `k9s info`).",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -37,6 +37,7 @@ def info_paths() -> dict[str, str]:
         "user profiles": str(paths.user_profiles_dir()),
         "shipped profiles": str(presets) if presets else "(not found)",
         "runs": str(paths.runs_dir()),
+        "cache": str(paths.cache_dir()),
     }
 
 
