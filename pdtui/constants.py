@@ -16,6 +16,9 @@ PROXY_TIMEOUT_DECODE_S = 120.0
 # ---- the proxy's other defaults: its argv (proxy/cli.py), its dataclasses (proxy/config.py)
 # and the profile's `proxy:` section (model/schema.py), which renders a flag only when set.
 PROXY_HEALTH_INTERVAL_S = 2.0
+# On SIGTERM/SIGINT, requests still in flight get this long before they are cancelled: well
+# inside the supervisor's SIGINT grace, so a stopping proxy never needs SIGKILL.
+PROXY_SHUTDOWN_GRACE_S = 3.0
 PROXY_CLIENT_HEADER_TIMEOUT_S = 10.0
 PROXY_CLIENT_BODY_TIMEOUT_S = 60.0
 PROXY_CLIENT_IDLE_TIMEOUT_S = 60.0

@@ -306,15 +306,26 @@ async def _events(request: web.Request) -> web.StreamResponse:
             history = svc.hub.history()
             if history:
                 await out.write(b"".join(frame(e) for e in history))
-        while True:
-            try:
-                event = await asyncio.wait_for(sub.queue.get(), EVENTS_HEARTBEAT_S)
-            except asyncio.TimeoutError:
-                event = {"type": "heartbeat"}
-            batch = [event]
-            while not sub.queue.empty() and len(batch) < 256:
-                batch.append(sub.queue.get_nowait())
-            await out.write(b"".join(frame(e) for e in batch))
+        closed = asyncio.ensure_future(sub.closed.wait())
+        try:
+            while True:
+                getter = asyncio.ensure_future(sub.queue.get())
+                await asyncio.wait((getter, closed), timeout=EVENTS_HEARTBEAT_S,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if closed.done():
+                    getter.cancel()
+                    break
+                if getter.done():
+                    event = getter.result()
+                else:
+                    getter.cancel()
+                    event = {"type": "heartbeat"}
+                batch = [event]
+                while not sub.queue.empty() and len(batch) < 256:
+                    batch.append(sub.queue.get_nowait())
+                await out.write(b"".join(frame(e) for e in batch))
+        finally:
+            closed.cancel()
     except (ConnectionResetError, aiohttp.ClientConnectionResetError):
         pass
     finally:

@@ -11,7 +11,8 @@ import sys
 from aiohttp import web
 
 from pdtui.proxy import proxylog
-from pdtui.proxy.app import build_app
+from pdtui.constants import PROXY_SHUTDOWN_GRACE_S
+from pdtui.proxy.app import SERVICE_KEY, build_app
 from pdtui.proxy.config import ProxyConfig
 from pdtui.proxy.guard import ConnectionGuard
 from pdtui.proxy.resources import ACCEPT_BACKLOG, client_connection_budget, raise_nofile_limit
@@ -34,7 +35,8 @@ class RunningProxy:
         # closes the backend connections, which makes vLLM abort the request.
         # aiohttp's own keep-alive timer backs up the guard's idle timeout.
         self.runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None,
-                                    keepalive_timeout=config.client.idle_timeout_s + 1.0)
+                                    keepalive_timeout=config.client.idle_timeout_s + 1.0,
+                                    shutdown_timeout=PROXY_SHUTDOWN_GRACE_S)
         self._server: asyncio.base_events.Server | None = None
 
     @property
@@ -55,6 +57,8 @@ class RunningProxy:
         self.guard.start()
 
     async def stop(self) -> None:
+        # /events readers (the cockpit's monitor) would otherwise hold the shutdown.
+        self.app[SERVICE_KEY].hub.close()
         await self.guard.stop()
         if self._server is not None:
             self._server.close()

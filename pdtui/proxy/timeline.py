@@ -19,6 +19,9 @@ class Subscriber:
     def __init__(self, maxsize: int) -> None:
         self.queue: asyncio.Queue[dict] = asyncio.Queue(maxsize)
         self.dropped = 0
+        # Set when the proxy stops: a reader's stream ends at once instead of holding
+        # the shutdown until its next heartbeat (or aiohttp's shutdown timeout).
+        self.closed = asyncio.Event()
 
     def offer(self, event: dict) -> None:
         if self.dropped:
@@ -48,6 +51,11 @@ class TimelineHub:
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)
+
+    def close(self) -> None:
+        """End every subscriber's stream (the proxy is stopping)."""
+        for sub in self._subscribers:
+            sub.closed.set()
 
     @property
     def subscriber_count(self) -> int:

@@ -65,3 +65,42 @@ def test_process_answers_health_503_without_backends_and_stops_on_sigterm():
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def test_an_open_events_stream_does_not_hold_the_stop():
+    """The cockpit's monitor keeps GET /events open for as long as the deployment lives: on
+    SIGTERM the proxy ends that stream and exits at once (it used to wait out aiohttp's
+    60 s shutdown timeout, and the supervisor killed it with SIGKILL)."""
+    import socket
+
+    port, zmq_port = free_port(), free_port()
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pdtui.proxy", "--port", str(port), "--zmq-port", str(zmq_port),
+         "--prefiller", dead, "--decoder", dead, "--decoder-init-ports", "7300",
+         "--decoder-alloc-ports", "7400"],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    reader = None
+    try:
+        deadline = time.monotonic() + 30
+        while reader is None:
+            try:
+                reader = socket.create_connection(("127.0.0.1", port), timeout=10)
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "proxy did not start"
+                time.sleep(0.1)
+        reader.sendall(b"GET /events HTTP/1.1\r\nHost: proxy\r\n\r\n")
+        assert reader.recv(64).startswith(b"HTTP/1.1 200")
+        proc.send_signal(signal.SIGTERM)
+        # Well inside the supervisor's SIGINT grace (10 s); the old proxy needed 60 s.
+        assert proc.wait(8) == 0
+        reader.settimeout(10)
+        rest = b""
+        while chunk := reader.recv(4096):  # the stream was ended, not left hanging
+            rest += chunk
+    finally:
+        if reader is not None:
+            reader.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
