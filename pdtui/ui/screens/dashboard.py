@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
+from textual.widget import MountError
 from textual.widgets import Footer, Static
 
 from pdtui.ui import cockpit_rows
@@ -68,9 +70,14 @@ class CockpitScreen(Screen):
     async def _compose_rest(self) -> None:
         instance_box = Vertical(DiffTable(cockpit_rows.INSTANCE_COLUMNS, id="instance-table"), id="instance-box")
         instance_box.border_title = "Instances"
-        await self.query_one("#top").mount(instance_box)
-        await self.mount(Static("", id="kv-strip"), CockpitLogs(id="log-box"), StatusLine("", id="health", markup=False),
-                         before=self.query_one(Footer))
+        rest = [instance_box, Static("", id="kv-strip"), CockpitLogs(id="log-box"), StatusLine("", id="health", markup=False)]
+        try:
+            await self.query_one("#top").mount(instance_box)
+            await self.mount(*rest[1:], before=self.query_one(Footer))
+        except (NoMatches, MountError):
+            return  # the app is closing before its first screen was complete
+        if not all(widget.is_attached for widget in rest):
+            return  # the same, while the widgets were being mounted
         self._complete = True
         if self.focused is None:
             self.query_one("#instance-table").focus()  # AUTO_FOCUS found nothing at the first frame
