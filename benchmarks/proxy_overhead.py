@@ -66,7 +66,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def start_deployment(tmp: Path, proxy_root: Path = REPO, decode_ms: float = 0.0,
-                     log_level: str = "INFO", preexec=None, proxy_args: tuple[str, ...] = ()):
+                     log_level: str = "INFO", preexec=None, proxy_args: tuple[str, ...] = (),
+                     profile: str | None = None, sample: str | None = None):
     tmp.mkdir(parents=True, exist_ok=True)
     zmq_port, p_port, d_port, init, alloc, x_port = (free_port() for _ in range(6))
     env = {"PDTUI_SIM_STARTUP_S": "0.2", "PDTUI_SIM_PREFILL_US_PER_TOKEN": "0",
@@ -91,8 +92,13 @@ def start_deployment(tmp: Path, proxy_root: Path = REPO, decode_ms: float = 0.0,
         # the proxy under test at its default log level (pdtui's writes an access line
         # per request), imported from proxy_root
         with open(tmp / "proxy.log", "wb") as fh:
+            # --profile-proxy: cProfile in the proxy process, written when it stops (SIGTERM
+            # ends its loop normally)
+            prof = ["-m", "cProfile", "-o", profile] if profile else []
+            if sample:  # --sample-proxy: a sampling profiler instead (proxy_sampler.py)
+                prof = [str(REPO / "benchmarks" / "proxy_sampler.py"), sample, "--"]
             procs.append(subprocess.Popen([
-                sys.executable, "-m", "pdtui.proxy", "--port", str(x_port), "--zmq-port",
+                sys.executable, *prof, *([] if sample else ["-m", "pdtui.proxy"]), "--port", str(x_port), "--zmq-port",
                 str(zmq_port), "--prefiller", f"http://127.0.0.1:{p_port}", "--decoder",
                 f"http://127.0.0.1:{d_port}", "--decoder-init-ports", str(init),
                 "--decoder-alloc-ports", str(alloc), "--log-level", log_level, *proxy_args],
@@ -191,7 +197,9 @@ async def bench(args) -> None:
     with tempfile.TemporaryDirectory(prefix="pdtui-proxy-bench-") as tmpdir:
         tmp = Path(tmpdir)
         deployments = {"proxy": start_deployment(tmp / "new", REPO, args.decode_ms_per_token,
-                                                 proxy_args=tuple(args.proxy_arg or ()))}
+                                                 proxy_args=tuple(args.proxy_arg or ()),
+                                                 profile=args.profile_proxy,
+                                                 sample=args.sample_proxy)}
         if args.baseline:
             deployments["baseline"] = start_deployment(tmp / "base", Path(args.baseline).resolve(),
                                                        args.decode_ms_per_token)
@@ -209,10 +217,14 @@ async def bench(args) -> None:
                     # the direct path gets token ids, as the proxy's decode hop does
                     "direct": (decoder + "/v1/completions", {**body, "prompt": direct_tokens}),
                 }
-                pids = {}
+                pids = {}  # path -> the proxy's pid
+                # path -> the pids whose CPU is counted: proxy, prefiller, decoder (procs are
+                # started decoder, prefiller, proxy)
+                counted = {"direct": (None, None, deployments["proxy"][2][0].pid)}
                 for name, (url, _, procs) in deployments.items():
                     targets[name] = (url + "/v1/completions", {**body, "prompt": prompt})
                     pids[name] = procs[-1].pid
+                    counted[name] = (procs[2].pid, procs[1].pid, procs[0].pid)
                 for url, b in targets.values():  # warm-up: connections, first-use paths
                     await round_(session, url, b, 50, 8)
                 print(f"prompt {len(direct_tokens)} tokens, max_tokens {args.max_tokens}, stream, "
@@ -221,23 +233,30 @@ async def bench(args) -> None:
                       + (f"; baseline proxy from {args.baseline}" if args.baseline else ""))
                 for concurrency, n in ((1, max(args.requests // 5, 100)),
                                        (args.concurrency, args.requests)):
-                    results = {k: ([], [], 0.0, 0.0) for k in targets}
+                    results = {k: ([], [], 0.0, (0.0, 0.0, 0.0)) for k in targets}
                     # alternate in slices so every path sees the same background load
                     slices = 5
                     for _ in range(slices):
                         for name, (url, b) in targets.items():
-                            cpu0 = cpu_seconds(pids[name]) if name in pids else 0.0
+                            cpu0 = [cpu_seconds(p) if p else 0.0 for p in counted[name]]
                             lat, tt, el = await round_(session, url, b, n // slices, concurrency)
-                            cpu = cpu_seconds(pids[name]) - cpu0 if name in pids else 0.0
+                            cpu = [cpu_seconds(p) - c0 if p else 0.0
+                                   for p, c0 in zip(counted[name], cpu0)]
                             acc = results[name]
-                            results[name] = (acc[0] + lat, acc[1] + tt, acc[2] + el, acc[3] + cpu)
-                    print(f"\nconcurrency {concurrency}, {n} requests per path")
+                            results[name] = (acc[0] + lat, acc[1] + tt, acc[2] + el,
+                                             tuple(a + c for a, c in zip(acc[3], cpu)))
+                    print(f"\nconcurrency {concurrency}, {n} requests per path; CPU ms per "
+                          "request of each process (the simulated engines' too: with tokenize "
+                          "and prefill the prefiller serves two requests per proxied one)")
                     print(f"{'path':9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
-                          f"{'ttfb p50':>9} {'req/s':>8} {'proxy CPU ms/req':>17}")
+                          f"{'ttfb p50':>9} {'req/s':>8} {'proxy CPU':>10} {'P CPU':>6} "
+                          f"{'D CPU':>6}")
                     for name, (lat, tt, el, cpu) in results.items():
-                        cpu_txt = f"{cpu / len(lat) * 1000:17.2f}" if name in pids else f"{'-':>17}"
+                        cpu_txt = " ".join(
+                            f"{c / len(lat) * 1000:{w}.2f}" if p else f"{'-':>{w}}"
+                            for c, p, w in zip(cpu, counted[name], (10, 6, 6)))
                         print(f"{name:9} {pct(lat, .5):8.2f} {pct(lat, .9):8.2f} "
-                              f"{pct(lat, .99):8.2f} {pct(tt, .5):9.2f} {len(lat) / el:8.0f}"
+                              f"{pct(lat, .99):8.2f} {pct(tt, .5):9.2f} {len(lat) / el:8.0f} "
                               f"{cpu_txt}")
                     for name in pids:
                         added = pct(results[name][0], .5) - pct(results["direct"][0], .5)
@@ -277,7 +296,17 @@ def main() -> None:
     parser.add_argument("--proxy-arg", action="append", metavar="ARG",
                         help="extra argument for the proxy under test (not the baseline), e.g. "
                         "--proxy-arg=--first-token-from-prefiller")
-    asyncio.run(bench(parser.parse_args()))
+    parser.add_argument("--profile-proxy", metavar="FILE",
+                        help="run the proxy under test in cProfile and write its stats to FILE "
+                        "(read with python -m pstats FILE); slows that proxy down")
+    parser.add_argument("--sample-proxy", metavar="FILE",
+                        help="run the proxy under test with a sampling profiler (1 kHz; "
+                        "benchmarks/proxy_sampler.py) and write its report to FILE")
+    args = parser.parse_args()
+    for name in ("profile_proxy", "sample_proxy"):
+        if getattr(args, name):
+            setattr(args, name, str(Path(getattr(args, name)).resolve()))
+    asyncio.run(bench(args))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,34 @@
 """CPU of the idle cockpit: 8 simulated GPUs, 4 ready instances + proxy, nothing typed.
 
-The cockpit includes the deployment monitor (one scrape per second of every engine and
-the proxy, one tail loop over every log, the proxy's /events reader, the 1 s sampler)
-and the interleaved log pane; the demo's background load is off (idle means no traffic).
+The cockpit includes the deployment monitor (the scraper: every 10 s while idle, at once
+on traffic; the log tail, woken by inotify when a log is written; the proxy's /events
+reader; the 1 s sampler), the runtime supervisor of the re-attached run (exit checks,
+/health every 2 s) and the interleaved log pane; the demo's background load is off
+(idle means no traffic).
 
 The deployment is started headless first (`pdtui up PROFILE --detach`), so its engines
 are not children of the UI; then the UI is started in a 120x40 pty, re-attached to that
 run, and measured from outside by /work/shared/bench-tools/idle_cpu.py (CPU time of the
-UI's process tree over a window after a warm-up, output drained). Target: < 2 % of one core.
+UI's process tree over a window after a warm-up, output drained). Target (issue 14):
+< 1 % of one core on the quiet host, and within 1.1x the baseline.
 
-The machine is shared and noisy, so the baseline -- a minimal Textual GPU table that
-changes its 8 rows every second (`ui_bare_textual.py --refresh 1`) -- is measured in the
-same run, right before pdtui, by the same tool; the report gives both and their ratio.
+The baseline -- a minimal Textual GPU table that changes its 8 rows every second
+(`ui_bare_textual.py --refresh 1`) -- is measured by the same tool in the same run, in
+the same pty size, on the same machine, so the ratio holds on a noisy machine where the
+absolute figures do not. What is and is not like with like:
+- alike: one 1 s clock, 8 GPU rows whose figures change every second, the same
+  terminal size and drained output, the same warm-up and window;
+- the cockpit does strictly more: two tables, sparklines, a KV strip, a log pane, a
+  health line, and the threads above (GPU poller, supervisor, monitor); the bare table
+  makes up its numbers on the UI thread and has no I/O at all. The baseline is the
+  issue's reference and is kept as it is: the ratio charges all of that to pdtui;
+- the baseline runs while the deployment warms up (it starts right after `up`), the
+  cockpit once it has been up --min-uptime s; the simulated engines are not in either
+  tree, and neither figure includes them.
+A 20 s window counts ~20 scheduler ticks of 10 ms per 1 % of CPU, and a few periodic
+jobs (the 2 s health checks, the 10 s idle scrape) fall in it or not: `--repeat N`
+alternates N baseline and cockpit windows against the same deployment and reports each
+pair and the ratio of the sums (use it to compare; the single pair is the headline).
 
 The window starts once the deployment has been up for --min-uptime seconds (default 60):
 the instances table shows uptime in seconds only during an instance's first minute (then
@@ -19,7 +36,7 @@ the instances table shows uptime in seconds only during an instance's first minu
 second, which an operator's long-running deployment does not. `--min-uptime 0` measures
 right after the start, as this benchmark did before. The baseline runs while waiting.
 
-    python benchmarks/ui_idle_cpu.py [--window 30] [--warm 5] [--min-uptime 60] [--no-baseline]
+    python benchmarks/ui_idle_cpu.py [--window 30] [--warm 5] [--min-uptime 60] [--repeat 1] [--no-baseline]
 """
 
 from __future__ import annotations
@@ -53,6 +70,7 @@ def main() -> int:
     parser.add_argument("--warm", type=float, default=5.0)
     parser.add_argument("--no-baseline", action="store_true", help="measure pdtui only")
     parser.add_argument("--min-uptime", type=float, default=60.0, help="how long the deployment has been up when the window starts")
+    parser.add_argument("--repeat", type=int, default=1, help="then N-1 more baseline/cockpit pairs against the same deployment")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -78,13 +96,19 @@ def main() -> int:
             baseline = idle_cpu.measure([sys.executable, str(BARE_APP), "--refresh", "1"], warm=args.warm, window=args.window)
         time.sleep(max(0.0, args.min_uptime - args.warm - (time.monotonic() - ready_at)))
         uptime_at_window = time.monotonic() - ready_at + args.warm
-        result = idle_cpu.measure([sys.executable, __file__, "--child", str(run_dir)], warm=args.warm, window=args.window)
+        cockpit = [sys.executable, __file__, "--child", str(run_dir)]
+        bare = [sys.executable, str(BARE_APP), "--refresh", "1"]
+        result = idle_cpu.measure(cockpit, warm=args.warm, window=args.window)
+        pairs = [(baseline, result)]
+        for _ in range(args.repeat - 1):
+            pairs.append((None if args.no_baseline else idle_cpu.measure(bare, warm=args.warm, window=args.window),
+                          idle_cpu.measure(cockpit, warm=args.warm, window=args.window)))
     finally:
         subprocess.run([sys.executable, "-m", "pdtui", "down", run_dir.name], env=env, timeout=120)
     print(json.dumps(result))
     if "cpu_pct_of_one_core" in result:
         print(f"idle cockpit CPU: {result['cpu_pct_of_one_core']:.2f} % of one core over {args.window:g} s "
-              f"(8 GPUs, 4 instances + proxy up {uptime_at_window:.0f} s at its start; target < 2 %), RSS {result['rss_mb']} MiB, "
+              f"(8 GPUs, 4 instances + proxy up {uptime_at_window:.0f} s at its start; target < 1 % on the quiet host), RSS {result['rss_mb']} MiB, "
               f"{result['bytes_out'] / args.window / 1024:.1f} KiB/s to the terminal")
     if baseline is not None:
         print(json.dumps(baseline))
@@ -92,7 +116,17 @@ def main() -> int:
         ratio = result["cpu_pct_of_one_core"] / max(baseline["cpu_pct_of_one_core"], 0.01)
         print(f"bare Textual GPU table at 1 s (baseline): {baseline['cpu_pct_of_one_core']:.2f} % of one core, "
               f"RSS {baseline['rss_mb']} MiB, {baseline['bytes_out'] / args.window / 1024:.1f} KiB/s; "
-              f"pdtui / baseline = {ratio:.1f}x")
+              f"pdtui / baseline = {ratio:.2f}x")
+    if args.repeat > 1:
+        def pct(r):
+            return r.get("cpu_pct_of_one_core") if r else None
+        figures = [(pct(b), pct(c)) for b, c in pairs]
+        print("pairs (baseline %, cockpit %): " + ", ".join(f"({b}, {c})" for b, c in figures))
+        both = [(b, c) for b, c in figures if b is not None and c is not None]
+        if both:
+            bare_sum, cockpit_sum = sum(b for b, _ in both), sum(c for _, c in both)
+            print(f"over {len(both)} pairs: baseline {bare_sum / len(both):.2f} %, cockpit {cockpit_sum / len(both):.2f} % "
+                  f"of one core; ratio of the sums {cockpit_sum / max(bare_sum, 0.01):.2f}x")
     return 0
 
 

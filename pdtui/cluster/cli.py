@@ -193,6 +193,75 @@ def cmd_down(run_dir: Path) -> int:
     return 0
 
 
+def cmd_restart(run_dir: Path, name: str, timeout_s: float = 600.0) -> int:
+    """`pdtui restart NAME` of a Slurm run: a new job step for it, then wait until it is ready."""
+    from pdtui.cluster.slurm_backend import SlurmRun
+    from pdtui.cluster.slurm_cmd import SlurmError
+
+    try:
+        run = SlurmRun.load(run_dir)
+        before = next((i.step_id for i in run.status(probe=False).instances if i.name == name), None)
+        run.restart_instance(name)
+    except SlurmError as exc:
+        _err(f"pdtui restart: {exc}")
+        return 1
+    deadline = time.monotonic() + timeout_s
+    while True:
+        inst = run.status().instance(name)
+        if inst.state == "failed" or (inst.state == "ready" and inst.step_id != before) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    _err(f"{name}: {inst.state}" + (f" on {inst.node} (step {inst.step_id})" if inst.step_id else "") + (f" ({inst.reason})" if inst.reason else ""))
+    return 0 if inst.state == "ready" else 1
+
+
+def cancel_all() -> tuple[bool, list[str]]:
+    """`pdtui down --all`'s Slurm part: every pdtui Slurm run still holding a job, and any
+    job of this user named `pdtui-RUN` whose working directory is a run directory of this
+    pdtui (its run directory deleted). (all cancelled, one line per job acted on)."""
+    from pdtui.cluster import slurm_cmd
+    from pdtui.cluster.slurm_backend import SlurmRun
+    from pdtui.cluster.slurm_cmd import SlurmError
+    from pdtui.runtime.rundir import runs_root
+
+    if slurm_cmd.available() is not None:
+        return True, []  # no Slurm client here: no Slurm run can be running from this machine
+    try:
+        queued = {job_id: (name, state, workdir) for job_id, name, state, workdir in slurm_cmd.user_jobs()}
+    except SlurmError as exc:
+        return False, [f"Slurm: cannot list the jobs ({exc}); pdtui's Slurm jobs were not cancelled"]
+    ok, lines, seen = True, [], set()
+    for run_dir in find_slurm_runs():
+        try:
+            run = SlurmRun.load(run_dir)
+        except SlurmError as exc:
+            lines.append(f"{run_dir.name}: {exc}")
+            ok = False
+            continue
+        seen.add(run.job_id)
+        if run.job_id not in queued and not run.left_behind():
+            continue  # its job ended, nothing of it runs (a local proxy would show here)
+        try:
+            left = run.stop()
+        except SlurmError as exc:
+            left = [str(exc)]
+        ok = ok and not left
+        what = f"Slurm job {run.job_id} ({queued[run.job_id][1].lower()})" if run.job_id in queued else "its local proxy"
+        lines.append(f"{run.name}: " + (f"still there after scancel: {', '.join(left)}" if left
+                                        else f"cancelled {what}, no step left"))
+    roots = {str(runs_root()), str(runs_root().resolve())}
+    for job_id, (name, state, workdir) in queued.items():
+        if job_id in seen or not name.startswith("pdtui-") or not any(workdir.startswith(r + "/") for r in roots):
+            continue
+        try:
+            slurm_cmd.scancel(job_id)
+            lines.append(f"{name.removeprefix('pdtui-')}: cancelled Slurm job {job_id} ({state.lower()}; its run state (slurm.json) is gone)")
+        except SlurmError as exc:
+            ok = False
+            lines.append(f"{name}: scancel {job_id} failed: {exc}")
+    return ok, lines
+
+
 def status_reports(name: str | None, include_stopped: bool) -> list:
     from pdtui.cluster.slurm_backend import SlurmRun
     from pdtui.cluster.slurm_cmd import SlurmError

@@ -24,7 +24,9 @@ from pdtui.cluster.slurm_cmd import SlurmError
 from pdtui.cluster.slurm_job import (
     ABORT_FILE,
     EXIT_DIR,
+    HOLD_DIR,
     JOB_SCRIPT,
+    RESTART_DIR,
     STEPS_SCRIPT,
     instance_spec,
     job_script,
@@ -141,7 +143,7 @@ class SlurmRun:
                 spec["env"]["PDTUI_SIM_GPU_DIR"] = str(sim_gpu_dir(self.run_dir, host_of[inst.name]))
             atomic_write(step_spec_path(self.run_dir, inst.name), json.dumps(spec, indent=2))
         atomic_write(step_spec_path(self.run_dir, "proxy"), json.dumps(step_spec(plan.proxy.argv, plan.proxy.env)[0], indent=2))
-        self.state.update(hosts=list(hosts), addresses=addresses, python=python, instances={
+        self.state.update(hosts=list(hosts), addresses=addresses, python=python, restartable=True, instances={
             inst.name: {
                 "kind": inst.role, "node": spec_of[inst.name].node or names[0],
                 "host": host_of[inst.name],
@@ -192,8 +194,9 @@ class SlurmRun:
         return cls(Path(run_dir), state)
 
     # --- status ----------------------------------------------------------------------
-    def status(self, probe: bool = True) -> ClusterStatus:
-        """Slurm's view (job, steps, node state) with /health over the network."""
+    def status(self, probe: bool = True, load: bool = True) -> ClusterStatus:
+        """Slurm's view (job, steps, node state) with /health over the network; `load`: also
+        each ready engine's /metrics (the TUI's monitor scrapes those itself)."""
         self._node_reasons.clear()
         job = slurm_cmd.job(self.job_id)
         job_state, job_reason = (job.state, job.reason) if job else ("GONE", "")
@@ -208,7 +211,7 @@ class SlurmRun:
             instances.append(self._proxy_status(proxy, job_state, job_reason, steps, probe))
         for name, info in self.state.get("instances", {}).items():
             exit_code = self._exit_code(name)
-            state, reason = instance_state(
+            state, reason = self._asked(name, job_state, name in steps) or instance_state(
                 job_state, job_reason, name in steps, exit_code, info["health_url"] if probe else None,
                 Path(info["log"]), self._node_reason(info.get("host")), self.state.get("stopped", False),
             )
@@ -218,7 +221,7 @@ class SlurmRun:
                 step_id=step.step_id if step else None, port=info["port"],
                 gpus=gpus_from_log(Path(info["log"])) or tuple(info.get("gpus") or ()),
                 health_url=info["health_url"], log_path=info["log"],
-                load=engine_load(info["health_url"]) if probe and state == "ready" else None,
+                load=engine_load(info["health_url"]) if probe and load and state == "ready" else None,
             ))
         return ClusterStatus(self.name, str(self.run_dir), self.job_id, job_state, job_reason, tuple(self._remember(instances)))
 
@@ -244,13 +247,62 @@ class SlurmRun:
             job_state, in_step = ("RUNNING", alive) if alive else (job_state, False)
         else:
             in_step = "proxy" in steps
-        state, reason = instance_state(
+        state, reason = self._asked("proxy", job_state, in_step) or instance_state(
             job_state, job_reason, in_step, self._exit_code("proxy"), proxy["health_url"] if probe else None,
             Path(proxy["log"]), self._node_reason(proxy.get("host")), self.state.get("stopped", False),
         )
         step = steps.get("proxy")
         return ClusterInstance("proxy", "proxy", state, reason, proxy.get("host"), step.step_id if step else None,
                                proxy["port"], (), proxy["health_url"], proxy["log"])
+
+    def _asked(self, name: str, job_state: str, step_running: bool) -> tuple[str, str | None] | None:
+        """An instance pdtui stopped alone or asked to restart, between its steps."""
+        if step_running or job_state != "RUNNING" or self.state.get("stopped"):
+            return None
+        if (self.run_dir / HOLD_DIR / name).exists():
+            return "stopped", "stopped alone"
+        if (self.run_dir / RESTART_DIR / name).exists():
+            return "starting", "restarting"
+        return None
+
+    # --- one instance ------------------------------------------------------------------
+    def instance_actions_problem(self, name: str) -> str | None:
+        """Why `name` cannot be stopped/restarted alone (None: it can)."""
+        if not self.state.get("restartable"):
+            return "this run's steps.sh predates restarts of one instance (pdtui down cancels the whole job)"
+        if name == "proxy" and (self.state.get("proxy") or {}).get("on") == "submit-host":
+            return "the proxy runs on this machine (proxy_on: submit-host), not as a job step; X cancels the whole job"
+        if name != "proxy" and name not in self.state.get("instances", {}):
+            return f"no instance {name!r} in {self.name}"
+        return None
+
+    def restart_instance(self, name: str) -> None:
+        """Start the instance's step again (its loop in steps.sh); a running step is cancelled."""
+        problem = self.instance_actions_problem(name)
+        if problem:
+            raise SlurmError(problem)
+        atomic_write(self.run_dir / RESTART_DIR / name, "restart\n")  # first: the loop reads it once srun returned
+        (self.run_dir / HOLD_DIR / name).unlink(missing_ok=True)
+        if self.state.get("failures", {}).pop(name, None) is not None:
+            self.save()  # a new step, a new first reason
+        self._cancel_step(name)
+
+    def stop_instance(self, name: str) -> None:
+        """Cancel the instance's step; it stays stopped (in the allocation) until restarted."""
+        problem = self.instance_actions_problem(name)
+        if problem:
+            raise SlurmError(problem)
+        atomic_write(self.run_dir / HOLD_DIR / name, "stopped alone by pdtui\n")
+        self._cancel_step(name)
+
+    def _cancel_step(self, name: str) -> None:
+        for step in slurm_cmd.steps(self.job_id):
+            if step.name == name:
+                try:
+                    slurm_cmd.scancel(step.step_id)
+                except SlurmError as exc:
+                    if "Invalid job id" not in str(exc) and "already completing" not in str(exc):
+                        raise
 
     def _exit_code(self, name: str) -> int | None:
         try:

@@ -87,6 +87,19 @@ def job(job_id: str) -> JobInfo | None:
     return None
 
 
+def user_jobs() -> list[tuple[str, str, str, str]]:
+    """This user's jobs in squeue: (job id, name, state, working directory)."""
+    import getpass
+
+    done = _run(["squeue", "-h", "-u", getpass.getuser(), "-o", "%i|%j|%T|%Z"])
+    jobs = []
+    for line in done.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) == 4:
+            jobs.append((parts[0].strip(), parts[1].strip(), parts[2].strip(), parts[3].strip()))
+    return jobs
+
+
 def steps(job_id: str) -> list[StepInfo]:
     """The job's running steps (squeue -s lists only running ones)."""
     done = _run(["squeue", "-h", "-s", "-j", job_id, "-o", "%i|%j|%N"], check=False)

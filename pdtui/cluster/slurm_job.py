@@ -23,6 +23,8 @@ STEPS_SCRIPT = "steps.sh"
 JOB_LOG = "slurm-job.log"
 EXIT_DIR = "exit"  # exit/<name>: a step's exit code, written when its srun returns
 ABORT_FILE = "abort"  # pdtui gave up before writing steps.sh: the batch script exits
+RESTART_DIR = "restart"  # restart/<name>: pdtui asks for the step again (once its srun returned)
+HOLD_DIR = "hold"  # hold/<name>: stopped alone; the step waits until pdtui starts it again
 
 
 def node_index(profile: Profile, instance_node: str | None) -> int:
@@ -104,17 +106,27 @@ def steps_script(
     plan: DeploymentPlan, profile: Profile, hosts: list[str], run_dir: Path, python: str, proxy_on_node: bool
 ) -> str:
     """Start every step in the background and record each exit code; the proxy first,
-    decoders before prefillers (LMCache's order)."""
+    decoders before prefillers (LMCache's order). Each step runs in a loop, so one
+    instance can be restarted or stopped alone while the srun clients stay in the job:
+    pdtui writes restart/NAME (or hold/NAME) and cancels the step; an instance that ended
+    by itself waits in the allocation for a restart."""
     run = shlex.quote(str(run_dir))
     lines = [
         "#!/bin/bash",
         "# Written by pdtui after the allocation: one job step per instance (see docs/cluster.md).",
         f"RUN={run}",
         f'mkdir -p "$RUN/{EXIT_DIR}"',
-        "step() {  # step NAME SRUN-ARGV...: run it, then record its exit code for pdtui status",
-        '  local name=$1; shift',
-        '  "$@"',
-        f'  echo $? > "$RUN/{EXIT_DIR}/$name"',
+        "step() {  # step NAME SRUN-ARGV...: run it, record its exit code; again when pdtui asks",
+        '  local name=$1 code; shift',
+        "  while true; do",
+        f'    rm -f "$RUN/{EXIT_DIR}/$name" "$RUN/{RESTART_DIR}/$name"',
+        '    "$@"',
+        "    code=$?",
+        f'    while [ -f "$RUN/{HOLD_DIR}/$name" ]; do sleep 0.5; done  # stopped alone: until started again',
+        f'    [ -f "$RUN/{RESTART_DIR}/$name" ] && continue',
+        f'    echo $code > "$RUN/{EXIT_DIR}/$name"',
+        f'    until [ -f "$RUN/{RESTART_DIR}/$name" ]; do sleep 1; done  # ended by itself: until restarted',
+        "  done",
         "}",
     ]
     if proxy_on_node:

@@ -4,6 +4,7 @@ orphans). Imported by pdtui/deploy/cli.py when one of them runs."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -63,9 +64,12 @@ def _sweep(run_name: str) -> str:
     from pdtui.gpus.markers import find_marked
     from pdtui.runtime.tree import stop_tree
 
+    from pdtui.runtime.rundir import runs_root
+
+    root = os.path.realpath(runs_root())
     lines = []
-    for instance in sorted({p.instance for p in find_marked(run_name)}):
-        result = stop_tree(None, run_name, instance)
+    for instance in sorted({p.instance for p in find_marked(run_name, root=root)}):
+        result = stop_tree(None, run_name, instance, root=root)
         if result.stopped:
             lines.append(f"\n  stopped {run_name}/{instance} by its run marker: {result.summary()}")
     return "".join(lines)
@@ -107,19 +111,32 @@ def _down_all() -> int:
         _err(f"{run.name}: {message}")
     from pdtui.gpus.markers import marked_runs
 
-    for run_name in sorted(marked_runs()):
+    from pdtui.runtime.rundir import runs_root
+
+    for run_name in sorted(marked_runs(os.path.realpath(runs_root()))):
         swept = _sweep(run_name)
         if swept:
             acted = True
             _err(f"{run_name}:{swept}")
+    from pdtui.cluster.cli import cancel_all  # pdtui's Slurm jobs (docs/cluster.md)
+
+    cancelled, lines = cancel_all()
+    ok = ok and cancelled
+    for line in lines:
+        acted = True
+        _err(line)
     if not acted:
-        _err("nothing to stop: no live run, no process with a pdtui run marker")
+        _err("nothing to stop: no live run, no Slurm job of pdtui, no process with a pdtui run marker")
     return 0 if ok else 1
 
 
 def cmd_restart(args) -> int:
-    from pdtui.runtime import AttachError
+    from pdtui.cluster.cli import cmd_restart as slurm_restart, resolve_slurm_run
+    from pdtui.runtime import AttachError, find_runs
 
+    slurm_run = resolve_slurm_run(args.run) if args.run or not find_runs(live_only=True) else None
+    if slurm_run is not None:  # a new job step for the instance (docs/cluster.md)
+        return slurm_restart(slurm_run, args.instance)
     run = _resolve(args.run)
     if run is None:
         return 1

@@ -97,8 +97,8 @@ def _progress_printer(start: float):
         stamp = f"[{time.monotonic() - start:6.1f}s]"
         if isinstance(event, StateChanged):
             st = event.status
-            if st.state.value in ("stopping", "stopped") and not st.reason:
-                return  # `_stop_and_say` says what was stopped, once
+            if st.state.value in ("stopping", "stopped"):
+                return  # `_stop_and_say` says what was stopped (and how), once
             extra = f" (pid {st.pid})" if st.state.value == "starting" and st.pid else ""
             extra += f": {st.reason}" if st.reason else ""
             _err(f"{stamp} {event.name}: {st.state.value}{extra}")
@@ -208,6 +208,7 @@ def _up(args, profile, start_over) -> int:
             _err(f"detached: {sup.run_name} keeps running; re-attach with `{reattach_command(sup.run_name)}`, "
                  f"stop it with `pdtui down {sup.run_name}`")
             print(sup.run_name)
+            args.exit_at_once = True  # detached: nothing of this process is needed any more
             return 0
         _err("Ctrl-C stops everything")
         # Foreground: until Ctrl-C/SIGTERM, or until another pdtui stopped it (`pdtui down`).

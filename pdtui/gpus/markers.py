@@ -90,7 +90,10 @@ def find_marked(run_name: str | None = None, instance: str | None = None, root: 
         marker = _read_environ_marker(pid)
         if marker is None or (run_name is not None and marker[0] != run_name) or (instance is not None and marker[1] != instance):
             continue
-        if root is not None and marker[2] != root:
+        # A process started by an older pdtui names no folder: it matches any. Otherwise a run
+        # is its folder AND its name: two runs folders (two users' homes, two test sessions)
+        # may each hold a "demo-20261201-101500".
+        if root is not None and marker[2] is not None and marker[2] != root:
             continue
         try:
             proc = psutil.Process(pid)

@@ -9,9 +9,15 @@ from pathlib import Path
 
 
 def atomic_write(
-    path: str | Path, text: str, mode: int | None = None, backup: bool = False, keep_backups: int = 0
+    path: str | Path, text: str, mode: int | None = None, backup: bool = False, keep_backups: int = 0,
+    durable: bool = True,
 ) -> Path | None:
     """Write text to path so that readers see the old file or the new one, never half.
+
+    durable=False skips the fsync (the rename alone keeps readers from a half-written
+    file): for files that only describe live processes, such as a run directory's, which
+    mean nothing after the machine went down; each fsync costs milliseconds on the
+    critical path of `pdtui up`.
 
     With backup=True an existing file is first copied to `<name>.bak`; with keep_backups=N
     to `<name>.bak.<n>` (n one more than the newest), keeping the newest N. The backup's
@@ -30,7 +36,8 @@ def atomic_write(
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         if mode is not None:
             os.chmod(tmp, mode)
         elif path.exists():

@@ -340,8 +340,9 @@ def render_plan(profile: Profile, output_dir: str | Path, python: str | None = N
     )
 
 
-def write_rendered(plan: DeploymentPlan, output_dir: str | Path) -> list[Path]:
-    """Write the LMCache YAMLs, launch.sh and plan.json into output_dir.
+def write_rendered(plan: DeploymentPlan, output_dir: str | Path, durable: bool = True) -> list[Path]:
+    """Write the LMCache YAMLs, launch.sh and plan.json into output_dir (durable=False:
+    no fsync, for a run directory: see atomic_write).
 
     No secret is in any of them: they travel in the processes' environment, launch.sh
     requires them from its caller's, and every text is scrubbed of the plan's secret values
@@ -356,13 +357,13 @@ def write_rendered(plan: DeploymentPlan, output_dir: str | Path) -> list[Path]:
     for inst in plan.instances:
         if inst.lmcache_config is not None and inst.lmcache_config_path:
             path = Path(inst.lmcache_config_path)
-            atomic_write(path, scrub(inst.lmcache_yaml or "", plan.secret_values))
+            atomic_write(path, scrub(inst.lmcache_yaml or "", plan.secret_values), durable=durable)
             written.append(path)
     script = out / "launch.sh"
-    atomic_write(script, scrub(launch_script(plan), plan.secret_values), mode=0o755)
+    atomic_write(script, scrub(launch_script(plan), plan.secret_values), mode=0o755, durable=durable)
     written.append(script)
     plan_file = out / "plan.json"
-    atomic_write(plan_file, scrub(json.dumps(plan.to_dict(mask_secrets=True), indent=2) + "\n", plan.secret_values))
+    atomic_write(plan_file, scrub(json.dumps(plan.to_dict(mask_secrets=True), indent=2) + "\n", plan.secret_values), durable=durable)
     written.append(plan_file)
     return written
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
-import uuid
+import os
 from typing import Any
 
 import aiohttp
@@ -72,11 +73,11 @@ def build_app(config: ProxyConfig, guard: ConnectionGuard | None = None,
 
 async def _proxy(request: web.Request, svc: ProxyService, flow, route: str,
                  trimmer: MemoryTrimmer) -> web.StreamResponse:
-    req_id = uuid.uuid4().hex
+    req_id = new_request_id()
     tl = RequestTimeline(svc.hub, req_id, route)
     tl.start("request", detail={"mode": svc.config.mode})
     ex = Exchange(request=request, req_id=req_id, route=route, timeline=tl)
-    svc.metrics.in_flight.inc()
+    svc.metrics.requests_in_flight += 1
     outcome = "ok"
     status = 0
     body_bytes = 0
@@ -133,7 +134,7 @@ async def _proxy(request: web.Request, svc: ProxyService, flow, route: str,
         return await _error_answer(ex, StageError(500, "proxy", None,
                                                   f"internal proxy error: {exc!r}", "proxy_error"))
     finally:
-        svc.metrics.in_flight.dec()
+        svc.metrics.requests_in_flight -= 1
         tl.mark("total")
         durations = tl.durations
         for stage in STAGES:
@@ -146,6 +147,16 @@ async def _proxy(request: web.Request, svc: ProxyService, flow, route: str,
         access_line(req_id, route, p.url if p else None, d.url if d else None, status, outcome,
                     {k: v for k, v in durations.items() if k in STAGES})
         trimmer.after_request(body_bytes)
+
+
+# Request ids: 32 hex digits, a random per-process prefix and a counter. Unique like a
+# uuid4 (a restarted proxy draws another prefix) without a getrandom() call per request.
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def _close_if_large(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
@@ -162,8 +173,11 @@ _LARGE_BODY = "pdtui_large_body"
 
 async def _read_body(request: web.Request, limits: ClientLimits) -> tuple[dict, int]:
     try:
-        async with asyncio.timeout(limits.body_timeout_s):
+        if request.content.is_eof():  # all in already (the usual small body): no timer
             raw = await request.read()
+        else:
+            async with asyncio.timeout(limits.body_timeout_s):
+                raw = await request.read()
     except TimeoutError:
         raise StageError(408, "request", None,
                          f"the request body did not arrive within {limits.body_timeout_s:g} s "
@@ -175,7 +189,7 @@ async def _read_body(request: web.Request, limits: ClientLimits) -> tuple[dict, 
     if len(raw) >= MemoryTrimmer.LARGE_BYTES:
         request[_LARGE_BODY] = True
     try:
-        body = json.loads(raw)
+        body = json.loads(_text(raw))
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}") from None
     except RecursionError:
@@ -183,6 +197,15 @@ async def _read_body(request: web.Request, limits: ClientLimits) -> tuple[dict, 
     if not isinstance(body, dict):
         raise bad_request(f"the request body must be a JSON object, got {type(body).__name__}")
     return body, len(raw)
+
+
+def _text(raw: bytes) -> str | bytes:
+    """UTF-8 decoded (the usual body; json.loads of bytes first guesses the encoding in
+    Python), or the bytes as they are for json.loads to read UTF-16/32 or to report."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
 
 
 async def _error_answer(ex: Exchange, exc: StageError) -> web.StreamResponse:

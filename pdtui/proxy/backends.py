@@ -45,6 +45,8 @@ class Backend:
     kv_timeouts: int = 0
     # consecutive /health checks that timed out (one alone may be this proxy's own load)
     health_timeouts: int = 0
+    # consecutive streams that stayed open past `[DONE]` (streaming.finish_backend_response)
+    slow_tails: int = 0
     # this backend's Prometheus label children (metrics.BackendMetrics), set by the service
     metrics: Any = field(default=None, repr=False, compare=False)
     _watches: set[_Watch] = field(default_factory=set, repr=False)

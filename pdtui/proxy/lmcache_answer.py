@@ -77,7 +77,10 @@ class StreamShaper:
 
     def convert(self, payload: bytes, parts: list[bytes]) -> None:
         if not self.chat:
-            if b'"usage"' not in payload:
+            # vLLM puts "usage": null in every chunk but the last when usage is asked for
+            # (the decode request asks): those go out as they came, unparsed.
+            if b'"usage"' not in payload or b'"usage":null' in payload \
+                    or b'"usage": null' in payload:
                 parts.append(sse_raw(payload))
                 return
             obj = json.loads(payload)

@@ -16,6 +16,7 @@ not a prompt token (lmcache_answer.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from typing import Any
@@ -56,6 +57,32 @@ def requested_max_tokens(body: dict, chat: bool) -> int | None:
     return None if chat else _DEFAULT_COMPLETION_MAX_TOKENS
 
 
+def all_ints(values: list) -> bool:
+    """Every item an int (not a bool): one pass in C, not a generator per item."""
+    return set(map(type, values)) <= _INT
+
+
+_INT = frozenset({int})
+# One encoder: json.dumps with any argument but the object builds a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def ids_json(ids: list[int]) -> bytes:
+    """Token ids (ints, all_ints) as a JSON array."""
+    return b"[" + ",".join(map(str, ids)).encode() + b"]"
+
+
+def ids_json_plus(array: bytes, token: int) -> bytes:
+    """ids_json(ids + [token]) from ids_json(ids), without encoding the ids again."""
+    return array[:-1] + (b"," if len(array) > 2 else b"") + str(token).encode() + b"]"
+
+
+def with_prompt(fields: dict, prompt_json: bytes) -> bytes:
+    """The JSON body of `fields` (no "prompt" among them) plus "prompt": prompt_json."""
+    head = _COMPACT.encode(fields).encode()
+    return head[:-1] + (b',"prompt":' if len(head) > 2 else b'"prompt":') + prompt_json + b"}"
+
+
 class LmcachePdFlow:
     def __init__(self, service: ProxyService) -> None:
         self.svc = service
@@ -75,13 +102,15 @@ class LmcachePdFlow:
         svc, t = self.svc, self.svc.config.timeouts
         with svc.outstanding(p):
             tokens = await self._tokenize(ex, p)
-            prefill_body = self._prefill_body(ex, tokens, d)
+            # The token ids are encoded once, for the prefill and (with P's token) the decode.
+            prompt_json = ids_json(tokens)
+            prefill_fields = self._prefill_fields(ex, d)
             # Register before sending, so the notification can never outrun its waiter.
             kv_ready = svc.waiters.register(ex.kv_req_id, d.tp_ranks)
             prefill = await svc.unless_down(d, staged(
                 ex, "prefill", p.url,
-                svc.post_json(p, "/v1/completions", prefill_body, stage="prefill",
-                              timeout_s=t.prefill_s, req_id=ex.req_id),
+                svc.post_json(p, "/v1/completions", with_prompt(prefill_fields, prompt_json),
+                              stage="prefill", timeout_s=t.prefill_s, req_id=ex.req_id),
                 {"prompt_tokens": len(tokens), "decoder": d.url},
             ), "prefill", "the decoder receiving this prefill's KV went down")
         first_tok = (prefill.get("kv_transfer_params") or {}).get("first_tok")
@@ -104,13 +133,13 @@ class LmcachePdFlow:
 
         await svc.unless_down(d, self._wait_kv(ex, p, d, kv_ready), "kv_wait",
                               "the decoder receiving this request's KV went down")
-        decode_body = dict(prefill_body)
+        decode_body = dict(prefill_fields)
         del decode_body["kv_transfer_params"]
-        decode_body["prompt"] = [*tokens, first_tok]
+        decode_prompt = ids_json_plus(prompt_json, first_tok)
         if complete:
             # The answer is whole already, but the decoder holds this request's KV in its
             # PD buffer until it reads it: one token of decode frees it.
-            await self._drain_decoder(ex, d, decode_body)
+            await self._drain_decoder(ex, d, decode_body, decode_prompt)
             return await self._answer_from_prefill(ex, prefill, first_choice)
         if max_tokens is None:
             decode_body.pop("max_tokens", None)
@@ -120,7 +149,8 @@ class LmcachePdFlow:
             decode_body["min_tokens"] = body_min - 1
         decode_body["stream"] = True
         decode_body["stream_options"] = {"include_usage": True}
-        return await self._decode(ex, d, decode_body, prefill, first_choice)
+        return await self._decode(ex, d, with_prompt(decode_body, decode_prompt), prefill,
+                                  first_choice)
 
     # -- stages ------------------------------------------------------------------------
 
@@ -136,9 +166,7 @@ class LmcachePdFlow:
             prompt = body.get("prompt")
             if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
                 prompt = prompt[0]
-            if isinstance(prompt, list) and prompt and all(
-                isinstance(x, int) and not isinstance(x, bool) for x in prompt
-            ):
+            if isinstance(prompt, list) and prompt and all_ints(prompt):
                 return list(prompt)  # already token ids: nothing to tokenize
             if not isinstance(prompt, str):
                 raise bad_request("'prompt' must be a string or a list of token ids "
@@ -150,18 +178,20 @@ class LmcachePdFlow:
         out = await staged(ex, "tokenize", p.url, self.svc.post_json(
             p, "/tokenize", tok_body, stage="tokenize", timeout_s=t.tokenize_s, req_id=ex.req_id))
         tokens = out.get("tokens")
-        if not isinstance(tokens, list) or not all(isinstance(x, int) for x in tokens):
+        if not isinstance(tokens, list) or not all_ints(tokens):
             raise StageError(502, "tokenize", p.url,
                              f"tokenize: {p.url}/tokenize answered without a 'tokens' list of ints",
                              "backend_error")
         return tokens
 
-    def _prefill_body(self, ex: Exchange, tokens: list[int], d: Backend) -> dict:
+    def _prefill_fields(self, ex: Exchange, d: Backend) -> dict:
+        """The prefill request but its prompt: the client's fields as they came, less those
+        a completion does not take, with the ones this flow must set."""
         body = {k: v for k, v in ex.body.items() if k not in _CHAT_ONLY} if ex.is_chat \
             else dict(ex.body)
+        body.pop("prompt", None)  # with_prompt() adds the token ids
         body.pop("stream_options", None)
         body.pop("min_tokens", None)  # min_tokens > max_tokens=1 would be refused
-        body["prompt"] = tokens
         body["max_tokens"] = 1
         body["stream"] = False
         body["kv_transfer_params"] = {
@@ -198,15 +228,16 @@ class LmcachePdFlow:
         if p.kv_timeouts:
             self.svc.degrade.kv_ok(p)
 
-    async def _drain_decoder(self, ex: Exchange, d: Backend, decode_body: dict) -> None:
-        body = {**decode_body, "max_tokens": 1, "stream": False}
+    async def _drain_decoder(self, ex: Exchange, d: Backend, decode_body: dict,
+                             prompt_json: bytes) -> None:
+        body = with_prompt({**decode_body, "max_tokens": 1, "stream": False}, prompt_json)
         t = self.svc.config.timeouts
         with self.svc.outstanding(d):
             await staged(ex, "decode", d.url, self.svc.post_json(
                 d, "/v1/completions", body, stage="decode", timeout_s=t.decode_s,
                 req_id=ex.req_id), {"drain": True})
 
-    async def _decode(self, ex: Exchange, d: Backend, decode_body: dict, prefill: dict,
+    async def _decode(self, ex: Exchange, d: Backend, decode_body: bytes, prefill: dict,
                       first_choice: dict) -> web.StreamResponse:
         svc, t = self.svc, self.svc.config.timeouts
         tl = ex.timeline
@@ -235,7 +266,7 @@ class LmcachePdFlow:
                     return out
                 finally:
                     # a failure drops the connection, so the decoder stops generating
-                    finish_backend_response(resp, ok)
+                    await finish_backend_response(resp, ok, d)
             except BaseException as exc:
                 if ex.answered:
                     ok = True  # the client hung up after the whole answer: not a failure

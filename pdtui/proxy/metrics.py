@@ -56,6 +56,9 @@ class ProxyMetrics:
         self.in_flight = Gauge(
             "pdtui_proxy_requests_in_flight", "Client requests being served", registry=r
         )
+        # Read when /metrics is scraped, not kept up to date (two locked updates) per request.
+        self.requests_in_flight = 0
+        self.in_flight.set_function(lambda: self.requests_in_flight)
         # Label children looked up once here, not per request: prometheus_client's
         # labels() takes a lock and builds a tuple key on every call.
         self.stage_children = {stage: self.stage_seconds.labels(stage) for stage in STAGES}
@@ -75,8 +78,10 @@ class ProxyMetrics:
     def count_notification(self, kind: str) -> None:
         self.kv_children[kind].inc()
 
-    def backend(self, role: str, url: str) -> BackendMetrics:
-        return BackendMetrics(self, role, url)
+    def backend(self, role: str, url: str, outstanding=None) -> BackendMetrics:
+        """`outstanding`: a callable giving the backend's requests in flight, read at each
+        scrape (the count lives on the Backend)."""
+        return BackendMetrics(self, role, url, outstanding)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -87,9 +92,11 @@ class BackendMetrics:
 
     __slots__ = ("_metrics", "_role", "_url", "outstanding", "healthy", "_requests")
 
-    def __init__(self, metrics: ProxyMetrics, role: str, url: str) -> None:
+    def __init__(self, metrics: ProxyMetrics, role: str, url: str, outstanding=None) -> None:
         self._metrics, self._role, self._url = metrics, role, url
         self.outstanding = metrics.backend_outstanding.labels(role, url)
+        if outstanding is not None:
+            self.outstanding.set_function(outstanding)
         self.healthy = metrics.backend_healthy.labels(role, url)
         self._requests: dict = {}  # outcome -> child, made on first use (no zero series)
 

@@ -71,7 +71,7 @@ class NixlFlow:
                     ok = True
                     return out
                 finally:
-                    finish_backend_response(resp, ok)
+                    await finish_backend_response(resp, ok, d)
             except BaseException as exc:
                 if ex.answered:
                     ok = True  # the client hung up after the whole answer: not a failure
@@ -89,7 +89,7 @@ class NixlFlow:
             return await resp.content.readany()
         except asyncio.TimeoutError:
             raise stage_timeout("decode", d.url, t.decode_s, "the next bytes") from None
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, ConnectionError) as exc:
             raise StageError(502, "decode", d.url, f"decode: stream from {d.url} broke: {exc}",
                              "backend_error") from None
 

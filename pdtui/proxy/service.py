@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
+from yarl import URL
 
+from pdtui.proxy.backend_http import BackendHttp, ConnectionBudget, Disconnected
 from pdtui.proxy.backends import HEALTH_DOWN, Backend, BackendPool
 from pdtui.proxy.config import ProxyConfig
 from pdtui.proxy.degrade import KvDegrade
@@ -42,11 +44,18 @@ class ProxyService:
             {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         )
         for b in self.pool.all:
-            b.metrics = self.metrics.backend(b.role, b.url)
+            b.metrics = self.metrics.backend(b.role, b.url, outstanding=_reader(b))
             self._publish_health(b)
         self.degrade = KvDegrade(config.kv_timeouts_to_degrade, config.degraded_probe_s,
                                  config.timeouts.kv_s, self._on_health_change)
         self._health_session: aiohttp.ClientSession | None = None
+        self._urls: dict[tuple[str, str], URL] = {}
+        # Whole-answer calls over plain HTTP go through the lean client (backend_http.py).
+        self._budget = ConnectionBudget(backend_connections)
+        self._lean: dict[str, BackendHttp] = {
+            b.url: self._budget.pool(b.url) for b in self.pool.all
+            if b.url.startswith("http://")}
+        self._timeouts: dict[tuple[float | None, float | None], aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         if self.config.mode == "lmcache-pd":
@@ -57,9 +66,12 @@ class ProxyService:
             self.listener.start()
         connector = aiohttp.TCPConnector(limit=self._backend_connections, keepalive_timeout=60,
                                          enable_cleanup_closed=True)
+        # No cookie jar: backends set none worth keeping, and a jar is consulted on every
+        # request and response.
         self.session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=None),
             json_serialize=json.dumps, auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         # Health checks get a session of their own: one kept-alive connection per backend
         # that requests in flight can never crowd out.
@@ -82,6 +94,7 @@ class ProxyService:
             await self.health.stop()
         if self.listener is not None:
             await self.listener.stop()
+        self._budget.close()
         if self.session is not None:
             await self.session.close()
         if self._health_session is not None:
@@ -154,20 +167,56 @@ class ProxyService:
         return BackendUnreachable(stage, backend.url, str(exc))
 
     def headers(self, req_id: str) -> dict[str, str]:
-        return {**self.auth_headers, "X-Request-Id": req_id}
+        """The headers of every request to a backend (the body is always JSON)."""
+        return {**self.auth_headers, "X-Request-Id": req_id, "Content-Type": "application/json"}
 
-    async def post_json(self, backend: Backend, path: str, body: dict, *, stage: str,
+    def _url(self, backend: Backend, path: str) -> URL:
+        """Parsed once per backend and path, not per request (aiohttp parses a str URL)."""
+        url = self._urls.get((backend.url, path))
+        if url is None:
+            url = self._urls[(backend.url, path)] = URL(backend.url + path)
+        return url
+
+    def _timeout(self, total: float | None, read: float | None = None) -> aiohttp.ClientTimeout:
+        key = (total, read)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=total, sock_connect=read, sock_read=read)
+        return timeout
+
+    async def post_json(self, backend: Backend, path: str, body: dict | bytes, *, stage: str,
                         timeout_s: float, req_id: str) -> dict:
-        """POST and read a whole JSON answer, with `timeout_s` for all of it."""
+        """POST (a dict, or JSON already encoded) and read a whole JSON answer, with
+        `timeout_s` for all of it."""
         assert self.session is not None
+        lean = self._lean.get(backend.url)
+        if lean is not None:
+            try:
+                status, data = await lean.post(path, _encoded(body), self.headers(req_id),
+                                               timeout_s=timeout_s)
+            except TimeoutError:
+                raise stage_timeout(stage, backend.url, timeout_s,
+                                    f"the answer to POST {path}") from None
+            except Disconnected as exc:
+                if exc.before_answer:
+                    raise self._unreachable(backend, stage, path, exc) from None
+                raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
+                                 "backend_error") from None
+            except OSError as exc:  # could not connect
+                raise self._unreachable(backend, stage, path, exc) from None
+            if status != 200:
+                raise backend_status(stage, backend.url, status, data.decode("utf-8", "replace"))
+            return _json_object(data, stage, backend.url, path)
         try:
             async with self.session.post(
-                backend.url + path, json=body, headers=self.headers(req_id),
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                self._url(backend, path), data=_encoded(body), headers=self.headers(req_id),
+                timeout=self._timeout(timeout_s),
             ) as resp:
-                text = await resp.text()
+                data = await resp.read()
                 if resp.status != 200:
-                    raise backend_status(stage, backend.url, resp.status, text)
+                    raise backend_status(stage, backend.url, resp.status,
+                                         data.decode("utf-8", "replace"))
         except asyncio.TimeoutError:
             raise stage_timeout(stage, backend.url, timeout_s, f"the answer to POST {path}") from None
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
@@ -175,19 +224,9 @@ class ProxyService:
         except aiohttp.ClientError as exc:
             raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
                              "backend_error") from None
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            raise StageError(502, stage, backend.url,
-                             f"{stage}: {backend.url}{path} answered non-JSON: {text[:200]!r}",
-                             "backend_error") from None
-        if not isinstance(obj, dict):
-            raise StageError(502, stage, backend.url,
-                             f"{stage}: {backend.url}{path} answered {type(obj).__name__}, "
-                             "expected a JSON object", "backend_error")
-        return obj
+        return _json_object(data, stage, backend.url, path)
 
-    async def open_stream(self, backend: Backend, path: str, body: dict, *, stage: str,
+    async def open_stream(self, backend: Backend, path: str, body: dict | bytes, *, stage: str,
                           timeout_s: float, req_id: str) -> aiohttp.ClientResponse:
         """POST and return the response once its status line is in (caller closes it).
 
@@ -195,11 +234,34 @@ class ProxyService:
         each silence between chunks afterwards (aiohttp's sock_read timer).
         """
         assert self.session is not None
+        lean = self._lean.get(backend.url)
+        if lean is not None:
+            try:
+                answer = await lean.post_stream(path, _encoded(body), self.headers(req_id),
+                                                read_timeout_s=timeout_s)
+            except TimeoutError:
+                raise stage_timeout(stage, backend.url, timeout_s,
+                                    f"the answer to POST {path}") from None
+            except Disconnected as exc:
+                if exc.before_answer:
+                    raise self._unreachable(backend, stage, path, exc) from None
+                raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
+                                 "backend_error") from None
+            except OSError as exc:  # could not connect
+                raise self._unreachable(backend, stage, path, exc) from None
+            if answer.status != 200:
+                try:
+                    text = await answer.text()
+                except (TimeoutError, ConnectionError):
+                    text = ""
+                finally:
+                    answer.release()
+                raise backend_status(stage, backend.url, answer.status, text)
+            return cast(aiohttp.ClientResponse, answer)  # the same surface (StreamAnswer)
         try:
             resp = await self.session.post(
-                backend.url + path, json=body, headers=self.headers(req_id),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout_s,
-                                              sock_read=timeout_s),
+                self._url(backend, path), data=_encoded(body), headers=self.headers(req_id),
+                timeout=self._timeout(None, timeout_s),
             )
         except asyncio.TimeoutError:
             raise stage_timeout(stage, backend.url, timeout_s, f"the answer to POST {path}") from None
@@ -219,6 +281,28 @@ class ProxyService:
         return resp
 
 
+def _reader(backend: Backend):
+    return lambda: backend.outstanding
+
+
+def _json_object(data: bytes, stage: str, url: str, path: str) -> dict:
+    try:
+        # decoded here: json.loads(bytes) first guesses the encoding (in Python); JSON
+        # between systems is UTF-8 (RFC 8259), and a decode error is a ValueError too
+        obj = json.loads(data.decode("utf-8"))
+    except ValueError:
+        raise StageError(502, stage, url, f"{stage}: {url}{path} answered non-JSON: "
+                         f"{data[:200].decode('utf-8', 'replace')!r}", "backend_error") from None
+    if not isinstance(obj, dict):
+        raise StageError(502, stage, url, f"{stage}: {url}{path} answered "
+                         f"{type(obj).__name__}, expected a JSON object", "backend_error")
+    return obj
+
+
+def _encoded(body: dict | bytes) -> bytes:
+    return body if isinstance(body, bytes) else json.dumps(body).encode()
+
+
 class _Outstanding:
     __slots__ = ("backend",)
 
@@ -227,14 +311,12 @@ class _Outstanding:
 
     def __enter__(self) -> None:
         b = self.backend
-        b.outstanding += 1
-        b.metrics.outstanding.inc()
+        b.outstanding += 1  # the gauge reads it when scraped
 
     def __exit__(self, exc_type, exc, tb) -> None:
         b = self.backend
         b.outstanding -= 1
         b.served += 1
-        b.metrics.outstanding.dec()
         if exc_type is None:
             outcome = "ok"
         elif issubclass(exc_type, asyncio.CancelledError):

@@ -66,15 +66,19 @@ async def iter_sse_batches(resp: aiohttp.ClientResponse, *, stage: str, backend:
                 yield batch
     except asyncio.TimeoutError:
         raise stage_timeout(stage, backend, timeout_s, "the next streamed event") from None
-    except (aiohttp.ClientError, ValueError) as exc:
+    except (aiohttp.ClientError, ConnectionError, ValueError) as exc:
         raise StageError(502, stage, backend, f"{stage}: stream from {backend} broke: {exc}",
                          "backend_error") from None
     if tail.startswith(b"data:"):
         yield [tail[5:].strip()]
 
 
+# One encoder: json.dumps with any argument but the object builds a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def sse_event(obj: dict) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + _COMPACT.encode(obj).encode() + b"\n\n"
 
 
 def sse_raw(payload: bytes) -> bytes:
@@ -94,12 +98,41 @@ async def start_sse(request: web.Request, req_id: str) -> web.StreamResponse:
     return resp
 
 
-def finish_backend_response(resp: aiohttp.ClientResponse, ok: bool) -> None:
+# How long to wait, once the client has the whole answer, for the backend's end of a
+# stream that carried `[DONE]`: it normally follows at once (vLLM/uvicorn end the chunked
+# body right after it), and a stream read to its end leaves a kept-alive connection, where
+# one closed mid-stream costs a new connection (connect, accept, close) per request.
+TAIL_WAIT_S = 0.05
+# After this many streams in a row that stayed open past TAIL_WAIT_S, a backend's streams
+# are closed at `[DONE]` without waiting (it keeps them open: waiting only costs time).
+TAIL_WAIT_GIVE_UP = 3
+
+
+async def finish_backend_response(resp: aiohttp.ClientResponse, ok: bool,
+                                  backend=None) -> None:
     """Let go of a backend's streamed response. A connection is only reused when its
-    response was read to the end; one left mid-stream (a failure, or a stream the proxy
-    stopped reading at `[DONE]`) is closed, which for a failure also makes vLLM stop
-    generating."""
-    if ok and resp.content.at_eof():
+    response was read to the end: after a whole answer, the end of the stream is awaited
+    briefly (TAIL_WAIT_S; `backend.slow_tails` counts the misses); one left mid-stream (a
+    failure, or a backend that keeps streams open) is closed, which for a failure also
+    makes vLLM stop generating."""
+    content = resp.content
+    if ok and not content.is_eof() and (backend is None or
+                                        backend.slow_tails < TAIL_WAIT_GIVE_UP):
+        try:
+            async with asyncio.timeout(TAIL_WAIT_S):
+                await content.wait_eof()
+        except TimeoutError:
+            if backend is not None:
+                backend.slow_tails += 1
+        except (aiohttp.ClientError, ConnectionError):
+            pass
+        except BaseException:  # cancelled (the client hung up after its answer)
+            resp.close()
+            raise
+        else:
+            if backend is not None:
+                backend.slow_tails = 0
+    if ok and content.is_eof():
         resp.release()
     else:
         resp.close()

@@ -5,6 +5,8 @@ Each event is a flat dict (one JSON line): req_id, route, stage, state
 arrived, and an optional detail. The hub keeps the last N finished timelines
 plus the ones in flight, and fans events out to subscribers through bounded
 queues: a slow reader loses events (and is told how many), it never grows memory.
+A request's events are kept as small tuples and become dicts only when read (a
+subscriber, GET /events' history): ~14 events per request, most never read.
 """
 
 from __future__ import annotations
@@ -63,28 +65,60 @@ class TimelineHub:
 
     def history(self) -> list[dict]:
         """Events of the kept finished timelines, then of those in flight, oldest first."""
-        events = [e for timeline in self._finished for e in timeline]
-        events.extend(e for timeline in self._in_flight.values() for e in timeline)
+        events = [_as_event(e) for timeline in self._finished for e in timeline]
+        events.extend(_as_event(e) for timeline in self._in_flight.values() for e in timeline)
         return events
 
     def finished_timelines(self) -> list[list[dict]]:
-        return list(self._finished)
+        return [[_as_event(e) for e in timeline] for timeline in self._finished]
 
     def emit(self, event: dict) -> None:
-        req_id = event["req_id"]
+        self._keep(event["req_id"], event,
+                   event["stage"] == "request" and event["state"] != "start")
+        for sub in self._subscribers:
+            sub.offer(event)
+
+    def record(self, req_id: str, rec: tuple, ends_request: bool) -> None:
+        """A request's stage event as RequestTimeline makes it (see _as_event)."""
+        self._keep(req_id, rec, ends_request)
+        if self._subscribers:
+            event = _as_event(rec)
+            for sub in self._subscribers:
+                sub.offer(event)
+
+    def _keep(self, req_id: str, item, ends_request: bool) -> None:
         timeline = self._in_flight.get(req_id)
         if timeline is None:
             timeline = self._in_flight[req_id] = []
             while len(self._in_flight) > self._max_in_flight:
                 self._in_flight.popitem(last=False)
         if len(timeline) < self._max_events:
-            timeline.append(event)
-        if event["stage"] == "request" and event["state"] != "start":
+            timeline.append(item)
+        if ends_request:
             self._in_flight.pop(req_id, None)
             if self._finished.maxlen:
                 self._finished.append(timeline)
-        for sub in self._subscribers:
-            sub.offer(event)
+
+
+def _as_event(item) -> dict:
+    """The JSON-line form of a kept event: dicts as they are, a RequestTimeline's
+    (timeline, stage, state, backend, detail, perf_counter time) tuples made into one."""
+    if isinstance(item, dict):
+        return item
+    tl, stage, state, backend, detail, now = item
+    event = {
+        "type": "stage",
+        "req_id": tl.req_id,
+        "route": tl.route,
+        "stage": stage,
+        "state": state,
+        "backend": backend,
+        "ts": tl.ts0 + (now - tl.t0),
+        "elapsed_ms": round((now - tl.t0) * 1000.0, 3),
+    }
+    if detail is not None:
+        event["detail"] = detail
+    return event
 
 
 class RequestTimeline:
@@ -105,19 +139,8 @@ class RequestTimeline:
         return time.perf_counter() - self.t0
 
     def _emit(self, stage: str, state: str, backend: str | None, detail: Any, now: float) -> None:
-        event = {
-            "type": "stage",
-            "req_id": self.req_id,
-            "route": self.route,
-            "stage": stage,
-            "state": state,
-            "backend": backend,
-            "ts": self.ts0 + (now - self.t0),
-            "elapsed_ms": round((now - self.t0) * 1000.0, 3),
-        }
-        if detail is not None:
-            event["detail"] = detail
-        self.hub.emit(event)
+        self.hub.record(self.req_id, (self, stage, state, backend, detail, now),
+                        stage == "request" and state != "start")
 
     def start(self, stage: str, backend: str | None = None, detail: Any = None) -> None:
         now = time.perf_counter()

@@ -46,6 +46,8 @@ class LocalProcessBackend:
     def __init__(self, run_name: str, run_dir: str | Path) -> None:
         self.run_name = run_name
         self.run_dir = Path(run_dir)
+        # The run's processes are those marked with its name AND its runs folder.
+        self.root = os.path.realpath(self.run_dir.parent)
 
     def marker(self, spec: LaunchSpec) -> str:
         return marker_value(self.run_name, spec.name)
@@ -53,17 +55,17 @@ class LocalProcessBackend:
     def spawn(self, spec: LaunchSpec, env: dict[str, str]) -> ProcessHandle:
         env = dict(env)
         env[RUN_MARKER_ENV] = self.marker(spec)
-        env[RUN_ROOT_ENV] = os.path.realpath(self.run_dir.parent)
+        env[RUN_ROOT_ENV] = self.root
         return spawn(spec.argv, env, self.log_path(spec), cwd=self.run_dir)
 
     def exit_code(self, handle: ProcessHandle) -> int | None:
         return handle.poll()
 
     def stop(self, spec: LaunchSpec, handle: ProcessHandle | None, sequence: tuple[tuple[str, float], ...] = DEFAULT_STOP_SEQUENCE) -> TreeStop:
-        return stop_tree(handle, self.run_name, spec.name, sequence, self.gpu_dirs(spec))
+        return stop_tree(handle, self.run_name, spec.name, sequence, self.gpu_dirs(spec), self.root)
 
     def leftovers(self, spec: LaunchSpec, handle: ProcessHandle | None) -> list[TreeProcess]:
-        return leftovers(self.run_name, spec.name, handle.pid if handle else None, self.gpu_dirs(spec))
+        return leftovers(self.run_name, spec.name, handle.pid if handle else None, self.gpu_dirs(spec), self.root)
 
     def log_path(self, spec: LaunchSpec) -> str:
         return spec.log_path or str(self.run_dir / f"{spec.name}.log")

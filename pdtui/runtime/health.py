@@ -11,11 +11,9 @@ Checks run on a thread of their own (one round at a time), never on the monitor'
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 import time
-import urllib.parse
 
 from pdtui.runtime.readiness import probe_health
 from pdtui.runtime.status import InstanceHealth, InstanceState
@@ -29,6 +27,9 @@ _PROXY_OK = ("healthy", "unknown")
 
 def proxy_health(url: str, timeout_s: float = HEALTH_TIMEOUT_S) -> dict | None:
     """The proxy's /health JSON (it answers 200 or 503 with the same body), None if none."""
+    import http.client  # here, like probe_health's: not on the way to the first spawn
+    import urllib.parse
+
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout_s)
     try:

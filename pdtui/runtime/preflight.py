@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from pdtui.model.render import DeploymentPlan
@@ -44,6 +45,11 @@ def check_command(command: list[str], env: dict[str, str] | None = None) -> str 
         resolved = found
     if len(command) >= 3 and command[1] == "-m":
         module = command[2]
+        here = _importable_here(module) if _same_interpreter(resolved, env) else None
+        if here is not None:
+            # Our own interpreter with our own import path: asked here, without starting
+            # one more interpreter before the first spawn (the simulated engine's case).
+            return None if here else f"module {module!r} is not importable by {resolved}"
         # Ask that interpreter itself: the module must import where it will run.
         probe = [resolved, "-c", "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec(sys.argv[1]) else 3)", module]
         try:
@@ -55,6 +61,35 @@ def check_command(command: list[str], env: dict[str, str] | None = None) -> str 
                 f": {done.stderr.decode(errors='replace').strip().splitlines()[-1]}" if done.stderr.strip() else ""
             )
     return None
+
+
+# What decides where an interpreter looks for modules, besides the interpreter itself.
+_IMPORT_PATH_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONNOUSERSITE", "PYTHONSAFEPATH", "PYTHONPLATLIBDIR", "PYTHONUSERBASE", "VIRTUAL_ENV")
+
+
+def _same_interpreter(exe: str, env: dict[str, str] | None) -> bool:
+    """Whether exe is this very interpreter, run with the same import path settings."""
+    if env is None:
+        return False
+    # The path as written, not the file it links to: a venv's python is a link to the
+    # system's, and which sys.path it gets depends on where it was started from.
+    if os.path.abspath(exe) != os.path.abspath(sys.executable):
+        return False
+    return all(env.get(key) == os.environ.get(key) for key in _IMPORT_PATH_ENV)
+
+
+def _importable_here(module: str) -> bool | None:
+    """find_spec in this process, only where it imports nothing new: a top-level module,
+    or one whose parent package is imported already (pdtui.sim); otherwise the probe."""
+    import importlib.util
+
+    parent = module.rpartition(".")[0]
+    if parent and parent not in sys.modules:
+        return None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def looks_local(model: str) -> bool:

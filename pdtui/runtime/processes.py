@@ -112,8 +112,6 @@ def spawn(argv: list[str] | tuple[str, ...], env: dict[str, str], log_path: str 
     The child writes to the file itself (no pipe through pdtui): the log survives pdtui's
     death and costs pdtui nothing while it runs. Raises OSError when argv cannot be executed.
     """
-    import psutil
-
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open_private_log(log_path) as log_file:
@@ -128,6 +126,8 @@ def spawn(argv: list[str] | tuple[str, ...], env: dict[str, str], log_path: str 
             close_fds=True,
         )
     # Popen returns after the exec succeeded, so the identity below is the new program's.
+    import psutil  # after the Popen: its import is not on the way to the first spawn
+
     try:
         create_time = psutil.Process(popen.pid).create_time()
     except psutil.NoSuchProcess:

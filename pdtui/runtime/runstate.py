@@ -137,7 +137,9 @@ class RunState(_Record):
     def save(self, run_dir: str | Path) -> None:
         from pdtui.model.files import atomic_write
 
-        atomic_write(Path(run_dir) / STATE_FILE, self.model_dump_json(indent=2) + "\n")
+        # No fsync: it describes live processes (nothing is alive after a crash of the
+        # machine), and it is written several times on the critical path of `up`.
+        atomic_write(Path(run_dir) / STATE_FILE, self.model_dump_json(indent=2) + "\n", durable=False)
 
 
 def _first_problem(exc: ValidationError) -> str:

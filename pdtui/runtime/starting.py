@@ -10,6 +10,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -29,7 +30,7 @@ S = InstanceState
 # polling is the fallback: READINESS_POLL_S until the log says the server is near (or for
 # an instance whose log says nothing), FAST_POLL_S from then on and for the proxy.
 READINESS_POLL_S = 0.2
-FAST_POLL_S = 0.05
+FAST_POLL_S = 0.02
 NEAR_READY_MILESTONES = ("engine_initialized", "api_server_starting", "app_startup_complete", "uvicorn_running")
 # Once an engine answers its own /health: how long the proxy may take to route to it.
 ROUTABLE_WITHIN_S = 15.0
@@ -75,13 +76,18 @@ class StartMixin(SupervisorBase):
             raise PreflightError(problems)
         self._abort_start.clear()
         self.stopped.clear()
-        self._persist()
-        self._watchdog.start(detached=self.detached)
+        detached = self.detached
+        if not detached:
+            # Before the first spawn: if we die from here on, it stops what we started.
+            self._watchdog.start()
         self._ensure_monitor()
         names = list(self._order)
         # The proxy holds no GPU: it starts beside the engines (its interpreter start and
         # imports overlap theirs); engines wait for it only to be told they are routable.
-        ok = self._start_concurrently(names, stop_on_failure)
+        # Off the way to the first spawn, while they run: the state file (each spawn
+        # writes it again at once) and a detached run's keeper (it stops nothing when we
+        # die, so it need not exist before the spawns).
+        ok = self._start_concurrently(names, stop_on_failure, lambda: self._after_spawns_began(detached))
         if ok:
             ok = self._await_front_door([n for n in names if self._members[n].spec.is_proxy])
         if ok:
@@ -92,6 +98,16 @@ class StartMixin(SupervisorBase):
         if stop_on_failure:
             self._stop_all()
         return False
+
+    def _after_spawns_began(self, detached: bool) -> None:
+        self._persist()
+        if not detached:
+            return
+        try:
+            self._watchdog.start(detached=True)
+        except OSError as exc:  # the instances run already: say so, never leave them unwatched
+            log.error("cannot start the run's keeper (python -m pdtui.runtime.watchdog): %s", exc)
+            self._abort_start.set()
 
     def _await_front_door(self, proxies: list[str]) -> bool:
         """The proxy answers 503 until it has a routable prefiller and decoder: "all ready"
@@ -109,7 +125,8 @@ class StartMixin(SupervisorBase):
                 time.sleep(FAST_POLL_S)
         return True
 
-    def _start_concurrently(self, names: list[str], stop_on_failure: bool) -> bool:
+    def _start_concurrently(self, names: list[str], stop_on_failure: bool, then: Callable[[], None] | None = None) -> bool:
+        """Each instance on a thread of its own; then() once all those threads started."""
         results: dict[str, bool] = {}
         threads = []
         for i, name in enumerate(names):
@@ -133,6 +150,8 @@ class StartMixin(SupervisorBase):
             t = threading.Thread(target=run, name=f"pdtui-start-{name}", daemon=True)
             threads.append(t)
             t.start()
+        if then is not None:
+            then()
         for t in threads:
             t.join()
         return all(results.get(n, False) for n in names)
@@ -161,7 +180,6 @@ class StartMixin(SupervisorBase):
         for directory in (spec.prometheus_dir, env.get("PDTUI_SIM_GPU_DIR")):
             if directory:
                 Path(directory).mkdir(parents=True, exist_ok=True)
-        self._write_argv_file(spec)
         try:
             log_start = os.path.getsize(spec.log_path)
         except OSError:
@@ -173,6 +191,7 @@ class StartMixin(SupervisorBase):
         try:
             handle = self.backend.spawn(spec, env)
         except OSError as exc:
+            self._write_argv_file(spec)  # what was tried
             self._transition(member, generation, state=S.FAILED, reason=f"cannot execute {spec.argv[0]}: {exc.strerror or exc}", pid=None, pgid=None)
             return None
         with self._lock:
@@ -183,6 +202,7 @@ class StartMixin(SupervisorBase):
             milestone=None, milestone_detail="", started_at=time.time(), ready_at=None,
         )
         self._persist()  # at once: the watchdog must know this pid if we die now
+        self._write_argv_file(spec)  # after the spawn: a record for the operator, not on its way
         if aborted:
             # A stop of the whole deployment ran while we spawned: it could not see this
             # process yet, so stop it here rather than leave it behind.
@@ -280,19 +300,22 @@ class StartMixin(SupervisorBase):
             return True
         import psutil
 
+        def listens(proc: psutil.Process) -> bool:
+            try:
+                return any(conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
+                           for conn in proc.net_connections(kind="tcp"))  # HTTP listens on TCP only
+            except psutil.Error:
+                return False
+
         try:
             root = psutil.Process(handle.pid)
-            procs = [root] + root.children(recursive=True)
+            # The main process first (vLLM's API server, the proxy): its children are found
+            # by a scan of every process on the host, only needed when it does not listen.
+            if listens(root):
+                return True
+            return any(listens(child) for child in root.children(recursive=True))
         except psutil.Error:
             return False
-        for proc in procs:
-            try:
-                for conn in proc.net_connections(kind="inet"):
-                    if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-                        return True
-            except psutil.Error:
-                continue
-        return False
 
     def _record_tree(self, member: Member) -> None:
         """Remember the instance's descendants that left its process group (persisted, so
@@ -323,6 +346,6 @@ class StartMixin(SupervisorBase):
 
         record = {"argv": list(spec.argv), "env": mask_env(spec.env, spec.secret_keys), "time": time.time()}
         try:
-            atomic_write(self.run_dir / f"{spec.name}.argv.json", json.dumps(record, indent=2) + "\n")
+            atomic_write(self.run_dir / f"{spec.name}.argv.json", json.dumps(record, indent=2) + "\n", durable=False)
         except OSError as exc:
             log.warning("cannot write argv file of %s: %s", spec.name, exc)

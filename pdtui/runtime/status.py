@@ -51,6 +51,7 @@ class InstanceStatus:
     log_path: str = ""
     health_url: str = ""
     argv: tuple[str, ...] = field(default=(), repr=False)
+    where: str | None = None  # where it runs when not on this machine: "on NODE, step JOB.N" (a Slurm run)
 
     @property
     def uptime_s(self) -> float | None:

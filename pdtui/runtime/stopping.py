@@ -73,6 +73,8 @@ class StopMixin(SupervisorBase):
         what = f"pid {pid}" if running and pid else ""
         if result.stopped:
             what = (what + "; " if what else "") + result.summary()
+            if result.how == "SIGKILL":
+                what += " (did not stop on SIGINT/SIGTERM: killed with SIGKILL)"
         elif what:
             what += " stopped" + (" with SIGKILL" if result.how == "SIGKILL" else "")
         if mark:

@@ -116,7 +116,7 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
 
         run_dir = new_run_dir(profile.name, run_root)
         plan = render_plan(profile, run_dir, python=python)
-        write_rendered(plan, run_dir)
+        write_rendered(plan, run_dir, durable=False)  # a run directory: see atomic_write
         return cls(plan, run_dir, **kwargs)
 
     @classmethod
@@ -283,14 +283,15 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
     # ------------------------------------------------------------------ detach / close ----
     def detach(self) -> None:
         """Leave the deployment running on its own and stop watching it."""
+        # One write, detached with no owner, before the watchdog is told: if we die between
+        # the two, the watchdog finds the run detached and leaves it running, as asked.
         with self._lock:
             self.detached = True
+            self._owner = False
         self._persist()
         self._watchdog.detach()  # tells the watchdog through its pipe: it needs no file for it
-        self._owner = False
         self._closed.set()
         self._wake.set()
-        self._persist()  # owner: null
         self._publish(DeploymentEvent(self.run_name, "detached", f"{self.run_name} keeps running; re-attach with `pdtui status`/the TUI"))
 
     def close(self) -> None:

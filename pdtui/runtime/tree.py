@@ -56,9 +56,11 @@ def _short_name(name: str) -> str:
     return "EngineCore" if short == "EngineCor" else short
 
 
-def leftovers(run_name: str, instance: str, leader_pid: int | None = None, gpu_dirs: tuple[str, ...] = ()) -> list[TreeProcess]:
-    """The instance's live processes other than its leader, with the GPU memory they hold."""
-    marked = [p for p in find_marked(run_name, instance) if p.pid != leader_pid]
+def leftovers(run_name: str, instance: str, leader_pid: int | None = None, gpu_dirs: tuple[str, ...] = (),
+              root: str | None = None) -> list[TreeProcess]:
+    """The instance's live processes other than its leader, with the GPU memory they hold
+    (root: the run's runs folder, realpath; None: of any folder)."""
+    marked = [p for p in find_marked(run_name, instance, root=root) if p.pid != leader_pid]
     return with_gpu_memory(marked, gpu_dirs)
 
 
@@ -157,14 +159,16 @@ def stop_tree(
     instance: str,
     sequence=DEFAULT_STOP_SEQUENCE,
     gpu_dirs: tuple[str, ...] = (),
+    root: str | None = None,
 ) -> TreeStop:
-    """Stop the instance's leader (if any), its group and every marked process of it."""
+    """Stop the instance's leader (if any), its group and every marked process of it (of
+    the runs folder `root`, realpath, when given)."""
     leader = handle.pid if handle is not None else None
     leader_was_running = handle is not None and handle.poll() is None
-    rest = leftovers(run_name, instance, leader, gpu_dirs)
+    rest = leftovers(run_name, instance, leader, gpu_dirs, root)
     how = signal_processes(rest, handle, sequence)
     # A child forked while we signalled would carry the marker too: one more sweep.
-    late = leftovers(run_name, instance, leader, ())
+    late = leftovers(run_name, instance, leader, (), root)
     if late:
         how = signal_processes(late, None, sequence) or how
         rest += [p for p in late if p.pid not in {q.pid for q in rest}]

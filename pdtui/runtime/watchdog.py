@@ -99,6 +99,7 @@ def stop_run(run_dir: str, reason: str) -> list[str]:
     from pdtui.runtime.tree import stop_tree
 
     run_name = Path(run_dir).name
+    root = os.path.realpath(Path(run_dir).parent)
     try:
         state = read_state(run_dir)
     except StateFileError as exc:
@@ -114,12 +115,12 @@ def stop_run(run_dir: str, reason: str) -> list[str]:
                 handles[name] = ProcessHandle(rec.pid, rec.pgid or rec.pid, rec.create_time or 0.0, rec.cmdline or [], rec.log)
     from pdtui.gpus.markers import find_marked
 
-    for proc in find_marked(run_name):
+    for proc in find_marked(run_name, root=root):
         handles.setdefault(proc.instance, None)
     results: dict[str, bool] = {}
 
     def stop(name: str) -> None:
-        result = stop_tree(handles[name], run_name, name, sequence)
+        result = stop_tree(handles[name], run_name, name, sequence, root=root)
         results[name] = handles[name] is not None or bool(result.stopped)
 
     threads = [threading.Thread(target=stop, args=(name,)) for name in handles]
@@ -148,7 +149,7 @@ def keep(run_dir: str) -> bool:
     from pdtui.runtime.tree import signal_processes, with_gpu_memory
 
     run_name = Path(run_dir).name
-    marked = find_marked(run_name)
+    marked = find_marked(run_name, root=os.path.realpath(Path(run_dir).parent))
     if not marked:
         return False
     # Cheap first: a process whose parent carries the same marker is inside its tree, and a

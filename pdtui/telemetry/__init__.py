@@ -11,7 +11,9 @@ Modules (import the one you need; this package imports nothing heavy):
 - `derive`    rates, windowed p50/p99, LMCache tokens/s, decoder hit rate (`Deriver`).
 - `export`    CSV/JSON export of a run's series.
 - `logtail`   `LogFollower`: one tail per log file (sparse line index, read-back),
-              with any number of `LogView`s (filter, search, pending lines each).
+              with any number of `LogView`s (`logview`: filter, search, pending lines
+              and a doorbell each); `logfilter`: `ViewFilter` and the line tests.
+- `filewatch` `FileWatch`: inotify wake-ups when followed files are written.
 - `kvstats`   KV-transfer numbers per instance from parsed log events.
 - `pairs`     `PairStats`: per prefiller -> decoder pair numbers from the proxy's /events.
 - `stages`    the proxy's stage histograms -> windowed p50/p99.

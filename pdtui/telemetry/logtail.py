@@ -5,7 +5,8 @@ No textual here. `LogFollower(path)` is the one tail of a file: it keeps the fil
 `poll()`, counts them, keeps a sparse index (byte offset of every `INDEX_STRIDE`-th line)
 so any line can be read back from the file later, and hands the lines to `on_lines`
 listeners (the parsers) and to every `LogView`. A view is what one pane needs: its own
-filter, search matches and a bounded queue of new lines the UI drains at ~10 Hz; a
+filter, search matches and a bounded queue of new lines the UI drains (`LogView`,
+pdtui.telemetry.logview; re-exported here); a
 follower has a default view (its own `take_pending`/`set_filter`/`search`), and
 `follower.view()` adds more, so two panes of the same file never read it twice.
 
@@ -15,10 +16,7 @@ The file on disk keeps everything; memory here is the sparse index plus at most 
 pending lines per view (older pending lines would be scrolled out of the pane anyway:
 they are counted in `skipped`, still on disk, and reachable through `read_lines`).
 
-`ViewFilter.hide_polling` (on by default) hides pdtui's own polling from panes: the
-access-log lines of `GET /health` and `GET /metrics` from a loopback client (our
-supervisor, proxy health checks and scraper), about three lines per 2 s per engine.
-The file keeps them.
+What a view shows is a `ViewFilter` (pdtui.telemetry.logfilter; re-exported here).
 """
 
 from __future__ import annotations
@@ -28,184 +26,23 @@ import re
 import threading
 from array import array
 from collections import deque
-from dataclasses import dataclass
 from typing import BinaryIO
 from collections.abc import Callable, Iterable, Iterator
 
-from pdtui.telemetry.logparse import parse_header
+from pdtui.telemetry.logfilter import LEVEL_RANK, ViewFilter, is_error_line, is_polling_line, level_rank
+from pdtui.telemetry.logview import MAX_MATCHES, LogView
 
-__all__ = ["INDEX_STRIDE", "LEVEL_RANK", "LogFollower", "LogView", "ViewFilter", "is_polling_line", "level_rank"]
+__all__ = ["INDEX_STRIDE", "LEVEL_RANK", "MAX_MATCHES", "LogFollower", "LogView", "ViewFilter", "is_error_line", "is_polling_line",
+           "level_rank"]
 
 INDEX_STRIDE = 256
 MAX_READ_BYTES = 4 << 20  # per tick; a flood is caught up over a few ticks
-MAX_MATCHES = 200_000
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# uvicorn/aiohttp access lines of our own polling: `127.0.0.1:40000 - "GET /metrics HTTP/1.1" 200`.
-_POLLING = re.compile(r'(?:127\.0\.0\.1|localhost|\[?::1\]?):\d+ - "GET /(?:health|metrics)(?:\?\S*)? HTTP/')
-
-
-def is_polling_line(line: str) -> bool:
-    """An access-log line of a loopback GET /health or /metrics (pdtui's own polling)."""
-    return '"GET /' in line and _POLLING.search(line) is not None
-
-LEVEL_RANK = {"DEBUG": 0, "INFO": 1, "WARNING": 2, "WARN": 2, "ERROR": 3, "CRITICAL": 4}
-_ERRORISH = ("ERROR", "CRITICAL", "Traceback", "Error:", "Exception:", "out of memory")
-
-
-def level_rank(line: str) -> int:
-    """0 debug .. 4 critical; 1 (info) for lines without a level. Cheap for plain lines."""
-    if "ERROR" not in line and "WARN" not in line and "CRITICAL" not in line and "DEBUG" not in line:
-        return 1
-    level = parse_header(line).level
-    return LEVEL_RANK.get(level or "", 1)
-
-
-def is_error_line(line: str) -> bool:
-    if not any(marker in line for marker in _ERRORISH):
-        return False
-    head = parse_header(line)
-    if head.level in ("ERROR", "CRITICAL"):
-        return True
-    if head.level in ("DEBUG", "INFO", "WARNING"):
-        return False
-    return "Traceback" in line or "Error:" in line or "Exception:" in line or "out of memory" in line
-
-
-@dataclass(frozen=True)
-class ViewFilter:
-    """What the pane shows: lines containing `text` (case-insensitive) when `only_matching`,
-    at least `min_level` (1 = everything, 2 = warnings and errors, 3 = errors), and
-    without pdtui's own /health and /metrics polling when `hide_polling`."""
-
-    text: str = ""
-    only_matching: bool = False
-    min_level: int = 1
-    hide_polling: bool = True
-
-    @property
-    def active(self) -> bool:
-        return (self.only_matching and bool(self.text)) or self.min_level > 1 or self.hide_polling
-
-    def accepts(self, line: str) -> bool:
-        if self.hide_polling and is_polling_line(line):
-            return False
-        if self.only_matching and self.text and self.text.lower() not in line.lower():
-            return False
-        if self.min_level > 1 and level_rank(line) < self.min_level:
-            return False
-        return True
 
 
 def _decode(raw: bytes) -> str:
     text = raw.decode("utf-8", "replace").rstrip("\r")
     return _ANSI.sub("", text) if "\x1b" in text else text
-
-
-class LogView:
-    """One reader's view of a followed file: filter, search matches, pending new lines."""
-
-    def __init__(self, follower: LogFollower, window: int, view: ViewFilter | None = None) -> None:
-        self.follower = follower
-        self._filter = view or ViewFilter()
-        self._pending: deque[tuple[int, str]] = deque(maxlen=window)
-        self.skipped = 0  # pending lines dropped from the queue (still on disk)
-        self._search = ""
-        self._matches = array("q")
-
-    # Called by the follower, under its lock, for each new line.
-    def _offer(self, n: int, line: str, lowered: str | None) -> None:
-        if self._search and len(self._matches) < MAX_MATCHES:
-            if (lowered if lowered is not None else line.lower()).find(self._search) >= 0:
-                self._matches.append(n)
-        if self._filter.accepts(line):
-            if len(self._pending) == self._pending.maxlen:
-                self.skipped += 1
-            self._pending.append((n, line))
-
-    # --- the follower's file, for the pane -------------------------------------------
-    @property
-    def path(self) -> str:
-        return self.follower.path
-
-    @property
-    def total_lines(self) -> int:
-        return self.follower.total_lines
-
-    @property
-    def last_error_line(self) -> int | None:
-        return self.follower.last_error_line
-
-    @property
-    def problem(self) -> str | None:
-        return self.follower.problem
-
-    @property
-    def started(self) -> bool:
-        return self.follower.started
-
-    def start(self) -> LogView:
-        """Start the follower's own thread unless someone (the monitor) polls it."""
-        self.follower.start()
-        return self
-
-    def stop(self) -> None:
-        """This view is done; the follower stops only if it runs for this view alone."""
-        self.follower.remove_view(self)
-
-    def iter_lines(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, str]]:
-        return self.follower.iter_lines(start, stop)
-
-    def read_lines(self, start: int, count: int) -> list[tuple[int, str]]:
-        return self.follower.read_lines(start, count)
-
-    def tail(self, count: int, view: ViewFilter | None = None) -> list[tuple[int, str]]:
-        return self.follower.tail(count, view)
-
-    def around(self, line_no: int, count: int, view: ViewFilter | None = None) -> list[tuple[int, str]]:
-        return self.follower.around(line_no, count, view)
-
-    def save(self, destination: str | os.PathLike[str], lines: Iterable[str]) -> str:
-        return self.follower.save(destination, lines)
-
-    # --- this view's state ----------------------------------------------------------
-    def take_pending(self) -> tuple[list[tuple[int, str]], int]:
-        """New (line number, line) pairs passing the view filter, and how many were skipped."""
-        with self.follower._lock:
-            batch = list(self._pending)
-            self._pending.clear()
-            skipped, self.skipped = self.skipped, 0
-        return batch, skipped
-
-    def set_filter(self, view: ViewFilter) -> None:
-        with self.follower._lock:
-            self._filter = view
-            self._pending.clear()
-
-    def search(self, text: str) -> list[int]:
-        """Line numbers containing `text` (case-insensitive), and keep matching new lines."""
-        needle = text.lower()
-        lock = self.follower._lock
-        with lock:
-            # From here new lines are matched as they come; the scan covers the lines
-            # that were already there, so no line is missed or counted twice.
-            self._search = needle
-            self._matches = array("q")
-            stop = self.follower.total_lines
-        found = array("q")
-        if needle:
-            for n, line in self.follower.iter_lines(0, stop):
-                if needle in line.lower():
-                    found.append(n)
-                    if len(found) >= MAX_MATCHES:
-                        break
-        with lock:
-            found.extend(self._matches)
-            self._matches = found
-            return list(found)
-
-    def matches(self) -> list[int]:
-        with self.follower._lock:
-            return list(self._matches)
 
 
 class LogFollower:
@@ -353,9 +190,12 @@ class LogFollower:
                     v._offer(n, line, lowered)
                 n += 1
             self.total_lines = n
+            doorbells = [bell for bell in (v._signal() for v in views) if bell is not None] if lines else []
         if lines:
             for listener in self._listeners:
                 listener(first, lines)
+        for bell in doorbells:
+            bell()
         return len(data) - len(self._partial) >= MAX_READ_BYTES
 
     def _reset(self) -> None:
@@ -370,6 +210,14 @@ class LogFollower:
     @property
     def skipped(self) -> int:
         return self._default.skipped
+
+    @property
+    def on_new(self) -> Callable[[], None] | None:
+        return self._default.on_new
+
+    @on_new.setter
+    def on_new(self, bell: Callable[[], None] | None) -> None:
+        self._default.on_new = bell
 
     def take_pending(self) -> tuple[list[tuple[int, str]], int]:
         return self._default.take_pending()

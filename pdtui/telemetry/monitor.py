@@ -10,12 +10,15 @@
 
 One thread runs everything, so a deployment costs one wake-up per tick however many
 screens are open:
-- one tail per log file (`LogFollower`, polled by one loop every `tail_interval_s`; the file
-  stays open), feeding a `LogScanner` per instance into `KvTransferStats`; panes take
-  `follower(name).view()`s and never read the file for new lines themselves;
+- one tail per log file (`LogFollower`; the file stays open), feeding a `LogScanner` per
+  instance into `KvTransferStats`; panes take `follower(name).view()`s and never read the
+  file for new lines themselves. The tail loop sleeps until a file is written (inotify,
+  `FileWatch`), reading at most every 0.25 s, with a safety poll every `tail_idle_s`
+  (5 s); without inotify it polls at 0.25 s while lines come and backs off to
+  `tail_interval_s` (2 s) when quiet. Traffic (`busy()`) wakes it at once either way;
 - one `Scraper` over every target (each engine's /metrics, the proxy's, LMCache's internal
   API servers where enabled), into a `Deriver` (rates, quantiles) and a `ProxyStageTracker`:
-  every `scrape_interval_s` (1 s) while there is traffic (a request event from the proxy,
+  every `scrape_interval_s` (1 s) while there is traffic (a live request event from the proxy,
   or running/waiting/req/s above 0), every `idle_scrape_interval_s` (10 s) when there is
   none -- an idle engine's counters do not move, and traffic wakes the scraper at once;
 - the proxy's `/events` reader into `PairStats`;
@@ -32,6 +35,7 @@ Screens only read. `from_status(status)` builds the instance list from the runti
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -42,6 +46,7 @@ from urllib.parse import urlsplit
 
 from pdtui.telemetry.derive import Deriver, deriver_families
 from pdtui.telemetry.events_reader import ProxyEventsReader
+from pdtui.telemetry.filewatch import FileWatch
 from pdtui.telemetry.jobs import BackgroundJobs
 from pdtui.telemetry.kvstats import KvTransferStats, PairViewRow, pair_view_rows, url_namer
 from pdtui.telemetry.logparse import LogScanner
@@ -56,7 +61,10 @@ __all__ = ["HOUR_AT_1S", "DeploymentMonitor", "MonitoredInstance", "pair_key"]
 _log = logging.getLogger(__name__)
 
 SAMPLE_INTERVAL_S = 1.0
-TAIL_BUSY_S = 0.25  # a human reads no faster; our own polling makes the files grow all the time
+TAIL_BUSY_S = 0.25  # at most this often: a human reads no faster, and a burst of writes is one read
+TAIL_WATCHED_S = 5.0  # with inotify: a safety poll (a file created late, an event lost)
+TAIL_UNWATCHED_S = 2.0  # without: the slowest poll of a quiet file
+LIVE_EVENT_S = 5.0  # a proxy event older than this is history (replayed on connect), not traffic
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,20 @@ class MonitoredInstance:
     lmcache_metrics_urls: tuple[str, ...] = ()  # LMCache internal API servers' /metrics
 
 
+def _is_live_request_event(line: bytes, now: float | None = None) -> bool:
+    """A request moving through the proxy right now: a `stage` event from the last few
+    seconds. Not a heartbeat, not a backend's health change, and not the history the proxy
+    replays on connect (a young deployment's start-up events woke the scraper for nothing)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return False
+    if not isinstance(event, dict) or event.get("type") != "stage":
+        return False
+    ts = event.get("ts")
+    return not isinstance(ts, (int, float)) or (time.time() if now is None else now) - ts < LIVE_EVENT_S
+
+
 def pair_key(prefiller: str, decoder: str) -> str:
     return f"pair/{prefiller}>{decoder}"
 
@@ -76,7 +98,8 @@ class DeploymentMonitor:
     def __init__(self, instances: Iterable[MonitoredInstance], proxy_url: str | None = None, *,
                  store: SeriesStore | None = None, scrape_interval_s: float = 1.0,
                  idle_scrape_interval_s: float | None = 10.0,
-                 tail_interval_s: float = 1.0, sample_interval_s: float = SAMPLE_INTERVAL_S,
+                 tail_interval_s: float = TAIL_UNWATCHED_S, tail_idle_s: float = TAIL_WATCHED_S,
+                 sample_interval_s: float = SAMPLE_INTERVAL_S,
                  scrape: bool = True, run_dir: str | None = None) -> None:
         self.instances = list(instances)
         self.proxy_url = proxy_url
@@ -84,6 +107,10 @@ class DeploymentMonitor:
         self.store = store if store is not None else SeriesStore(HOUR_AT_1S)
         self.scrape_interval_s = scrape_interval_s
         self.tail_interval_s = tail_interval_s
+        self.tail_idle_s = tail_idle_s
+        self.tail_polls = 0  # rounds over every file (tests, benchmarks)
+        self._tail_wake: asyncio.Event | None = None
+        self._watch: FileWatch | None = None
         self.sample_interval_s = sample_interval_s
         self.kv_stats = KvTransferStats()
         self.pair_stats = PairStats(window_s=self.kv_stats.window_s)
@@ -114,11 +141,13 @@ class DeploymentMonitor:
         instances, proxy_url = [], None
         for inst in status.instances:
             port = inst.port
-            if inst.kind == "proxy" and port:
-                proxy_url = f"http://{host}:{port}"
+            # The instance's own address where the status has one (a Slurm run's node).
+            base = getattr(inst, "health_url", "").rsplit("/health", 1)[0] or (f"http://{host}:{port}" if port else None)
+            if inst.kind == "proxy" and base:
+                proxy_url = base
             extra = tuple(f"http://{host}:{p}/metrics" for p in (lmcache_ports or {}).get(inst.name, ()))
             instances.append(MonitoredInstance(inst.name, inst.kind, inst.log_path or str(Path(status.run_dir) / f"{inst.name}.log"),
-                                               f"http://{host}:{port}/metrics" if port else None, extra))
+                                               f"{base}/metrics" if base else None, extra))
         return cls(instances, proxy_url, run_dir=str(status.run_dir), **kw)
 
     # --- what screens read ----------------------------------------------------------
@@ -187,6 +216,9 @@ class DeploymentMonitor:
 
     async def _main(self) -> None:
         self._stopping = asyncio.Event()
+        self._tail_wake = asyncio.Event()
+        self._watch = FileWatch(self._tail_wake.set)
+        self._watch.attach(asyncio.get_running_loop())
         tasks = [asyncio.create_task(self._tail_loop(), name="monitor:tail"),
                  asyncio.create_task(self._sample_loop(), name="monitor:sample")]
         if self.events_reader is not None:
@@ -203,6 +235,7 @@ class DeploymentMonitor:
             await asyncio.gather(*tasks, return_exceptions=True)
             if self._scraper is not None:
                 await self._scraper.stop()
+            self._watch.close()
 
     # --- parts ----------------------------------------------------------------------
     def _ports(self) -> dict[int, str]:
@@ -251,13 +284,20 @@ class DeploymentMonitor:
         return targets
 
     def busy(self) -> None:
-        """Traffic seen: scrape at the busy pace (on the monitor's loop)."""
+        """Traffic seen: scrape at the busy pace and read the logs now (on the monitor's loop)."""
         if self._scraper is not None:
             self._scraper.busy()
+        if self._tail_wake is not None:
+            self._tail_wake.set()
+
+    @property
+    def files_watched(self) -> bool:
+        """The logs are followed by inotify (False: polled, see the module docstring)."""
+        return self._watch is not None and self._watch.available
 
     def _on_event_line(self, line: bytes) -> None:
         self.pair_stats.feed_line(line)
-        if b'"stage"' in line:  # a request moving through the proxy (not a heartbeat)
+        if b'"stage"' in line and _is_live_request_event(line):
             self.busy()
 
     def _ingest(self, result: ScrapeResult) -> None:
@@ -272,10 +312,17 @@ class DeploymentMonitor:
                 self.busy()  # traffic that did not come through our proxy
 
     async def _tail_loop(self) -> None:
-        """Every file, at 0.25 s while lines come, backing off to `tail_interval_s` when quiet."""
+        """Read every file when woken (a write, traffic) or when the quiet delay is up."""
         followers = list(self._followers.values())
-        delay = TAIL_BUSY_S
+        paths = [f.path for f in followers]
+        loop = asyncio.get_running_loop()
+        wake = self._tail_wake
+        watch = self._watch
+        assert wake is not None and watch is not None
+        delay = self.tail_interval_s  # quiet until a file grows (the first round reads what is there)
         while True:
+            wake.clear()  # from here a write wakes the next wait: nothing is missed
+            started = loop.time()
             grew = False
             for follower in followers:
                 try:
@@ -285,8 +332,19 @@ class DeploymentMonitor:
                     grew = grew or follower.total_lines != before
                 except Exception:  # a parser bug must not stop every other tail
                     _log.exception("tailing %s failed", follower.path)
-            delay = TAIL_BUSY_S if grew else min(self.tail_interval_s, delay * 2)
-            await asyncio.sleep(delay)
+            self.tail_polls += 1
+            watch.watch(paths)  # again each round: a file created or replaced since
+            if watch.available:
+                delay = self.tail_idle_s
+            else:
+                delay = TAIL_BUSY_S if grew else min(self.tail_interval_s, delay * 2)
+            try:
+                await asyncio.wait_for(wake.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+            rest = started + TAIL_BUSY_S - loop.time()
+            if rest > 0:  # woken again right away (a burst of writes): gather it into one read
+                await asyncio.sleep(rest)
 
     async def _sample_loop(self) -> None:
         while True:

@@ -62,6 +62,11 @@ def attach_target(name: str) -> tuple[Path | None, str | None]:
     A run counts as running when at least one of its recorded processes is verified
     alive (pid + create time + command line), as `find_runs` reports it.
     """
+    from pdtui.deploy.deployment import cluster_attach_target
+
+    cluster = cluster_attach_target(name)  # a Slurm run: its slurm.json, not the supervisor's state
+    if cluster is not None:
+        return cluster
     from pdtui.runtime import find_runs, resolve_run
 
     try:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pdtui.telemetry.monitor import DeploymentMonitor
     from pdtui.telemetry.series import SeriesStore
 
-__all__ = ["GPU_COLUMNS", "INSTANCE_COLUMNS", "gpu_rows", "history_width", "instance_rows", "kv_strip"]
+__all__ = ["GPU_COLUMNS", "INSTANCE_COLUMNS", "gpu_rows", "history_width", "instance_rows", "kv_strip", "node_gpu_rows"]
 
 # "5m": the history cells show the last five minutes.
 GPU_COLUMNS = ("GPU", "Util", "Util 5m", "Memory", "Mem 5m", "Temp", "Power", "Held by")
@@ -76,6 +76,43 @@ def gpu_rows(inventory: GpuInventory, holders: Mapping[int, str], store: SeriesS
             holders.get(gpu.index, "") or "-",
         )))
     return out
+
+
+def node_gpu_rows(nodes: tuple, holders: Mapping[tuple[str, int], str], store: SeriesStore, width: int
+                  ) -> list[tuple[str, tuple[object, ...]]]:
+    """A cluster run's GPUs grouped by node: a row naming the node, then its GPUs (from
+    `pdtui gpus --json` run on it: pdtui.cluster.gpus.NodeGpus); `holders`: the instances
+    Slurm placed on (host, GPU index)."""
+    out: list[tuple[str, tuple[object, ...]]] = []
+    for node in nodes:
+        gpus = (node.inventory or {}).get("gpus") or []
+        what = Text(node.error, style="bold red") if node.error else f"{len(gpus)} GPU(s)"
+        out.append((f"node-{node.host}", (Text(f"node {node.host}", style="bold"), what, "", "", "", "", "", "")))
+        for gpu in gpus:
+            index, series = gpu.get("index"), f"node/{node.host}/gpu/{gpu.get('index')}"
+            util, used, total = gpu.get("utilization_gpu"), gpu.get("memory_used"), gpu.get("memory_total")
+            util_pct = util if isinstance(util, (int, float)) else None
+            mem_pct = fmt.percent_of(used, total)
+            pids = [str(p.get("pid")) for p in gpu.get("processes") or []]
+            held = holders.get((node.host, index)) if pids else None
+            out.append((f"node-{node.host}-{index}", (
+                f" {index} {rowfmt._short_name(gpu.get('name'))}",
+                Text(fmt.number(util, "{:>3.0f}", "%"), style=rowfmt._load_style(util_pct)),
+                Text(sparkline(_values(store, f"{series}/util", width), width, 100.0), style=rowfmt._load_style(util_pct)),
+                Text(f"{fmt.memory_pair(used, total):>8}", style=rowfmt._load_style(mem_pct)),
+                Text(sparkline(_values(store, f"{series}/mem", width), width, 100.0), style=rowfmt._load_style(mem_pct)),
+                fmt.number(gpu.get("temperature_c"), "{:.0f}", "C"),
+                fmt.number(gpu.get("power_draw_w"), "{:.0f}", "W"),
+                held or ",".join(pids) or "-",
+            )))
+    return out
+
+
+def nodes_summary(nodes: tuple) -> str:
+    """'8 GPUs on 1 node(s)', and the nodes whose GPUs could not be read."""
+    gpus = sum(len((n.inventory or {}).get("gpus") or []) for n in nodes)
+    failed = [n.host for n in nodes if n.error]
+    return f"{gpus} GPUs on {len(nodes)} node(s)" + (f" (unread: {','.join(failed)})" if failed else "")
 
 
 def _tokens(store: SeriesStore, name: str, width: int) -> tuple[float | None, list[float]]:

@@ -49,6 +49,10 @@ class DeploymentCommands:
         """Tell the active screen (it reads the session) and keep the monitor in step."""
         if self.app.screen_stack:
             self.app.screen.post_message(messages.DeploymentChanged())
+        if self.session.monitor_outdated() and not self.quitting:  # a Slurm run's addresses came with its allocation
+            # The function, not a coroutine: nothing is left un-awaited when the app is closing.
+            work: Any = self._new_monitor
+            self.app.run_worker(work, group="monitor", exclusive=True, exit_on_error=False)
         self._background_load()
 
     def carry_out(self, request: messages.DeploymentRequest) -> None:
@@ -73,10 +77,14 @@ class DeploymentCommands:
 
     def supervisor_event(self, event: Any, gpu_feed: Any) -> None:
         """A runtime event: a notice for the operator, the GPU feed told whose pids are ours."""
-        from pdtui.runtime import DeploymentEvent, LogLines
+        from pdtui.deploy.events import NodeGpusRead
+        from pdtui.runtime import DeploymentEvent
 
-        if isinstance(event, LogLines):
-            return  # the monitor tails the logs; screens read its views
+        if isinstance(event, NodeGpusRead):  # a cluster run's GPUs, per node
+            self.session.set_node_gpus(event)
+            if self.app.screen_stack:
+                self.app.screen.post_message(messages.GpuReadingChanged())
+            return
         if isinstance(event, DeploymentEvent) and event.kind != "ready":  # the launch says "ready" once
             failed = event.kind in ("failed", "instance_crashed", "preflight_failed")
             self.app.notify(event.message, severity="error" if failed else "information", timeout=8)
@@ -168,8 +176,9 @@ class DeploymentCommands:
                 self._work(self._launch(profile), "control", exclusive=True)
 
         count = len(profile.prefillers) + len(profile.decoders) + 1
+        where = f" as steps of one {profile.cluster.type.capitalize()} job" if profile.cluster is not None else ""
         self.app.push_screen(confirm(f"Launch {doc.path.name}: {count} processes (proxy, "
-                                     f"{len(profile.prefillers)} P, {len(profile.decoders)} D)?",
+                                     f"{len(profile.prefillers)} P, {len(profile.decoders)} D){where}?",
                                      "Launch", "Launch deployment"), chosen)
 
     async def _launch(self, profile: Any) -> None:
@@ -188,6 +197,7 @@ class DeploymentCommands:
         if self.control.active:
             await self._stop_monitor()
             await asyncio.to_thread(self.control.close_blocking)
+        self.session.set_node_gpus(None)
         try:
             await asyncio.to_thread(self.control.launch_blocking, profile)
         except Exception as exc:
@@ -216,6 +226,7 @@ class DeploymentCommands:
         except Exception as exc:
             self.app.notify(f"cannot re-attach to {run_dir}: {exc}", severity="error", timeout=10)
             return
+        self.session.set_node_gpus(None)
         self._tell_gpu_feed(getattr(self.app, "gpu_feed", None))
         await self._new_monitor()
         self.changed()
@@ -255,6 +266,8 @@ class DeploymentCommands:
         """The selected instance only; the rest of the deployment keeps running."""
         from pdtui.ui.screens.dialogs import confirm
 
+        if self._no_instance_actions():
+            return
         inst = self._instance(name)
         if inst is None or not inst.is_running:
             self.app.notify("select a running instance to stop (X stops the whole deployment)", severity="warning")
@@ -305,7 +318,16 @@ class DeploymentCommands:
         lines = await asyncio.to_thread(stop_orphans, orphans)
         self.app.notify("\n".join(lines) or "nothing was left to stop", timeout=8)
 
+    def _no_instance_actions(self) -> bool:
+        """The deployment cannot stop/restart one instance alone (a Slurm job): say so."""
+        note = self.control.instance_actions_note()
+        if note:
+            self.app.notify(note, severity="warning", timeout=8)
+        return bool(note)
+
     def start_instance(self, name: str | None) -> None:
+        if self._no_instance_actions():
+            return
         inst = self._instance(name)
         if inst is None:
             self.app.notify("select an instance of a launched deployment to start (u launches it all)", severity="warning")
@@ -323,6 +345,8 @@ class DeploymentCommands:
 
         if not self.control.active or not name:
             self.app.notify("select a running instance to restart", severity="warning")
+            return
+        if self._no_instance_actions():
             return
         if offer_restart(self.app, name):  # it runs with other settings than the saved profile's
             return
@@ -347,6 +371,8 @@ class DeploymentCommands:
         """A stuck KV transfer usually needs both ends restarted."""
         from pdtui.ui.screens.dialogs import confirm
 
+        if self._no_instance_actions():
+            return
         status = self.control.status()
         pair = pair_of(status, name) if status is not None and name else None
         if pair is None:

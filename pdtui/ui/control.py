@@ -1,4 +1,5 @@
-"""The UI's handle on a deployment: the runtime's Supervisor, seen through messages.
+"""The UI's handle on a deployment: the runtime's Supervisor (or, for a profile with
+`cluster:`, a Slurm job: pdtui.deploy.deployment picks), seen through messages.
 
 Every Supervisor method returns at once (its blocking work runs on its own threads);
 its futures are awaited with `asyncio.wrap_future`, and its events arrive on a
@@ -34,14 +35,17 @@ class DetachedRun:
 
 
 def detached_runs() -> list[DetachedRun]:
-    """Runs left running by an earlier pdtui (detached, with live processes). Blocking
-    (reads state files, asks psutil): call from a thread worker."""
+    """Runs left running by an earlier pdtui (detached, with live processes; Slurm runs
+    whose job is still there). Blocking (reads state files, asks psutil and squeue): call
+    from a thread worker."""
+    from pdtui.deploy.deployment import running_cluster_runs
     from pdtui.runtime import find_runs
 
     found = []
     for run in find_runs():
         if getattr(run, "live", False) and getattr(run, "detached", False):
             found.append(DetachedRun(Path(run.path), str(run.name), str(getattr(run, "profile", "")), getattr(run, "created", None)))
+    found += [DetachedRun(*run) for run in running_cluster_runs()]
     return found
 
 
@@ -62,29 +66,45 @@ class DeploymentControl:
         return None if self.supervisor is None else self.supervisor.status()
 
     def running(self) -> bool:
+        """Something to stop: a process of the deployment, or a Slurm job holding its allocation."""
         status = self.status()
-        return status is not None and any(i.is_running for i in status.instances)
+        if status is None:
+            return False
+        return any(i.is_running for i in status.instances) or bool(getattr(self.supervisor, "holds_resources", False))
 
     def _adopt(self, supervisor: Any) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.supervisor = supervisor
-        self._unsubscribe = supervisor.subscribe(lambda event: self._post(SupervisorEvent(event)))
+        from pdtui.runtime import LogLines
+
+        def forward(event: Any) -> None:
+            # Log lines are the deployment monitor's (it tails every file once); posting
+            # them too woke the UI for each batch of every engine's /health lines, for nothing.
+            if not isinstance(event, LogLines):
+                self._post(SupervisorEvent(event))
+
+        self._unsubscribe = supervisor.subscribe(forward)
 
     def launch_blocking(self, profile: Any) -> Any:
-        """Render into a new run dir and create the supervisor (file I/O: run in a thread)."""
-        from pdtui.runtime import Supervisor
+        """Render into a new run dir and create the supervisor, or submit the Slurm job
+        of a cluster profile (file I/O, sbatch: run in a thread)."""
+        from pdtui.deploy.deployment import launch
 
-        supervisor = Supervisor.launch(profile, detach=False, auto_restart=False)
+        supervisor = launch(profile)
         self._adopt(supervisor)
         return supervisor
 
     def attach_blocking(self, run_dir: Path) -> Any:
-        from pdtui.runtime import Supervisor
+        from pdtui.deploy.deployment import attach
 
-        supervisor = Supervisor.attach(run_dir)
+        supervisor = attach(run_dir)
         self._adopt(supervisor)
         return supervisor
+
+    def instance_actions_note(self) -> str | None:
+        """Why one instance cannot be stopped/restarted alone here (None: it can)."""
+        return getattr(self.supervisor, "instance_actions_note", None)
 
     async def start(self) -> bool:
         return bool(await asyncio.wrap_future(self.supervisor.start(stop_on_failure=True)))

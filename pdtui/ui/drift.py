@@ -24,6 +24,8 @@ def running_drift(app: Any) -> tuple[list[InstanceDrift], Any]:
     if status is None or doc is None or not status.run_dir:
         return [], None
     running = {i.name: tuple(i.argv) for i in status.instances if i.argv}
+    if not running:  # the deployment reports no argv (a Slurm run's steps): nothing to compare
+        return [], None
     key = (doc.saved_text, str(status.run_dir), tuple(sorted(running.items())))
     if _cache["key"] == key:
         return _cache["value"]

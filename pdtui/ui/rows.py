@@ -202,8 +202,10 @@ def health_summary(
     phase: str | None,
     inventory: GpuInventory | None,
     run_name: str | None = None,
+    gpu_text: str | None = None,
 ) -> str:
-    """The one-line health summary under the tables."""
+    """The one-line health summary under the tables (`gpu_text`: the GPUs of a cluster
+    run's nodes, said instead of this machine's)."""
     engines = [r for r in rows if r.role != "proxy"]
     ready = sum(1 for r in engines if r.state == "ready")
     failed = [r.name for r in engines if r.state == "failed"]
@@ -218,7 +220,9 @@ def health_summary(
     parts.append(f"{ready}/{len(engines)} engines ready")
     if failed:
         parts.append("failed: " + ",".join(failed))
-    if inventory is None:
+    if gpu_text is not None:
+        parts.append(gpu_text)
+    elif inventory is None:
         parts.append("GPUs: reading…")
     elif inventory.error:
         parts.append(f"GPUs: {inventory.error}")

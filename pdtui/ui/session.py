@@ -39,6 +39,9 @@ class Session:
         self.store = SeriesStore(history_points)
         self.monitor: DeploymentMonitor | None = None
         self.gpu_reading: GpuReading | None = None
+        # A cluster run's GPUs per node (pdtui.deploy.deployment.NodeGpusRead; None: this machine's)
+        self.node_gpus: Any = None
+        self._monitor_key: tuple = ()  # the endpoints the monitor was built for
         self.document: Any = None  # pdtui.model.document.ProfileDocument, loaded after the first paint
         self.profile_path: Path | None = None  # known before the document is loaded: the title names it at once
         self.background_load = demo  # the demo tells its story with traffic, unless turned off
@@ -93,10 +96,33 @@ class Session:
         host = getattr(profile, "host", None) or "127.0.0.1"
         from pdtui.telemetry.monitor import DeploymentMonitor  # aiohttp & co: not before the first paint
 
+        self._monitor_key = _endpoints(status)
         return DeploymentMonitor.from_status(status, lmcache_ports=ports, host=host, store=self.store)
+
+    def monitor_outdated(self) -> bool:
+        """The deployment's endpoints changed since the monitor was built (a Slurm run
+        learns its nodes' addresses once the job is placed)."""
+        status = self.status()
+        return self.monitor is not None and status is not None and _endpoints(status) != self._monitor_key
+
+    def set_node_gpus(self, read: Any) -> None:
+        """A cluster run's GPUs per node (pdtui.deploy.deployment.NodeGpusRead; None, or one
+        without nodes: this machine's GPUs again), and their history (util/mem %) into the store."""
+        self.node_gpus = read if read is not None and read.nodes is not None else None
+        t = time.time()
+        for node in self.node_gpus.nodes if self.node_gpus is not None else ():
+            for gpu in (node.inventory or {}).get("gpus") or ():
+                used, total, util = gpu.get("memory_used"), gpu.get("memory_total"), gpu.get("utilization_gpu")
+                self.store.record(f"node/{node.host}/gpu/{gpu.get('index')}/util", t, float(util) if isinstance(util, (int, float)) else None)
+                self.store.record(f"node/{node.host}/gpu/{gpu.get('index')}/mem", t,
+                                  100.0 * used / total if isinstance(used, (int, float)) and isinstance(total, (int, float)) and total else None)
 
     def sim_gpu_dir(self) -> Path | None:
         return self.control.sim_gpu_dir()
+
+
+def _endpoints(status: Any) -> tuple:
+    return tuple((i.name, getattr(i, "health_url", ""), getattr(i, "log_path", "")) for i in status.instances)
 
 
 def session_of(app: App) -> Session:

@@ -8,6 +8,7 @@ import json
 import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pdtui.cluster.slurm_job import (
@@ -109,3 +110,20 @@ def test_up_refuses_a_multi_node_profile_without_a_cluster(tmp_path):
     assert done.returncode == 2
     assert "spans 2 machines" in done.stderr and "--backend slurm" in done.stderr
     assert not (tmp_path / "pdtui" / "runs").exists() or not any((tmp_path / "pdtui" / "runs").iterdir())
+
+
+def test_steps_script_passes_shellcheck(tmp_path):
+    """steps.sh runs each step in a loop (restart/hold markers): shell that shellcheck accepts."""
+    import shutil
+    import subprocess
+
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (CI installs it)")
+    profile = _two_node_slurm_profile()
+    concrete = with_node_addresses(profile, {"gpu-a": "10.1.0.1", "gpu-b": "10.1.0.2"}, proxy_address="10.1.0.1")
+    plan = render_plan(concrete, tmp_path, python="/shared/venv/bin/python")
+    script = tmp_path / "steps.sh"
+    script.write_text(steps_script(plan, concrete, ["node-a17", "node-b03"], tmp_path, "/shared/venv/bin/python", proxy_on_node=True))
+    done = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout
+    assert 'restart/$name' in script.read_text() and 'hold/$name' in script.read_text()

@@ -106,11 +106,16 @@ def wait_for(predicate, timeout=30.0, interval=0.05):
     return predicate()
 
 
-def marked_processes(run_name: str, instance: str | None = None) -> list:
-    """Live processes carrying the run marker of run_name (optionally one instance)."""
-    from pdtui.gpus.markers import find_marked
+def marked_processes(run_name: str, instance: str | None = None, root: str | None = None) -> list:
+    """Live processes carrying the run marker of run_name (optionally one instance) of this
+    test's runs folder (root; default: the current XDG_STATE_HOME's): a run of the same
+    name in another folder (another test session on the machine) is not this test's."""
+    import os
 
-    return find_marked(run_name, instance)
+    from pdtui.gpus.markers import find_marked
+    from pdtui.runtime.rundir import runs_root
+
+    return find_marked(run_name, instance, root=root or os.path.realpath(runs_root()))
 
 
 def pdtui_cli(*args: str, timeout: float = 120, env: dict | None = None):

@@ -138,8 +138,7 @@ def test_2_a_corrupt_state_file_is_reported_for_its_run_only(tmp_path):
         assert down.returncode == 0, down.stderr
         assert wait_for(lambda: not marked_processes(bad), 15), marked_processes(bad)
         assert len(marked_processes(good)) >= 5  # the other run was never touched
-        status = json.loads(pdtui_cli("status", "--json", good).stdout)
-        assert status[0]["phase"] == "ready"
+        assert wait_for(lambda: json.loads(pdtui_cli("status", "--json", good).stdout)[0]["phase"] == "ready", 60)
         assert pdtui_cli("down", good).returncode == 0
         assert wait_for(lambda: not marked_processes(good), 15)
     finally:
@@ -217,7 +216,9 @@ def test_5_restart_runs_its_preflight_before_it_stops_anything(tmp_path, monkeyp
         assert "nothing was stopped" in out.stderr and "HF_TOKEN" in out.stderr and "export it" in out.stderr, out.stderr
         after = read_state(runs_dir(tmp_path) / name).instances["decoder1"]
         assert after.pid == before and after.state == "ready"
-        assert json.loads(pdtui_cli("status", "--json", name).stdout)[0]["phase"] == "ready"
+        # status probes each /health with a 1 s deadline: on a loaded machine one probe can
+        # miss it ("unresponsive" -> degraded) with nothing wrong; ask again.
+        assert wait_for(lambda: json.loads(pdtui_cli("status", "--json", name).stdout)[0]["phase"] == "ready", 60)
         # With the secret exported the same restart works.
         out = pdtui_cli("restart", "decoder1", "--run", name, env={"HF_TOKEN": "hf_secret_value"})
         assert out.returncode == 0, out.stderr
@@ -293,7 +294,9 @@ def test_7_two_up_of_one_profile_at_once_and_up_of_a_running_profile(tmp_path):
     try:
         assert f"already running as {name}" in losers[0][2], losers[0][2]
         assert [r.name for r in find_runs(runs_dir(tmp_path)) if r.live] == [name]
-        assert json.loads(pdtui_cli("status", "--json", name).stdout)[0]["phase"] == "ready"
+        # status probes each /health with a 1 s deadline: on a loaded machine one probe can
+        # miss it ("unresponsive" -> degraded) with nothing wrong; ask again.
+        assert wait_for(lambda: json.loads(pdtui_cli("status", "--json", name).stdout)[0]["phase"] == "ready", 60)
         third = pdtui_cli("up", str(profile))
         assert third.returncode == 1
         assert third.stderr.count("already running as") == 1 and "in use" not in third.stderr, third.stderr

@@ -156,6 +156,10 @@ def test_engine_ignoring_sigterm_is_killed(tmp_path, supervisors):
     assert st.state == InstanceState.STOPPED and "SIGKILL" in (st.reason or "")
     assert st.exit_code == -9
     assert sup.instance("decoder1").reason is None  # stopped politely by SIGTERM
+    # what `up`/`down` print once per instance says how it was stopped
+    said = [line for line in sup.last_stopped if line.startswith("prefiller1:")]
+    assert len(said) == 1 and "killed with SIGKILL" in said[0], sup.last_stopped
+    assert not [line for line in sup.last_stopped if line.startswith("decoder1:") and "SIGKILL" in line]
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     sup.close()
     assert_nothing_left(sup.run_dir, profile_ports(data))

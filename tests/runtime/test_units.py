@@ -28,6 +28,44 @@ def test_check_command_forms(tmp_path):
     assert engine_command(["python3", "-m", "vllm.entrypoints.cli.main", "serve", "m"]) == ["python3", "-m", "vllm.entrypoints.cli.main"]
 
 
+def test_preflight_asks_its_own_interpreter_in_process(tmp_path, monkeypatch):
+    """Same interpreter, same import path settings: no probe subprocess before the first
+    spawn; another PYTHONPATH: the probe, which sees what the engine will see."""
+    import os
+
+    import pdtui.runtime.preflight as preflight
+
+    real_run = preflight.subprocess.run
+    probes = []
+
+    def counting_run(*args, **kwargs):
+        probes.append(args[0])
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(preflight.subprocess, "run", counting_run)
+    same = dict(os.environ)
+    assert check_command([sys.executable, "-m", "pdtui.sim"], same) is None
+    assert "not importable" in check_command([sys.executable, "-m", "pdtui.surely_not_a_module_xyz"], same)
+    assert probes == []
+    (tmp_path / "only_here_xyz.py").write_text("")
+    other = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    assert check_command([sys.executable, "-m", "only_here_xyz"], other) is None
+    assert len(probes) == 1
+
+
+def test_run_files_are_written_whole_without_fsync(tmp_path, monkeypatch):
+    import os
+
+    from pdtui.model.files import atomic_write
+
+    synced = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd))
+    atomic_write(tmp_path / "state.json", "{}\n", durable=False)
+    assert (tmp_path / "state.json").read_text() == "{}\n" and synced == []
+    atomic_write(tmp_path / "profile.yaml", "a: 1\n")
+    assert (tmp_path / "profile.yaml").read_text() == "a: 1\n" and len(synced) == 1
+
+
 def test_log_tailer_whole_lines_and_truncation(tmp_path):
     path = tmp_path / "x.log"
     tailer = LogTailer(path)

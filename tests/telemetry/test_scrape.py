@@ -52,7 +52,10 @@ class _Server:
         app.router.add_get("/slow/metrics", self.slow)
         app.router.add_get("/broken/metrics", self.broken)
         app.router.add_get("/junk/metrics", self.junk)
-        self.runner = web.AppRunner(app, shutdown_timeout=0.5)
+        # handler_cancellation: a scrape cut by its timeout ends its handler here too, so
+        # slow_in_flight counts the scraper's overlapping requests, not handlers still
+        # sleeping for clients long gone (a loaded machine takes > 1 s to see 5 good scrapes).
+        self.runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True)
         await self.runner.setup()
         self.port = free_port()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()

@@ -1,7 +1,10 @@
 """A log pane that follows a file: follow/pause with "+N new lines", search, filters, save.
 
-The file is tailed by a `LogFollower` thread; a 10 Hz timer moves what it read into a
-`Log` with one `write_lines` call per tick. The pane shows a window of at most `window`
+The file is tailed by a `LogFollower` (its own thread, or the deployment monitor's one
+tail); when new lines reach the pane's view it rings (`on_new`, from that thread) and the
+pane moves them into a `Log` with one `write_lines` call, at most every TICK_S; no timer
+runs while the file is quiet. Scrolling (up: pause; back to the end: follow) is handled
+as it happens. The pane shows a window of at most `window`
 lines; older lines are read back from the file on demand (`[`, `g`, a search hit).
 
 Keys (while the log has focus): `/` search, `n`/`N` next/previous match, `f` show only
@@ -24,9 +27,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.widgets import Input, Log, Static
 
 from pdtui.telemetry.logtail import LogFollower, LogView, ViewFilter
+from pdtui.ui.observe.logpane_file import LogPaneFileActions
 from pdtui.ui.observe.logstyle import LogHighlighter, display_line, wrap_line
 
 __all__ = ["LEVEL_NAMES", "LogPane"]
@@ -38,6 +43,12 @@ TICK_S = 0.1
 class PaneLog(Log):
     """The Log inside a LogPane: End means "follow the file", not "end of this window"."""
 
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        pane = self.parent
+        if isinstance(pane, LogPane) and round(old_value) != round(new_value):
+            pane.schedule_tick()  # the operator scrolled: pause, or follow again at the end
+
     def action_scroll_end(self) -> None:
         pane = self.parent
         if isinstance(pane, LogPane):
@@ -46,7 +57,10 @@ class PaneLog(Log):
             super().action_scroll_end()
 
 
-class LogPane(Vertical):
+class LogPane(LogPaneFileActions, Vertical):
+    class LinesArrived(Message):
+        """New lines wait in the pane's view (posted from the tailing thread)."""
+
     DEFAULT_CSS = """
     LogPane { height: 1fr; }
     LogPane > #log-status { height: 1; background: $boost; color: $text-muted; }
@@ -102,6 +116,9 @@ class LogPane(Vertical):
         self._highlighter = LogHighlighter()
         self._status_text = ""
         self._message = ""
+        self._tick_due = False
+        self._last_tick = 0.0
+        self.ticks = 0  # drains (tests: none while the file is quiet)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="log-status", markup=False)
@@ -116,8 +133,8 @@ class LogPane(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = self.title
+        self.follower.on_new = self._ring
         self.run_worker(self._start_follower, thread=True, group="log-start", exit_on_error=False)
-        self.set_interval(TICK_S, self._tick)
 
     def _start_follower(self) -> None:
         self.follower.start()
@@ -126,10 +143,31 @@ class LogPane(Vertical):
         self.app.call_from_thread(self._show, items, None, True)
 
     def on_unmount(self) -> None:
+        self.follower.on_new = None
         self.follower.stop()
 
-    # --- the 10 Hz tick ---------------------------------------------------------------
+    # --- the tick: new lines and scrolling, at most every TICK_S -------------------------
+    def _ring(self) -> None:
+        self.post_message(self.LinesArrived())  # thread-safe
+
+    def on_log_pane_lines_arrived(self, message: LinesArrived) -> None:
+        message.stop()
+        self.schedule_tick()
+
+    def schedule_tick(self) -> None:
+        if self._tick_due:
+            return  # one is due already
+        self._tick_due = True
+        wait = self._last_tick + TICK_S - time.monotonic()
+        if wait <= 0:
+            self.call_later(self._tick)  # soon, but not inside a scroll watcher
+        else:
+            self.set_timer(wait, self._tick)
+
     def _tick(self) -> None:
+        self._tick_due = False
+        self._last_tick = time.monotonic()
+        self.ticks += 1
         if not self.follower.started:
             return
         batch, skipped = self.follower.take_pending()
@@ -304,58 +342,6 @@ class LogPane(Vertical):
         box.remove_class("shown")
         self.log_view.focus()
 
-    def start_search(self, text: str) -> None:
-        self.search_text = text
-        self._highlighter.search = text
-        self.log_view.notify_style_update()
-        self.log_view.refresh()
-        self.matches, self.current_match = [], None
-
-        def job() -> None:
-            found = self.follower.search(text)
-            self.app.call_from_thread(self._search_done, text, found)
-
-        self.run_worker(job, thread=True, exclusive=True, group="log-search", exit_on_error=False)
-        if self.view.only_matching:
-            self._set_view(ViewFilter(text, True, self.view.min_level, self.view.hide_polling))
-
-    def _search_done(self, text: str, found: list[int]) -> None:
-        if text != self.search_text:
-            return
-        self.matches = found
-        if not text:
-            self._message = ""
-        elif not found:
-            self._message = f"'{text}' not found"
-        else:
-            self._message = ""
-            self.current_match = len(found) - 1  # the newest first, as a tail reader expects
-            self._goto(found[-1])
-        self._update_status()
-
-    def _refresh_matches(self) -> None:
-        self.matches = self.follower.matches() if self.search_text else []
-
-    def action_next_match(self) -> None:
-        self._step_match(+1)
-
-    def action_previous_match(self) -> None:
-        self._step_match(-1)
-
-    def _step_match(self, step: int) -> None:
-        self._refresh_matches()
-        if not self.matches:
-            self._message = "no search (/)" if not self.search_text else f"'{self.search_text}' not found"
-            self._update_status()
-            return
-        if self.current_match is None:
-            index = len(self.matches) - 1 if step < 0 else 0
-        else:
-            index = max(0, min(len(self.matches) - 1, self.current_match + step))
-        self.current_match = index
-        self._message = ""
-        self._goto(self.matches[index])
-
     def action_toggle_filter(self) -> None:
         if not self.search_text and not self.view.only_matching:
             self._message = "search first (/), then f shows only the matching lines"
@@ -384,71 +370,3 @@ class LogPane(Vertical):
     def action_toggle_timestamps(self) -> None:
         self.timestamps = not self.timestamps
         self._rerender()
-
-    def action_last_error(self) -> None:
-        line = self.follower.last_error_line
-        if line is None:
-            self._message = "no error in this log"
-            self._update_status()
-            return
-        self._message = f"last error: line {line + 1}"
-        self._goto(line)
-
-    def action_older(self) -> None:
-        if self._window:
-            self._goto_window(self._window[0][0] - 1)
-
-    def action_newer(self) -> None:
-        if self._window:
-            self._goto_window(self._window[-1][0] + 1)
-
-    def _goto_window(self, line_no: int) -> None:
-        if line_no < 0 or line_no >= self.follower.total_lines:
-            return
-        self.following = False
-        view = self.view
-        self._load(lambda: self.follower.around(line_no, self.window, view), line_no, False)
-
-    def action_top(self) -> None:
-        self.following = False
-        view = self.view
-        self._load(lambda: self.follower.around(0, self.window, view), None, False)
-
-    def action_save(self) -> None:
-        view = self.view
-        window = self.shown_lines()
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        dest = self.save_dir / f"{self.path.stem}-saved-{stamp}.log"
-        k = 1
-        while dest.exists():
-            k += 1
-            dest = self.save_dir / f"{self.path.stem}-saved-{stamp}-{k}.log"
-
-        def job() -> None:
-            if view.active:
-                lines = [line for _, line in self.follower.iter_lines() if view.accepts(line)]
-            else:
-                lines = window
-            try:
-                self.save_dir.mkdir(parents=True, exist_ok=True)
-                self.follower.save(dest, lines)
-                message, path = f"saved {len(lines)} lines to {dest}", dest
-            except OSError as exc:
-                message, path = f"cannot save to {dest}: {exc.strerror or exc}", None
-            self.app.call_from_thread(self._saved, message, path)
-
-        self.run_worker(job, thread=True, group="log-save", exit_on_error=False)
-
-    def _saved(self, message: str, path: Path | None) -> None:
-        self.last_saved = path
-        self._message = message
-        self.notify(message, severity="information" if path else "error")
-        self._update_status()
-
-    def action_copy(self) -> None:
-        log = self.log_view
-        top = int(log.scroll_y)
-        lines = list(log.lines[top: top + log.size.height])
-        self.app.copy_to_clipboard("\n".join(lines))
-        self._message = f"copied {len(lines)} lines"
-        self._update_status()

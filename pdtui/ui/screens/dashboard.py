@@ -2,9 +2,12 @@
 the KV-transfer strip per prefiller -> decoder pair, a log pane, one line of health.
 
 Attributes down: the screen is given the app's `Session` and reads it (status, the
-deployment monitor and its store, the GPU reading) once a second and when told that
-something changed (`DeploymentChanged`, `GpuReadingChanged`). Messages up: every action
-on the deployment is a request message (pdtui.ui.messages) the app acts on.
+deployment monitor and its store, the GPU reading) when told that something changed
+(`DeploymentChanged`, `GpuReadingChanged`). The GPU poll (1 s) is the screen's clock: each
+reading repaints everything at once (unchanged cells are not written), and a one-shot
+fallback (FALLBACK_S, re-armed by every refresh) repaints when no reading comes, so an
+idle cockpit wakes once a second, not once per timer. Messages up: every action on the
+deployment is a request message (pdtui.ui.messages) the app acts on.
 
 Layout: stacked up to 169 columns; from 170 the GPU and instance tables sit side by side
 so the log pane gets the height (styles in pdtui/ui/app.tcss, `-wide` / `-short`
@@ -17,6 +20,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import MountError
 from textual.widgets import Footer, Static
 
@@ -32,6 +36,8 @@ from pdtui.ui.widgets.diff_table import DiffTable
 from pdtui.ui.widgets.status_line import StatusLine
 
 __all__ = ["CockpitScreen", "DashboardScreen", "TitleBar"]
+
+FALLBACK_S = 1.2  # longer than the GPU poll's 1 s, so a steady poll always comes first
 
 
 class TitleBar(StatusLine):
@@ -49,6 +55,7 @@ class CockpitScreen(Screen):
         self.session = session
         self._kv_key: object = None
         self._gpus_stale = True
+        self._fallback: Timer | None = None
         self._complete = False  # the widgets after the GPU table are mounted
 
     def compose(self) -> ComposeResult:
@@ -65,7 +72,6 @@ class CockpitScreen(Screen):
     def on_mount(self) -> None:
         self.refresh_all()
         self.call_after_refresh(self._compose_rest)
-        self.set_interval(1.0, self.refresh_all)
 
     async def _compose_rest(self) -> None:
         instance_box = Vertical(DiffTable(cockpit_rows.INSTANCE_COLUMNS, id="instance-table"), id="instance-box")
@@ -93,12 +99,16 @@ class CockpitScreen(Screen):
         self.refresh_all()
 
     def on_gpu_reading_changed(self, _message: GpuReadingChanged) -> None:
-        # Painted by the next 1 s refresh (one wake-up a second for everything), except
-        # the first reading, which the operator is waiting for.
+        first = self.query_one("#gpu-table", DiffTable).row_count == 0
         self._gpus_stale = True
-        if self.query_one("#gpu-table", DiffTable).row_count == 0:
-            self.refresh_all()
+        self.refresh_all()
+        if first:
             self.call_after_refresh(self._scroll_hints)  # the first rows change the box's height
+
+    def _arm_fallback(self) -> None:
+        if self._fallback is not None:
+            self._fallback.stop()
+        self._fallback = self.set_timer(FALLBACK_S, self.refresh_all)
 
     # --- reading the session -----------------------------------------------------------
     def _width(self, box: str = "#instance-box", fixed: int = cockpit_rows.INSTANCE_FIXED_WIDTH) -> int:
@@ -119,6 +129,7 @@ class CockpitScreen(Screen):
         return [], None, None
 
     def refresh_all(self) -> None:
+        self._arm_fallback()
         self._refresh_title()
         if self._gpus_stale:
             self._gpus_stale = False
@@ -180,6 +191,12 @@ class CockpitScreen(Screen):
         self.query_one("#title", TitleBar).show(f"{marker}[b]pdtui[/b]  {name}{load}  [dim]? help · ctrl+p commands[/dim]{note}")
 
     def _refresh_gpus(self) -> None:
+        nodes = self.session.node_gpus
+        if nodes is not None:  # a cluster run: each node's GPUs, not this machine's
+            width = self._width("#gpu-box", cockpit_rows.GPU_FIXED_WIDTH)
+            rows = cockpit_rows.node_gpu_rows(nodes.nodes, nodes.holders, self.session.store, width)
+            self.query_one("#gpu-table", DiffTable).set_rows(rows)
+            return
         reading = self.session.gpu_reading
         if reading is None:
             return
@@ -192,7 +209,9 @@ class CockpitScreen(Screen):
         rows, phase, run_name = found
         reading = self.session.gpu_reading
         inventory = reading.inventory if reading is not None else None
-        self.query_one("#health", StatusLine).show(rowfmt.health_summary(rows, phase, inventory, run_name))
+        nodes = self.session.node_gpus
+        gpu_text = cockpit_rows.nodes_summary(nodes.nodes) if nodes is not None else None
+        self.query_one("#health", StatusLine).show(rowfmt.health_summary(rows, phase, inventory, run_name, gpu_text))
 
     def _log_target(self) -> str | None:
         selected = self.selected_instance()

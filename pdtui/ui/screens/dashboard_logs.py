@@ -9,10 +9,14 @@ by default in both (`P` shows it).
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import Static
 
 from typing import TYPE_CHECKING
@@ -25,7 +29,7 @@ if TYPE_CHECKING:  # imported when a deployment is attached, not before the firs
 __all__ = ["CockpitLogs", "MergedLog"]
 
 PALETTE = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta")
-TICK_S = 0.25  # four times a second: a merged view is for watching, not for reading back
+TICK_S = 0.25  # at most four writes a second: a merged view is for watching, not for reading back
 
 
 def _display_line(line: str, timestamps: bool) -> str:
@@ -35,7 +39,14 @@ def _display_line(line: str, timestamps: bool) -> str:
 
 
 class MergedLog(Vertical):
-    """All instances' new lines as they come, `name │ line`, coloured per instance."""
+    """All instances' new lines as they come, `name │ line`, coloured per instance.
+
+    No timer runs while the logs are quiet: each view rings (`LogView.on_new`, on the
+    monitor's thread) when lines arrive, and the box drains every view at most every
+    TICK_S, so a burst of lines is one write."""
+
+    class LinesArrived(Message):
+        """New lines wait in a view (posted from the monitor's thread)."""
 
     BINDINGS = [
         Binding("l", "cycle_level", "Level"),
@@ -54,6 +65,9 @@ class MergedLog(Vertical):
         self.lines_shown = 0
         self._views: dict[str, LogView] = {}
         self._colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(monitor.followers())}
+        self.drains = 0  # times the views were drained (tests: no drain without lines)
+        self._drain_timer: Timer | None = None
+        self._last_drain = 0.0
 
     def compose(self) -> ComposeResult:
         from textual.widgets import RichLog  # with rich.pretty and attrs (~10 ms): not before the first paint
@@ -63,12 +77,27 @@ class MergedLog(Vertical):
 
     def on_mount(self) -> None:
         self._open_views()
-        self.set_interval(TICK_S, self._tick)
+        self._tick()  # lines that came before the doorbells were connected
 
     def _open_views(self) -> None:
         for name, follower in self.monitor.followers().items():
-            self._views[name] = follower.view(window=self.max_lines, view=self.view)
+            view = follower.view(window=self.max_lines, view=self.view)
+            view.on_new = self._ring
+            self._views[name] = view
         self._status()
+
+    def _ring(self) -> None:
+        self.post_message(self.LinesArrived())  # thread-safe
+
+    def on_merged_log_lines_arrived(self, message: LinesArrived) -> None:
+        message.stop()
+        if self._drain_timer is not None:
+            return  # a drain is due already
+        wait = self._last_drain + TICK_S - time.monotonic()
+        if wait <= 0:
+            self._tick()
+        else:
+            self._drain_timer = self.set_timer(wait, self._tick)
 
     def on_unmount(self) -> None:
         for view in self._views.values():
@@ -76,6 +105,9 @@ class MergedLog(Vertical):
         self._views.clear()
 
     def _tick(self) -> None:
+        self._drain_timer = None
+        self._last_drain = time.monotonic()
+        self.drains += 1
         batch: list[tuple[str, str]] = []
         for name, view in self._views.items():
             items, _skipped = view.take_pending()

@@ -113,6 +113,8 @@ class InstanceScreen(Screen):
             lines.append(f"reason    {inst.reason}")
         if inst.exit_code is not None:
             lines.append(f"exit code {inst.exit_code}")
+        if inst.where:
+            lines.append(f"runs      {inst.where}")
         lines.append(f"health    {inst.health_url or '-'}")
         lines.append(f"log       {inst.log_path or '-'}")
         if inst.argv:
