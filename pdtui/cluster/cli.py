@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+from pdtui.text import plural  # standard library only: keeps the import light
+
 DEFAULT_ALLOCATION_TIMEOUT_S = 600.0
 
 
@@ -302,7 +304,7 @@ def print_status(reports: list, as_json: bool, gpus: bool = False) -> None:
                 line += f"  {inst.reason}"
             print(line)
         for view in views.get(report.run_dir, []):
-            print(f"  node {view.host}: " + (view.error or f"{len((view.inventory or {}).get('gpus', []))} GPU(s)"))
+            print(f"  node {view.host}: " + (view.error or plural(len((view.inventory or {}).get('gpus', [])), 'GPU')))
             for gpu in (view.inventory or {}).get("gpus", []):
                 pids = ",".join(str(p.get("pid")) for p in gpu.get("processes") or []) or "-"
                 used, total = gpu.get("memory_used"), gpu.get("memory_total")

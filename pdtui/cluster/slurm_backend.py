@@ -46,6 +46,7 @@ from pdtui.model.files import atomic_write
 from pdtui.model.placement import with_node_addresses
 from pdtui.model.render import render_plan, write_rendered
 from pdtui.model.schema import Profile
+from pdtui.text import plural
 
 STATE_FILE = "slurm.json"
 
@@ -122,7 +123,7 @@ class SlurmRun:
         python = python or (profile.cluster.python if profile.cluster and profile.cluster.python else sys.executable)
         names = [n.name for n in profile.nodes] if profile.nodes else ["node1"]
         if len(hosts) < len(names):
-            raise SlurmError(f"Slurm gave {len(hosts)} node(s), the profile needs {len(names)}")
+            raise SlurmError(f"Slurm gave {plural(len(hosts), 'node')}, the profile needs {len(names)}")
         addresses = {}
         for name, host in zip(names, hosts):
             given = next((n.address for n in profile.nodes or () if n.name == name and n.address), None)

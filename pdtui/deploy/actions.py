@@ -34,19 +34,19 @@ def _act(run, action: str, timeout_s: float, **kwargs) -> tuple[bool, str]:
         if answer.get("ok") or "exited before answering" not in answer.get("message", ""):
             message = str(answer.get("message"))
             if action == "stop":
-                message += _sweep(run.name)
+                message += _sweep(run.name, _root_of(run))
             return bool(answer.get("ok")), message
     try:
         sup = Supervisor.attach(run, take_ownership=False)
     except AttachError as exc:
         if action != "stop":
             raise
-        swept = _sweep(run.name)
+        swept = _sweep(run.name, _root_of(run))
         return True, f"{exc}" + (swept or "; no live process carries its run marker")
     if action == "stop":
         stopped = sup._stop_all()
         left = [i.name for i in sup.status().instances if i.pid]
-        lines = "".join(f"\n  stopped {line}" for line in stopped) + _sweep(run.name)
+        lines = "".join(f"\n  stopped {line}" for line in stopped) + _sweep(run.name, _root_of(run))
         return not left, (f"stopped {sup.run_name}" if not left else f"still running: {', '.join(left)}") + lines
     from pdtui.runtime import PreflightError
 
@@ -59,14 +59,19 @@ def _act(run, action: str, timeout_s: float, **kwargs) -> tuple[bool, str]:
     return ok, f"{st.name}: {st.state.value}" + (f" ({st.reason})" if st.reason else "")
 
 
-def _sweep(run_name: str) -> str:
-    """Stop what still carries the run's marker (a tree whose state was lost); lines saying so."""
+def _root_of(run) -> str:
+    """The runs folder a run's processes name in their marker (pdtui.runtime.backend)."""
+    return os.path.realpath(run.parent)
+
+
+def _sweep(run_name: str, root: str | None = None) -> str:
+    """Stop what still carries the run's marker (a tree whose state was lost), of the runs
+    folder root (default: ours); lines saying so."""
     from pdtui.gpus.markers import find_marked
+    from pdtui.runtime.rundir import runs_root
     from pdtui.runtime.tree import stop_tree
 
-    from pdtui.runtime.rundir import runs_root
-
-    root = os.path.realpath(runs_root())
+    root = root or os.path.realpath(runs_root())
     lines = []
     for instance in sorted({p.instance for p in find_marked(run_name, root=root)}):
         result = stop_tree(None, run_name, instance, root=root)
@@ -110,11 +115,13 @@ def _down_all() -> int:
         ok = ok and done
         _err(f"{run.name}: {message}")
     from pdtui.gpus.markers import marked_runs
-
     from pdtui.runtime.rundir import runs_root
 
-    for run_name in sorted(marked_runs(os.path.realpath(runs_root()))):
-        swept = _sweep(run_name)
+    # This runs folder's markers only (a run whose directory is gone still names its folder):
+    # another state home's runs, started by another pdtui or test at the same time, are not ours.
+    root = os.path.realpath(runs_root())
+    for run_name in sorted(marked_runs(root)):
+        swept = _sweep(run_name, root)
         if swept:
             acted = True
             _err(f"{run_name}:{swept}")

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from pdtui.clipaths import PathError, input_file_problem
+from pdtui.text import plural
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,9 +63,9 @@ def run_validate(args: argparse.Namespace) -> int:
     else:
         _print_problems(validation, sys.stdout if validation.ok else sys.stderr)
         if validation.ok:
-            print(f"{validation.source}: valid ({len(validation.warnings)} warning(s))")
+            print(f"{validation.source}: valid ({plural(len(validation.warnings), 'warning')})")
         else:
-            print(f"{validation.source}: {len(validation.errors)} error(s), {len(validation.warnings)} warning(s)", file=sys.stderr)
+            print(f"{validation.source}: {plural(len(validation.errors), 'error')}, {plural(len(validation.warnings), 'warning')}", file=sys.stderr)
     return 0 if validation.ok else 1
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from pdtui.model.problems import Problem
 from pdtui.model.schema import InstanceSpec, Profile
 from pdtui.model.secret import (
+    API_KEY_ENV,
     MASK,
     SECRET_FLAG_ENV,
     is_secret,
@@ -145,3 +146,23 @@ def secrets(profile: Profile) -> Iterable[Problem]:
     for i, name in enumerate(profile.secrets):
         if not (ENV_NAME.fullmatch(name) or name.startswith("-") or re.fullmatch(r"[A-Za-z0-9_.-]+", name)):
             yield Problem(f"secrets[{i}]", "not a name", name, "list environment variable names, vLLM flags (--my-token) or lmcache.extra / kv.extra_config keys")
+
+
+def api_keys(profile: Profile) -> Iterable[Problem]:
+    """pdtui's proxy sends one API key to every engine (see render._proxy_api_key)."""
+    declared = set(profile.secrets)
+    first: tuple[str, str] | None = None
+    for inst in profile.instances():
+        key = split_secret_args(profile.effective_vllm(inst).extra_args or [], declared)[1].get(API_KEY_ENV)
+        key = key or profile.effective_env(inst).get(API_KEY_ENV)
+        if not key:
+            continue
+        if first is None:
+            first = (inst.name, key)
+        elif key != first[1]:
+            yield Problem(
+                _path(profile, inst, "vllm.extra_args"),
+                f"its API key differs from {first[0]}'s: the proxy sends one key ({API_KEY_ENV}) to every engine",
+                MASK,
+                "give every instance the same --api-key (or one VLLM_API_KEY in env:)",
+            )

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pdtui import constants as C
-from pdtui.model.secret import is_secret
-from pdtui.model.render import MASK
+from pdtui.model.secret import MASK, is_secret, mask_argv, unmask_argv
 
 
 @dataclass(frozen=True)
@@ -122,22 +122,31 @@ def parse_field(kind: str, text: str, current: Any = None) -> Any:
     return read_field(kind, text, current).value
 
 
-def read_field(kind: str, text: str, current: Any = None) -> FieldText:
+_HIDDEN_HINT = "*** stands for a hidden value that is not there any more: type the value itself"
+
+
+def read_field(kind: str, text: str, current: Any = None, declared: Iterable[str] = ()) -> FieldText:
     """Typed text -> data. Text that is not what the field wants is kept as typed, so the
     model's validation reports it (with the path, the value and what is valid); only text
     that has no data form at all (an unclosed quote, an env line without `=`) is an error
     here. Empty text means "not set": None, so the key is removed rather than written empty.
-    `current` is the value stored now: env secrets shown masked keep it."""
+    `current` is the value stored now: secrets shown masked (`format_field`) keep it;
+    `declared` is the profile's `secrets:` list."""
     if kind == "env":
-        return _read_env(text, current)
+        return _read_env(text, current, declared)
     if kind == "argv":
         if not text.strip():
             return FieldText(None)
         try:
-            return FieldText(shlex.split(text))
+            words = shlex.split(text)
         except ValueError as exc:
             return FieldText(text, f"cannot split it like a shell command line: {exc}",
                              "close the quote, or escape it with a backslash")
+        words, unknown = unmask_argv(words, current, declared)
+        if unknown:
+            return FieldText(current, f"a masked value no longer matches a hidden one: {', '.join(unknown[:3])}",
+                             _HIDDEN_HINT)
+        return FieldText(words)
     text = text.strip()
     if kind == "int":
         if text == "":
@@ -166,10 +175,11 @@ def read_field(kind: str, text: str, current: Any = None) -> FieldText:
     return FieldText(text if text else None)
 
 
-def _read_env(text: str, current: Any) -> FieldText:
+def _read_env(text: str, current: Any, declared: Iterable[str] = ()) -> FieldText:
     current = current if isinstance(current, dict) else {}
     env: dict[str, Any] = {}
     bad: list[str] = []
+    lost: list[str] = []
     for line in text.splitlines():
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -179,28 +189,35 @@ def _read_env(text: str, current: Any) -> FieldText:
             bad.append(line.strip())
             continue
         old = current.get(key)
-        if old is not None and (value == str(old) or (value == MASK and is_secret(key, old))):
+        if old is not None and (value == str(old) or (value == MASK and is_secret(key, old, declared))):
             value = old  # untouched: keep it exactly (a masked secret, or 0 that YAML made an int)
+        elif value == MASK:
+            lost.append(key)  # never store the mask itself as the value
         env[key] = value
+    if lost:
+        return FieldText(current or None, f"{', '.join(lost[:3])}=*** hides no value here", _HIDDEN_HINT)
     if bad:
         return FieldText(env or None, f"not KEY=VALUE: {', '.join(repr(b) for b in bad[:3])}",
                          "one variable per line, e.g. HF_HOME=/data/hf")
     return FieldText(env or None)
 
 
-def format_field(kind: str, value: Any) -> str:
+def format_field(kind: str, value: Any, declared: Iterable[str] = ()) -> str:
+    """Data -> the text a field shows. Secrets (by name or by value, see model/secret.py)
+    are shown as MASK; `read_field` with the stored value puts them back."""
     if value is None:
         return ""
     if kind == "ints" and isinstance(value, list):
         return ",".join(str(v) for v in value)
     if kind == "argv" and isinstance(value, list):
-        return shlex.join(str(v) for v in value)
+        # A bare mask unquoted: `--api-key ***` reads better than `'***'` and splits the same.
+        return " ".join(w if w == MASK else shlex.quote(w) for w in mask_argv((str(v) for v in value), declared))
     if kind in ("bool", "tristate") and isinstance(value, bool):
         return "true" if value else "false"
     if kind == "env" and isinstance(value, dict):
         # Secrets never reach the screen; `_read_env` puts the stored value back.
         return "\n".join(
-            f"{k}={MASK if is_secret(str(k), v) else ('' if v is None else v)}"
+            f"{k}={MASK if is_secret(str(k), v, declared) else ('' if v is None else v)}"
             for k, v in value.items()
         )
     return str(value)

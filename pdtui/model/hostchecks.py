@@ -14,6 +14,7 @@ from pdtui.model.ports import port_claims
 from pdtui.model.problems import Problem
 from pdtui.model.schema import Profile
 from pdtui.model.units import format_size
+from pdtui.text import plural
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def check_gpus(profile: Profile, gpus: Sequence[GpuFact]) -> list[Problem]:
             if gpu not in by_index:
                 problems.append(
                     Problem(f"{base}.gpus[{i}]", f"GPU {gpu} does not exist on this machine", None,
-                            f"this machine has {len(by_index)} GPU(s): {valid}" if by_index else "this machine has no GPU")
+                            f"this machine has {plural(len(by_index), 'GPU')}: {valid}" if by_index else "this machine has no GPU")
                 )
         lmcache = profile.effective_lmcache(inst)
         size = getattr(lmcache, "pd_buffer_size", None)

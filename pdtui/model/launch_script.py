@@ -18,6 +18,7 @@ import shlex
 from pathlib import Path
 
 from pdtui.model.envchecks import ENV_NAME
+from pdtui.text import noun
 
 _HEADER = """#!/usr/bin/env bash
 # Profile values are literal text, single-quoted on purpose ($(...) in them must not run):
@@ -143,7 +144,7 @@ def launch_script(plan) -> str:
     # any HTTP answer means it is up.
     parts.append(f"wait_healthy proxy {shlex.quote(plan.proxy.health_url)} {int(plan.proxy.startup_timeout_s)} any\n")
     for inst in plan.start_order():
-        parts.append(f"\n# {inst.role} {_comment(inst.name)}: GPU(s) {','.join(map(str, inst.gpus))}, port {inst.port}\n")
+        parts.append(f"\n# {inst.role} {_comment(inst.name)}: {noun(len(inst.gpus), 'GPU')} {','.join(map(str, inst.gpus))}, port {inst.port}\n")
         parts.append(_start_line(inst.name, inst.env, inst.secret_keys, inst.argv, out_dir))
         parts.append(f"wait_healthy {shlex.quote(inst.name)} {shlex.quote(inst.health_url)} {int(inst.startup_timeout_s)}\n")
     parts.append(

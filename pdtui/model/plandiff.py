@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pdtui.model.render import DeploymentPlan
+from pdtui.text import plural
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class InstanceDrift:
             return f"{self.name}: new in the saved profile (not running)"
         parts = []
         if self.argv_diff:
-            parts.append(f"{sum(1 for line in self.argv_diff if line.startswith('+'))} argument(s) changed")
+            parts.append(f"{plural(sum(1 for line in self.argv_diff if line.startswith('+')), 'argument')} changed")
         if self.lmcache_changed:
             parts.append("LMCache config changed")
         return f"{self.name}: " + ", ".join(parts)

@@ -17,7 +17,7 @@ import yaml
 
 from pdtui.model import compat, effective, placement
 from pdtui.model.schema import DecoderSpec, InstanceSpec, Profile, role_of
-from pdtui.model.secret import MASK, SIM_SECRET_KEYS, is_secret, mask_env, scrub, split_secret_args
+from pdtui.model.secret import API_KEY_ENV, MASK, SIM_SECRET_KEYS, is_secret, mask_env, scrub, split_secret_args
 
 __all__ = ["MASK", "DeploymentPlan", "InstancePlan", "ProxyPlan", "mask_env", "render_plan", "write_rendered"]
 
@@ -214,6 +214,13 @@ def _secret_keys(profile: Profile, instance: InstanceSpec | None, env: dict[str,
     return frozenset(k for k, v in env.items() if v and (k in moved or is_secret(k, v, profile.secrets)))
 
 
+def _proxy_api_key(instances: list[InstancePlan]) -> dict[str, str]:
+    """The engines' API key for the proxy, which sends it as `Authorization: Bearer` to
+    every backend: by environment, as the engines get it (validate refuses two keys)."""
+    keys = sorted({i.env[API_KEY_ENV] for i in instances if i.env.get(API_KEY_ENV)})
+    return {API_KEY_ENV: keys[0]} if keys else {}
+
+
 def _sim_env(instance: InstanceSpec) -> dict[str, str]:
     sim = instance.sim
     env: dict[str, str] = {}
@@ -315,7 +322,7 @@ def render_plan(profile: Profile, output_dir: str | Path, python: str | None = N
                 secret_keys=_secret_keys(profile, inst, env),
             )
         )
-    proxy_env = {"PYTHONUNBUFFERED": "1", **profile.proxy.env}
+    proxy_env = {"PYTHONUNBUFFERED": "1", **profile.proxy.env, **_proxy_api_key(instances)}
     proxy = ProxyPlan(
         host=profile.proxy.host,
         port=profile.proxy.port,

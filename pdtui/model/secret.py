@@ -43,8 +43,9 @@ _TOKEN_VALUE = re.compile(
 
 # vLLM flags that take a secret, and the environment variable vLLM reads instead: the
 # secret then never shows in the process list (anyone on the host can read /proc/*/cmdline).
+API_KEY_ENV = "VLLM_API_KEY"  # vLLM's; pdtui's proxy reads it too, to authenticate to the engines
 SECRET_FLAG_ENV = {
-    "--api-key": "VLLM_API_KEY",
+    "--api-key": API_KEY_ENV,
     "--hf-token": "HF_TOKEN",
 }
 
@@ -124,6 +125,48 @@ def mask_argv(argv: Iterable[str], declared: Iterable[str] = ()) -> list[str]:
             continue
         out.append(scrub(arg, ()))
     return out
+
+
+def unmask_argv(typed: Iterable[str], current: Any, declared: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """typed args (as an editor shows `mask_argv(current)`) with each masked word put back
+    to the value it stands for; and the masked words that stand for nothing any more.
+
+    A masked word is matched to the stored word shown the same way at the same place: a
+    bare MASK by the word before it (`--api-key ***`), any other (`--api-key=***`) by
+    itself, in order. So an operator may edit around a hidden value, delete it or type a new
+    one in its place; a MASK that matches nothing is reported, never stored as text.
+    """
+    typed = list(typed)
+    stored = [str(a) for a in current] if isinstance(current, (list, tuple)) else []
+    shown = mask_argv(stored, declared)
+    hidden: dict[tuple[str, str], list[str]] = {}
+    literal = set()  # stored words that hold "***" themselves: not a mask
+    for i, (word, seen) in enumerate(zip(stored, shown)):
+        if word != seen:
+            hidden.setdefault(_mask_key(shown, i), []).append(word)
+        elif MASK in word:
+            literal.add(word)
+    out: list[str] = []
+    unknown: list[str] = []
+    used: dict[tuple[str, str], int] = {}
+    for i, word in enumerate(typed):
+        if MASK in word:
+            key = _mask_key(typed, i)
+            n = used.get(key, 0)
+            candidates = hidden.get(key, [])
+            if n < len(candidates):
+                out.append(candidates[n])
+                used[key] = n + 1
+                continue
+            if word not in literal:
+                unknown.append(word)
+        out.append(word)
+    return out, unknown
+
+
+def _mask_key(words: list[str], i: int) -> tuple[str, str]:
+    word = words[i]
+    return (words[i - 1] if word == MASK and i > 0 else "", word)
 
 
 def split_secret_args(args: Iterable[str], declared: Iterable[str] = ()) -> tuple[list[str], dict[str, str], list[str]]:

@@ -83,7 +83,8 @@ def register(subparsers) -> None:
         help="run the PD proxy (LMCache PD or vLLM NIXL)",
         description="The PD proxy: routes each request to a prefiller then a decoder, "
         "with /health, /metrics and a per-request timeline at /events. "
-        "An API key for the backends is read from $OPENAI_API_KEY.",
+        "The backends' API key (sent as Authorization: Bearer) is read from $VLLM_API_KEY, "
+        "else $OPENAI_API_KEY.",
     )
     add_arguments(parser)
     parser.set_defaults(func=run_command)

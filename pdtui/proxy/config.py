@@ -295,7 +295,9 @@ def from_args(args) -> ProxyConfig:
         first_token_from_prefiller=args.first_token_from_prefiller,
         kv_timeouts_to_degrade=args.kv_timeouts_to_degrade,
         degraded_probe_s=args.degraded_probe_interval,
-        api_key=os.environ.get("OPENAI_API_KEY") or None,
+        # pdtui gives the proxy the engines' key as they get it (VLLM_API_KEY); OPENAI_API_KEY
+        # is the name LMCache's example proxy reads.
+        api_key=os.environ.get("VLLM_API_KEY") or os.environ.get("OPENAI_API_KEY") or None,
     )
     config.validate()
     return config

@@ -310,7 +310,10 @@ class LmcachePdFlow:
         except NoBackendError as exc:
             return str(exc)
         req_id = f"probe-{uuid.uuid4().hex}"
-        ex = Exchange(request=None, req_id=req_id, route="completions",  # type: ignore[arg-type]
+        # A probe has no client request, and needs none: one token, no stream, so the answer
+        # is whole after the prefill and no stage prepares a response on `ex.request`.
+        # (Typing it Optional would add a check on every client request's hot path.)
+        ex = Exchange(request=None, req_id=req_id, route="completions",  # type: ignore[arg-type]  # see above
                       timeline=RequestTimeline(_PROBE_HUB, req_id, "probe"),
                       body={"prompt": "pdtui kv probe", "max_tokens": 1, "temperature": 0})
         try:

@@ -16,6 +16,7 @@ from pdtui.proxy.app import SERVICE_KEY, build_app
 from pdtui.proxy.config import ProxyConfig
 from pdtui.proxy.guard import ConnectionGuard
 from pdtui.proxy.resources import ACCEPT_BACKLOG, client_connection_budget, raise_nofile_limit
+from pdtui.text import plural
 
 log = logging.getLogger("pdtui.proxy")
 
@@ -73,8 +74,8 @@ async def _serve(config: ProxyConfig) -> int:
         print(f"pdtui proxy: cannot start on {proxy.url}: {exc}", file=sys.stderr)
         return 1
     zmq = f", ZMQ PULL tcp://{config.zmq_host}:{config.zmq_port}" if config.mode == "lmcache-pd" else ""
-    log.info("pdtui proxy (%s) listening on %s%s; %d prefiller(s), %d decoder(s)",
-             config.mode, proxy.url, zmq, len(config.prefillers), len(config.decoders))
+    log.info("pdtui proxy (%s) listening on %s%s; %s, %s",
+             config.mode, proxy.url, zmq, plural(len(config.prefillers), "prefiller"), plural(len(config.decoders), "decoder"))
     if proxy.max_connections < config.client.max_connections:
         log.warning("client connections capped at %d (not %d): the open-files limit is %d",
                     proxy.max_connections, config.client.max_connections, proxy.nofile)

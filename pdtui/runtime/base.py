@@ -29,6 +29,7 @@ class SupervisorBase:
     stopped: threading.Event
     last_stopped: list[str]
     monitor_ticks: int
+    monitor_tick_s: float
     _members: dict[str, Member]
     _order: list[str]
     _lock: threading.RLock

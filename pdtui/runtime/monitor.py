@@ -154,6 +154,7 @@ class MonitorMixin(SupervisorBase):
                     tick = MONITOR_TICK_S
                 elif now - last_activity >= QUIET_AFTER_S:
                     tick = min(IDLE_TICK_S, tick * 2)
+                self.monitor_tick_s = tick
             except Exception:  # the monitor must survive anything one tick meets
                 log.exception("supervisor monitor tick failed")
 

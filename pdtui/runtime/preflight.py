@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from pdtui.model.render import DeploymentPlan
+from pdtui.text import noun, plural
 
 
 class PreflightError(Exception):
@@ -124,7 +125,7 @@ def preflight(plan: DeploymentPlan, gpu_counter=gpu_count, port_in_use=None) -> 
         else:
             missing = [g for g in wanted if g >= count]
             if missing:
-                problems.append(f"GPU(s) {missing} do not exist: this machine has {count} GPU(s)")
+                problems.append(f"{noun(len(missing), 'GPU')} {missing} {'does' if len(missing) == 1 else 'do'} not exist: this machine has {plural(count, 'GPU')}")
         if looks_local(plan.model):
             path = Path(os.path.expanduser(plan.model))
             if not path.exists():

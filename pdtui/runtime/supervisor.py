@@ -84,9 +84,12 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
         self.stop_sequence = tuple(stop_sequence)
         self.created = time.time()
         self.backend: InstanceBackend = backend or LocalProcessBackend(self.run_name, self.run_dir)
-        if _specs is None and plan is None:
+        if _specs is not None:
+            specs = _specs
+        elif plan is not None:
+            specs = specs_from_plan(plan, self.run_dir)
+        else:
             raise ValueError("Supervisor needs a plan (or the specs of a recorded run)")
-        specs = _specs if _specs is not None else specs_from_plan(plan, self.run_dir)  # type: ignore[arg-type]
         self._members: dict[str, Member] = {s.name: Member(s) for s in specs}
         self._order = [s.name for s in specs]
         self._lock = threading.RLock()
@@ -97,6 +100,7 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
         self._wake = threading.Event()  # cuts the monitor's wait short (state change, close)
         self._fast_until = 0.0  # monotonic time until which the monitor ticks fast
         self.monitor_ticks = 0  # how many ticks the monitor ran (tests and benchmarks)
+        self.monitor_tick_s = 0.0  # the pace it chose for its next wait (tests: a state, not a stopwatch)
         self._deployment_stopping = False
         self._abort_start = threading.Event()
         # Set when the whole deployment was stopped (by us, a control request, the UI):

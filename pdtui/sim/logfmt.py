@@ -160,6 +160,8 @@ class EngineLog:
 
     def __init__(self, pid: int, out: IO[str] | None = None, err: IO[str] | None = None) -> None:
         self.pid = pid
+        # vLLM's EngineCore lines come from the EngineCore process: its pid once it runs.
+        self.core_pid: int | None = None
         self._out = out
         self._err = err
         self._lock = threading.Lock()
@@ -184,12 +186,12 @@ class EngineLog:
         self._write(self.out, process_prefix("APIServer", self.pid) + vllm_line(level, source, message))
 
     def core(self, level: str, source: str, message: str) -> None:
-        self._write(self.out, process_prefix("EngineCore", self.pid) + vllm_line(level, source, message))
+        self._write(self.out, process_prefix("EngineCore", self.core_pid or self.pid) + vllm_line(level, source, message))
 
     def core_raw(self, text: str, stream: str = "out") -> None:
         target = self.out if stream == "out" else self.err
         for line in text.split("\n"):
-            self._write(target, process_prefix("EngineCore", self.pid) + line)
+            self._write(target, process_prefix("EngineCore", self.core_pid or self.pid) + line)
 
     def api_raw(self, text: str, stream: str = "err") -> None:
         target = self.out if stream == "out" else self.err
@@ -206,7 +208,7 @@ class EngineLog:
         )
 
     def lmcache(self, level: str, message: str, source: str) -> None:
-        self._write(self.err, process_prefix("EngineCore", self.pid) + lmcache_line(level, message, source))
+        self._write(self.err, process_prefix("EngineCore", self.core_pid or self.pid) + lmcache_line(level, message, source))
 
     def plain(self, text: str, stream: str = "err") -> None:
         self._write(self.out if stream == "out" else self.err, text)

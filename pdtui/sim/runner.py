@@ -86,6 +86,7 @@ class EngineProcess:
             self.log.api("ERROR", "api_server.py:1012", f"Port {s.port} on {s.host} is already in use; cannot start.")
             return 1
         self.core = EngineCoreChild(s.gpu_dir, s.served_model_name, s.role, s.port, s.gpus, self.engine.tp)
+        self.log.core_pid = self.core.pid
         ticker = loop.create_task(self._tick())
         try:
             start = loop.create_task(self._start_up())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import time
 from contextlib import aclosing
@@ -64,6 +65,22 @@ async def _access_log_and_hang(request: web.Request, handler):
             engine.metrics.http_duration.labels(handler=handler_name, method=request.method).observe(
                 time.monotonic() - started
             )
+
+
+def _authorized(request: web.Request, api_key: str | None) -> bool:
+    """vLLM's AuthenticationMiddleware: with an API key, only paths under /v1 need
+    `Authorization: Bearer <key>` (OPTIONS excepted); /health, /metrics, /tokenize stay open."""
+    if not api_key or request.method == "OPTIONS" or not request.path.startswith("/v1"):
+        return True
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.encode(), api_key.encode())
+
+
+@web.middleware
+async def _authenticate(request: web.Request, handler):
+    if not _authorized(request, request.app[ENGINE_KEY].settings.api_key):
+        return web.json_response({"error": "Unauthorized"}, status=401)
+    return await handler(request)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -400,7 +417,8 @@ class Routes:
 
 
 def build_app(engine: SimEngine) -> web.Application:
-    app = web.Application(middlewares=[_access_log_and_hang], client_max_size=64 * 1024**2)
+    # Authentication inside the access log: a refused request is logged with its 401, as vLLM does.
+    app = web.Application(middlewares=[_access_log_and_hang, _authenticate], client_max_size=64 * 1024**2)
     app[ENGINE_KEY] = engine
     routes = Routes(engine)
     app.router.add_get("/health", routes.health)

@@ -71,6 +71,8 @@ class SimSettings:
     nixl_side_channel_host: str
     nixl_side_channel_port: int
     argv: tuple[str, ...] = field(default_factory=tuple)
+    # vLLM's `--api-key` or $VLLM_API_KEY: /v1/* then needs `Authorization: Bearer <key>`.
+    api_key: str | None = field(default=None, repr=False)
 
     @property
     def kv_connector(self) -> str | None:
@@ -142,6 +144,7 @@ def build_serve_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-num-seqs", "--max_num_seqs", default="256")
     parser.add_argument("--kv-transfer-config", "--kv_transfer_config", default=None)
+    parser.add_argument("--api-key", "--api_key", default=None)
     return parser
 
 
@@ -409,4 +412,5 @@ def parse_settings(argv: list[str], env: Mapping[str, str] | None = None) -> Sim
             "VLLM_NIXL_SIDE_CHANNEL_PORT", env.get("VLLM_NIXL_SIDE_CHANNEL_PORT") or "5600", 1
         ),
         argv=tuple(argv),
+        api_key=args.api_key or env.get("VLLM_API_KEY") or None,  # vLLM's order: the flag, then the variable
     )

@@ -17,6 +17,8 @@ import argparse
 import json
 import sys
 
+from pdtui.text import plural  # standard library only: keeps the import light
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -96,7 +98,7 @@ def _print_summary(summary: dict, out) -> None:
         gib = summary["nixl_gib"]
         print(
             f"  NIXL transfers (vLLM KV Transfer metrics): {summary['nixl_transfers']}"
-            f" in {summary['nixl_stats_lines']} interval(s)"
+            f" in {plural(summary['nixl_stats_lines'], 'interval')}"
             + ("" if gib is None else f", {gib:.4f} GiB"),
             file=out,
         )

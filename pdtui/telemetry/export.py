@@ -20,6 +20,7 @@ from pathlib import Path
 from collections.abc import Iterable
 
 from pdtui.telemetry.series import SeriesStore
+from pdtui.text import noun
 
 __all__ = ["export_series"]
 
@@ -44,7 +45,7 @@ def export_series(store: SeriesStore, directory: str | os.PathLike[str], formats
     formats = tuple(formats)
     unknown = [f for f in formats if f not in _FORMATS]
     if unknown:
-        raise ValueError(f"unknown export format(s) {unknown}; valid: {', '.join(_FORMATS)}")
+        raise ValueError(f"unknown export {noun(len(unknown), 'format')} {unknown}; valid: {', '.join(_FORMATS)}")
     out_dir = Path(directory)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"cannot export series to {out_dir}: it exists and is not a directory")

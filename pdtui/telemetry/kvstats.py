@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from pdtui.telemetry.events import Alert, LookupHitEvent, RetrieveEvent, StoreEvent
+from pdtui.text import plural
 
 __all__ = ["KvRow", "KvTransferStats", "PairViewRow", "SlowTransfer", "pair_view_rows", "url_namer"]
 
@@ -122,12 +123,12 @@ class KvTransferStats:
         out = []
         for row in self.rows():
             if row.zero_hits:
-                out.append(f"{row.instance}: {row.zero_hits} request(s) with LMCache hit tokens 0 "
+                out.append(f"{row.instance}: {plural(row.zero_hits, 'request')} with LMCache hit tokens 0 "
                            "(the KV transfer from the prefiller was missed)")
             if row.alloc_retries:
                 out.append(f"{row.instance}: {row.alloc_retries} allocation retries (decoder pd_buffer_size full)")
         if self._slow_link:
-            out.append(f"{self._slow_link} store(s) below 10% of the {self.link_gbps:g} GB/s link")
+            out.append(f"{plural(self._slow_link, 'store')} below 10% of the {self.link_gbps:g} GB/s link")
         return out
 
 

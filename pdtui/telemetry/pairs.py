@@ -29,6 +29,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from pdtui.telemetry.derive import percentile
+from pdtui.text import plural
 
 __all__ = ["PairRow", "PairStats", "SlowHandoff"]
 
@@ -251,13 +252,13 @@ class PairStats:
         for r in rows:
             label = f"{name(r.prefiller)} → {name(r.decoder)}"
             if r.timeouts:
-                out.append(f"{label}: {r.timeouts} request(s) timed out (last: {r.last_error})")
+                out.append(f"{label}: {plural(r.timeouts, 'request')} timed out (last: {r.last_error})")
             if r.errors > r.timeouts:
-                out.append(f"{label}: {r.errors - r.timeouts} request(s) failed (last: {r.last_error})")
+                out.append(f"{label}: {plural(r.errors - r.timeouts, 'request')} failed (last: {r.last_error})")
             if busy and not r.window_requests and r.requests:
                 out.append(f"{label}: no requests in the last {self.window_s:g} s while other pairs serve")
         if self.unpaired_errors:
-            out.append(f"{self.unpaired_errors} request(s) failed before a prefiller/decoder pair was chosen")
+            out.append(f"{plural(self.unpaired_errors, 'request')} failed before a prefiller/decoder pair was chosen")
         if self.dropped:
-            out.append(f"the proxy dropped {self.dropped} event(s) for this reader (numbers are partial)")
+            out.append(f"the proxy dropped {plural(self.dropped, 'event')} for this reader (numbers are partial)")
         return out

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pdtui.ui import messages
 from pdtui.ui.session import BACKGROUND_JOB, Session
+from pdtui.text import plural
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -308,7 +309,7 @@ class DeploymentCommands:
                 self._work(self._stop_orphans(orphans), "orphans", exclusive=True)
 
         listing = "\n".join(f"  {o.describe()}" for o in orphans)
-        self.app.push_screen(confirm(f"Stop {len(orphans)} orphan process(es)?\n{listing}", "Stop", "Orphan GPU processes"), chosen)
+        self.app.push_screen(confirm(f"Stop {plural(len(orphans), 'orphan process', 'orphan processes')}?\n{listing}", "Stop", "Orphan GPU processes"), chosen)
 
     async def _stop_orphans(self, orphans: list[Any]) -> None:
         import asyncio

@@ -49,7 +49,7 @@ class Startup:
     def mount(self, profile_path: Path | None) -> Path | None:
         """At the app's mount: the GPU feed's first poll now; the rest after the first paint.
         Returns the profile path (the demo's preset when none was given)."""
-        if profile_path is None and self.demo:
+        if profile_path is None and self.demo and self.attach_run is None:  # a re-attached run names its own
             from pdtui.model.presets import resolve_profile_path  # standard library only
 
             profile_path = resolve_profile_path("demo")

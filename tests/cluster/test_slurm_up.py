@@ -142,7 +142,7 @@ def test_up_completions_squeue_down(env, tmp_path, proxy_on):
         busy = _wait_for(busy_gpus, 60)
         assert busy and set(busy) == set(by_name["prefiller1"]["gpus"]) | set(by_name["decoder1"]["gpus"])
         table = _pdtui(env, "status", run_name, "--gpus")
-        assert table.returncode == 0 and f"node {NODE}: 8 GPU(s)" in table.stdout, table.stdout + table.stderr
+        assert table.returncode == 0 and f"node {NODE}: 8 GPUs" in table.stdout, table.stdout + table.stderr
         gpu_lines = [line for line in table.stdout.splitlines() if line.strip().startswith("gpu ")]
         assert len(gpu_lines) == 8 and sum("pids -" not in line for line in gpu_lines) == len(busy)
         logs = _pdtui(env, "logs", "decoder1", "--run", run_name)

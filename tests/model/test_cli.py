@@ -124,3 +124,16 @@ def test_validate_and_render_a_missing_or_directory_profile(tmp_path):
 
 def test_up_a_missing_profile(tmp_path):
     _one_line_path_error(pdtui("up", str(tmp_path / "nope.yaml")), tmp_path / "nope.yaml", "no such file")
+
+
+def test_validate_counts_in_words_not_error_s(tmp_path):
+    from pdtui.text import plural
+
+    assert (plural(1, "error"), plural(0, "warning"), plural(2, "process", "processes")) == ("1 error", "0 warnings", "2 processes")
+    doc = yaml.safe_load((REPO_ROOT / "configs" / "1p1d.yaml").read_text())
+    doc["decoders"][0]["port"] = doc["prefillers"][0]["port"]  # exactly one error
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = pdtui("validate", str(path))
+    assert result.returncode == 1
+    assert "1 error, " in result.stderr and "(s)" not in result.stderr + result.stdout, result.stderr

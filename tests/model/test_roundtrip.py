@@ -176,7 +176,7 @@ def test_host_facts_in_the_editor_validation():
     assert doc.validation.ok
     doc.set_text("decoders[0].gpus", "ints", "9")
     [problem] = doc.problems_at("decoders[0].gpus")
-    assert problem.message == "GPU 9 does not exist on this machine" and problem.hint == "this machine has 8 GPU(s): 0..7"
+    assert problem.message == "GPU 9 does not exist on this machine" and problem.hint == "this machine has 8 GPUs: 0..7"
     assert problem.format().count("9") == 1  # the value once
     doc.set_text("decoders[0].gpus", "ints", "1")
     [problem] = doc.problems_at("decoders[0].gpus")

@@ -183,3 +183,45 @@ def test_the_editor_and_k8s_manifests_mask_secrets_by_value_too():
         text = manifests_text(manifests)
         for secret in ALL:
             assert secret not in text, (name, secret)
+
+
+def test_argv_field_masks_secrets_by_value_and_puts_them_back():
+    from pdtui.model.fields import format_field, read_field
+
+    stored = ["--api-key", SK, "--hf-token=" + HF, "--lora", f"https://u:pw@{'h' * 3}/x", "--max-loras", "2"]
+    shown = format_field("argv", stored)
+    assert SK not in shown and HF not in shown and "pw@" not in shown
+    assert shown.startswith("--api-key *** ")
+    assert read_field("argv", shown, stored).value == stored  # untouched: every value back
+    # Edited around (a flag removed before them): each mask still finds its own value.
+    edited = shown.replace("--api-key *** ", "")
+    assert read_field("argv", edited, stored).value == stored[2:]
+    # Two bare masks told apart by the flag before them.
+    two = ["--api-key", SK, "--my-token", HF]
+    assert read_field("argv", "--my-token *** --api-key ***", two).value == ["--my-token", HF, "--api-key", SK]
+    # A mask with nothing behind it is an error, never stored.
+    result = read_field("argv", "--api-key ***", ["--max-loras", "2"])
+    assert result.error and result.value == ["--max-loras", "2"]
+    # A declared name is masked as well.
+    assert format_field("argv", ["--my-flag", "plain-value"], declared=["--my-flag"]) == "--my-flag ***"
+
+
+def test_the_proxy_gets_the_engines_api_key_by_environment_and_two_keys_are_refused(tmp_path):
+    doc = demo_with_free_ports()
+    doc["vllm"] = {"extra_args": ["--api-key", SK]}
+    plan = render_plan(validate_text(yaml.safe_dump(doc)).profile, tmp_path)
+    assert plan.proxy.env["VLLM_API_KEY"] == SK and "VLLM_API_KEY" in plan.proxy.secret_keys
+    assert SK not in " ".join(plan.proxy.argv)
+    doc["decoders"][0]["vllm"] = {"extra_args": ["--api-key", "another-key-for-one-decoder"]}
+    validation = validate_text(yaml.safe_dump(doc))
+    (problem,) = [p for p in validation.errors if "API key differs" in p.message]
+    assert problem.path == "decoders[0].vllm.extra_args" and SK not in problem.format()
+
+
+def test_a_stored_literal_mask_is_not_taken_for_a_hidden_value():
+    from pdtui.model.fields import format_field, read_field
+
+    stored = ["--glob", "***", "--api-key", SK]
+    shown = format_field("argv", stored)
+    assert shown == "--glob *** --api-key ***"
+    assert read_field("argv", shown, stored).value == stored

@@ -85,9 +85,9 @@ def test_kv_wait_timeout_error_unpaired_and_junk_are_alarms():
     assert stats.bad_lines == 2 and stats.dropped == 3
     name = url_namer({7101: "prefiller1", 7200: "decoder0"})
     assert stats.alarms(name) == [
-        "prefiller1 → decoder0: 1 request(s) timed out (last: kv_wait: failed)",
-        "1 request(s) failed before a prefiller/decoder pair was chosen",
-        "the proxy dropped 3 event(s) for this reader (numbers are partial)",
+        "prefiller1 → decoder0: 1 request timed out (last: kv_wait: failed)",
+        "1 request failed before a prefiller/decoder pair was chosen",
+        "the proxy dropped 3 events for this reader (numbers are partial)",
     ]
 
 

@@ -43,7 +43,7 @@ class SimProcess:
     def lines(self) -> list[str]:
         return self.log().splitlines()
 
-    def wait_healthy(self, timeout: float = 20.0) -> None:
+    def wait_healthy(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -57,7 +57,7 @@ class SimProcess:
             time.sleep(0.05)
         raise AssertionError(f"engine not healthy after {timeout} s:\n{self.log()[-3000:]}")
 
-    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match:
+    def wait_for_log(self, pattern: str, timeout: float = 30.0) -> re.Match:
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -158,5 +158,5 @@ def test_logscan_text_on_the_real_nixl_logs():
     assert proc.returncode == 0, proc.stderr
     assert "[11-29 11:57:53] nixl      8 transfers  avg 6.004 ms  p90 7.008 ms  2.051 MB each  0.334 GB/s" \
         in proc.stdout
-    assert "NIXL transfers (vLLM KV Transfer metrics): 8 in 1 interval(s), 0.0160 GiB" in proc.stdout
+    assert "NIXL transfers (vLLM KV Transfer metrics): 8 in 1 interval, 0.0160 GiB" in proc.stdout
     assert "NIXL throughput:  min 0.33 / median 0.33 / max 0.33 GB/s" in proc.stdout

@@ -52,6 +52,9 @@ async def test_attach_to_a_live_run_then_refuse_it_once_stopped(tmp_path):
             await wait_for(pilot, lambda: app.control.status() is not None, 30, "the re-attach")
             await wait_for(pilot, lambda: table_text(app, "#instance-table").count("ready") == 5, 30, "5 ready rows")
             assert str(app.screen.query_one("#health").render()).endswith(f"run {run.name}")
+            # The title names the run's profile, not the demo preset no one opened.
+            title = str(app.screen.query_one("#title").render())
+            assert f"{run.profile} (run {run.name})" in title and "demo.yaml" not in title, title
             await wait_for(pilot, lambda: "decoder1" in table_text(app, "#gpu-table"), 30, "simulated GPU holders")
             # Quit -> Detach: the run keeps going and pdtui says how to come back.
             await pilot.press("q")

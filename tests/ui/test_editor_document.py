@@ -182,7 +182,7 @@ async def test_gpu_that_this_box_does_not_have_is_an_error_in_the_editor(tmp_pat
         await pilot.press("2", "down", "down", "down")
         await pilot.pause()
         await type_into(pilot, "decoders[0].gpus", "9", clear=1)
-        assert "GPU 9 does not exist on this machine — this machine has 8 GPU(s): 0..7" in inline(pilot, "decoders[0].gpus")
+        assert "GPU 9 does not exist on this machine — this machine has 8 GPUs: 0..7" in inline(pilot, "decoders[0].gpus")
         await type_into(pilot, "decoders[0].gpus", "1", clear=1)
         assert "GPU 1 is given to several instances (prefiller2, decoder1)" in inline(pilot, "decoders[0].gpus")
         title = str(app.screen.query_one("#editor-title").render())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import yaml
 from textual.widgets import Collapsible, Input, Select, Switch, TextArea
 
-from tests.ui.test_app import SIZE, loaded, quiet_app
+from tests.ui.test_app import SIZE, loaded, quiet_app, wait_for
 
 
 def field_id(screen, path: str) -> str:
@@ -37,8 +37,21 @@ async def type_into(pilot, path: str, text: str, clear: int = 0):
     else:
         keys.insert(0, "end")
     await pilot.press(*["backspace"] * clear, *keys)
-    await pilot.pause()
+    await settled(pilot)
     return widget
+
+
+async def settled(pilot) -> None:
+    """Every keystroke's change event handled by the editor (the document, the problems and
+    the preview follow it at once): waited for, never assumed after a pause."""
+    screen = pilot.app.screen
+
+    def handled() -> bool:
+        form = screen._form()
+        return form is None or not form.pending()
+
+    await wait_for(pilot, handled, 30, "the editor to handle what was typed")
+    await pilot.pause()
 
 
 async def save(pilot) -> None:

@@ -55,8 +55,19 @@ def test_dashboard_snapshot_at_larger_sizes(snap_compare, size):
 
 
 async def open_editor_settled(pilot) -> None:
+    from pdtui.ui.screens.editor import EditorScreen
+    from tests.ui.test_app import wait_for
+
     await inject_gpus(pilot)
-    await pilot.press("e", "down", "down", "down")
+    app = pilot.app
+    await pilot.press("e")
+    await wait_for(pilot, lambda: isinstance(app.screen, EditorScreen) and not app.screen._building, 30, "the editor")
+    # One key at a time, each waited for: a key that arrives before the list is ready
+    # would land elsewhere and the picture would show another section.
+    for index, selection in enumerate((("prefillers", 0), ("prefillers", 1), ("decoders", 0)), start=1):
+        await pilot.press("down")
+        await wait_for(pilot, lambda s=selection, i=index: app.screen.selection == s and not app.screen._building
+                       and app.screen.query_one("#sections").index == i, 30, f"section {selection}")
     # Validation and the preview render in workers: wait for them, then for the repaint,
     # so the picture does not depend on how fast this machine is.
     await pilot.app.workers.wait_for_complete()

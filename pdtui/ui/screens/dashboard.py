@@ -173,12 +173,14 @@ class CockpitScreen(Screen):
         doc = session.document
         status = session.status()
         pending = session.profile_path  # named from the first paint, before pydantic has loaded it
-        if doc is not None:
+        # A run of another profile than the open file (re-attached): the run's profile names it.
+        other_run = status is not None and (doc.get("name") != status.profile if doc is not None else pending is None)
+        if other_run:
+            name = f"{status.profile} (run {status.run_name})"
+        elif doc is not None:
             name = doc.path.name
         elif pending is not None:
             name = pending.name
-        elif status is not None:
-            name = f"run {status.run_name}"  # re-attached without its profile file
         else:
             name = "no profile (e: editor, then ctrl+o)"
         marker = "[reverse bold $warning] SIMULATION [/] " if session.demo else ""

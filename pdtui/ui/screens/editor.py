@@ -9,13 +9,11 @@ keystroke lost). Every field is bound to its dotted path in the document; the do
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Protocol, cast
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import (
     Footer,
@@ -31,21 +29,15 @@ from textual.widgets import (
     TextArea,
 )
 
-from pdtui.model.document import ProfileDocument
 from pdtui.model.fields import DECODER_FIELDS, DEPLOYMENT_FIELDS, PREFILLER_FIELDS
 from pdtui.model.hostchecks import GpuFact
-from pdtui.ui import paths
 from pdtui.ui.bindings import bindings_for
 from pdtui.ui.messages import ProfileChanged
-from pdtui.ui.screens.dialogs import PathScreen, confirm
+from pdtui.ui.screens.editor_actions import DEPLOYMENT, EditorActions
+from pdtui.text import plural
 from pdtui.ui.widgets.profile_form import FieldRow, ProfileForm, control_text  # noqa: F401 - FieldRow for CSS users
 
-DEPLOYMENT = "deployment"
 LAYOUTS = {"deployment": DEPLOYMENT_FIELDS, "prefiller": PREFILLER_FIELDS, "decoder": DECODER_FIELDS}
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def gpu_facts(reading) -> list[GpuFact] | None:
@@ -61,17 +53,7 @@ def gpu_facts(reading) -> list[GpuFact] | None:
     return facts
 
 
-class _EditorHost(Protocol):
-    """What the editor needs from the app it runs in (pdtui.ui.app.PdtuiApp, which cannot be
-    imported here without a cycle): the open document, its path, and the dashboard refresh."""
-
-    document: ProfileDocument | None
-    profile_path: Path | None
-
-    def refresh_dashboard(self) -> None: ...
-
-
-class EditorScreen(Screen):
+class EditorScreen(EditorActions):
     BINDINGS = bindings_for("editor")
     CSS_PATH = "screens.tcss"  # its styles (read when the first such screen is shown)
 
@@ -80,15 +62,6 @@ class EditorScreen(Screen):
         self.selection: tuple[str, int | None] = (DEPLOYMENT, None)
         self._forms: dict[str, ProfileForm] = {}
         self._building = False
-
-    @property
-    def host(self) -> _EditorHost:
-        # A cast: textual types `self.app` as a plain App; the editor is installed only by PdtuiApp.
-        return cast(_EditorHost, self.app)
-
-    @property
-    def document(self) -> ProfileDocument | None:
-        return self.host.document
 
     @property
     def _field_paths(self) -> dict[str, tuple[str, object]]:
@@ -243,12 +216,12 @@ class EditorScreen(Screen):
         n_err, n_warn = len(validation.errors), len(validation.warnings)
         state = "[b $warning]modified[/]" if doc.dirty else "saved"
         undo = "  ·  ctrl+z undo" if doc.can_undo else ""
-        title.update(f"[b]Editor[/b]  {doc.path.name}  {state}  ·  {_plural(n_err, 'error')}, {_plural(n_warn, 'warning')}{undo}")
+        title.update(f"[b]Editor[/b]  {doc.path.name}  {state}  ·  {plural(n_err, 'error')}, {plural(n_warn, 'warning')}{undo}")
         form = self._form()
         if form is not None and form.display:
             form.show_problems(doc)
         problems_box.set_class(not validation.problems and not doc.load_error, "clean")
-        problems_box.border_title = f"Problems ({_plural(n_err, 'error')}, {_plural(n_warn, 'warning')})"
+        problems_box.border_title = f"Problems ({plural(n_err, 'error')}, {plural(n_warn, 'warning')})"
         lines = [doc.load_error] if doc.load_error else []
         if not validation.problems and not doc.load_error:
             lines.append("No problems: ready to launch.")
@@ -288,6 +261,15 @@ class EditorScreen(Screen):
         if selection != self.selection:
             self._switch(selection)
 
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        """A field was left: what was typed is stored, then any secret in it masked."""
+        form = self._form()
+        doc = self.document
+        if form is None or doc is None or not form.display:
+            return
+        self._flush_pending()
+        form.remask(doc, event.widget)
+
     def on_input_changed(self, event: Input.Changed) -> None:
         self._field_changed(event.input, event.value, event)
 
@@ -319,170 +301,3 @@ class EditorScreen(Screen):
                 label.query_one(Label).update(f"{role} {text}")
         self._refresh_feedback()
         self.host.refresh_dashboard()
-
-    # -- actions -------------------------------------------------------------------------
-
-    def _selected_instance(self) -> tuple[str, int] | None:
-        key, index = self.selection
-        if key == DEPLOYMENT or index is None:
-            self.notify("select an instance first (left list)", severity="warning")
-            return None
-        return key, index
-
-    def action_back(self) -> None:
-        self.app.pop_screen()
-
-    def action_save(self) -> None:
-        doc = self.document
-        if doc is None:
-            return
-        self._save_to(doc.path)
-
-    def _save_to(self, path: Path) -> None:
-        """Show exactly what changes on disk, then write (errors need "save with errors")."""
-        from pdtui.ui.screens.save_dialog import ask_and_save
-
-        self._flush_pending()
-        ask_and_save(self, self.document, path)
-
-    def saved(self) -> None:
-        """Called once the file is written."""
-        self._refresh_feedback()
-        self.host.refresh_dashboard()
-
-    def action_undo(self) -> None:
-        self._history("undo")
-
-    def action_redo(self) -> None:
-        self._history("redo")
-
-    def _history(self, which: str) -> None:
-        doc = self.document
-        if doc is None:
-            return
-        self._flush_pending()
-        if not getattr(doc, which)():
-            self.notify(f"nothing to {which}")
-            return
-        self.reload()
-        self.host.refresh_dashboard()
-
-    def action_save_as(self) -> None:
-        doc = self.document
-        if doc is None:
-            return
-        suggestion = str(paths.user_profiles_dir() / doc.path.name)
-
-        def chosen(path: str | None) -> None:
-            if path:
-                self._save_to(Path(path).expanduser())
-
-        self.app.push_screen(PathScreen("Save the profile as:", suggestion), chosen)
-
-    def action_revert(self) -> None:
-        doc = self.document
-        if doc is None or not doc.dirty:
-            self.notify("nothing to revert")
-            return
-
-        def chosen(answer: str | None) -> None:
-            if answer == "yes":
-                doc.revert()
-                self.reload()
-                self.host.refresh_dashboard()
-                self.notify(f"reverted to {doc.path}")
-
-        self.app.push_screen(confirm(f"Throw away the changes to {doc.path.name}?", "Revert", "Revert"), chosen)
-
-    def action_open_profile(self) -> None:
-        def opened(path: str | None) -> None:
-            if not path:
-                return
-            try:
-                document = ProfileDocument.open(path)
-            except OSError as exc:
-                self.notify(f"cannot open {path}: {exc.strerror or exc}", severity="error")
-                return
-            self.host.document = document
-            self.host.profile_path = document.path
-            self.selection = (DEPLOYMENT, None)
-            self.reload()
-            self.host.refresh_dashboard()
-
-        def ask() -> None:
-            self.app.push_screen(PathScreen("Open a profile (a path, or a preset: demo, 1p1d, xp1d, xpyd, nixl-1p1d):", must_exist=True), opened)
-
-        doc = self.document
-        if doc is not None and doc.dirty:
-            self.app.push_screen(
-                confirm(f"{doc.path.name} has unsaved changes. Open another profile anyway?", "Discard", "Unsaved changes"),
-                lambda answer: ask() if answer == "yes" else None,
-            )
-        else:
-            ask()
-
-    def action_add_instance(self, role: str) -> None:
-        doc = self.document
-        if doc is None:
-            return
-        key, index = doc.add_instance(role)
-        self.selection = (key, index)
-        self.reload()
-
-    def action_duplicate_instance(self) -> None:
-        selected = self._selected_instance()
-        doc = self.document
-        if selected is None or doc is None:
-            return
-        self.selection = doc.duplicate_instance(*selected)
-        self.reload()
-
-    def action_remove_instance(self) -> None:
-        selected = self._selected_instance()
-        doc = self.document
-        if selected is None or doc is None:
-            return
-        key, index = selected
-        name = doc.get(f"{key}[{index}].name")
-
-        def chosen(answer: str | None) -> None:
-            if answer == "yes":
-                doc.remove_instance(key, index)
-                self.selection = (DEPLOYMENT, None)
-                self.reload()
-                self.host.refresh_dashboard()
-
-        self.app.push_screen(confirm(f"Remove {name} from the profile?", "Remove", "Remove instance"), chosen)
-
-    def action_pick_gpus(self) -> None:
-        from pdtui.ui.screens.picker import GpuPickerScreen
-
-        selected = self._selected_instance()
-        doc = self.document
-        if selected is None or doc is None:
-            return
-        key, index = selected
-
-        def picked(gpus: list[int] | None) -> None:
-            if gpus is None:
-                return
-            doc.set(f"{key}[{index}].gpus", gpus)
-            self._show_selection()
-            self.host.refresh_dashboard()
-
-        self.app.push_screen(GpuPickerScreen(doc, key, index), picked)
-
-    def palette_commands(self):
-        from textual.app import SystemCommand
-
-        yield SystemCommand("Editor: save", "Show the changes, then save (keeps the last 5 versions)", self.action_save)
-        yield SystemCommand("Editor: undo", "Undo the last edit", self.action_undo)
-        yield SystemCommand("Editor: redo", "Redo what was undone", self.action_redo)
-        yield SystemCommand("Editor: save as", "Save the profile under a new name", self.action_save_as)
-        yield SystemCommand("Editor: revert", "Back to the file on disk", self.action_revert)
-        yield SystemCommand("Editor: open profile", "Open a file or a preset", self.action_open_profile)
-        yield SystemCommand("Editor: add prefiller", "A new prefiller with free ports", lambda: self.action_add_instance("prefiller"))
-        yield SystemCommand("Editor: add decoder", "A new decoder with free ports", lambda: self.action_add_instance("decoder"))
-        yield SystemCommand("Editor: duplicate instance", "Copy the selected instance", self.action_duplicate_instance)
-        yield SystemCommand("Editor: remove instance", "Remove the selected instance", self.action_remove_instance)
-        yield SystemCommand("Editor: pick GPUs", "Choose the selected instance's GPUs", self.action_pick_gpus)

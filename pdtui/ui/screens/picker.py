@@ -21,6 +21,7 @@ from pdtui.model.document import ProfileDocument
 from pdtui.ui.gpu_feed import GpuReading
 from pdtui.ui.session import session_of
 from pdtui.ui.widgets.diff_table import DiffTable
+from pdtui.text import plural
 
 PICKER_COLUMNS = ("", "GPU", "Util", "Memory", "Note")
 
@@ -119,7 +120,7 @@ class GpuPickerScreen(ModalScreen[list[int] | None]):
         table.set_rows(rows)
         lines = [f"Chosen: {fmt.gpu_list(sorted(self.chosen))}"]
         if len(self.chosen) != self.tp_size:
-            lines.append(f"[$warning]Pick {self.tp_size} GPU(s): tensor_parallel_size is {self.tp_size}.[/]")
+            lines.append(f"[$warning]Pick {plural(self.tp_size, 'GPU')}: tensor_parallel_size is {self.tp_size}.[/]")
         hint = topology_hint(reading.inventory, self.chosen)
         if hint:
             lines.append(hint)

@@ -17,6 +17,7 @@ from textual.widgets import Collapsible, Input, Label, Select, Static, Switch, T
 
 from pdtui.model.document import ProfileDocument
 from pdtui.model.fields import FieldSpec, format_field
+from pdtui.model.secret import MASK
 
 
 class FieldRow(Vertical):
@@ -118,19 +119,40 @@ class ProfileForm(Vertical):
         """Show the values at `prefix` in the same widgets. Writes nothing to the document:
         the change events this sends are older than `bound_at` and so ignored."""
         self.prefix = prefix
+        declared = doc.declared_secrets
         for key, control in self._controls.items():
             spec = self.specs[key]
             value = doc.get(prefix + key)
-            text = format_field(spec.kind, value)
+            text = format_field(spec.kind, value, declared)
             self._known[key] = text
-            placeholder = spec.placeholder
-            if prefix and spec.inherit and doc.get(spec.inherit) is not None:
-                placeholder = f"inherits {format_field(spec.kind, doc.get(spec.inherit))}"
-            self._put(control, spec, text, placeholder)
+            self._put(control, spec, text, self._placeholder(doc, spec))
         for group, collapsible in self._groups.items():
             paths = [prefix + k for k, s in self.specs.items() if s.group == group]
             collapsible.collapsed = not any(doc.problems_at(path) for path in paths)
         self.bound_at = _time.get_time()
+
+    def _placeholder(self, doc: ProfileDocument, spec: FieldSpec) -> str:
+        if self.prefix and spec.inherit and doc.get(spec.inherit) is not None:
+            return f"inherits {format_field(spec.kind, doc.get(spec.inherit), doc.declared_secrets)}"
+        return spec.placeholder
+
+    def remask(self, doc: ProfileDocument, control: Widget) -> bool:
+        """Show the field's stored value again, its secrets masked (the operator has left
+        the field: a token typed or pasted into it stays on screen no longer than that).
+        Only when the field holds what is stored: text still in error is left as typed."""
+        key = self._keys.get(id(control))
+        if key is None:
+            return False
+        spec = self.specs[key]
+        path = self.prefix + key
+        if path in doc.field_problems:
+            return False
+        text = format_field(spec.kind, doc.get(path), doc.declared_secrets)
+        if MASK not in text or control_text(control) == text:
+            return False  # nothing hidden: the operator's own spelling stays
+        self._known[key] = text
+        self._put(control, spec, text, self._placeholder(doc, spec))
+        return True
 
     def _put(self, control: Widget, spec: FieldSpec, text: str, placeholder: str) -> None:
         if isinstance(control, Input):
