@@ -25,7 +25,9 @@ _COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; without `commands`, only the TUI's top-level options (what
+    `pdtui --demo` needs: the seven layers' subcommand modules cost its first frame ~4 ms)."""
     parser = argparse.ArgumentParser(
         prog="pdtui",
         description="Control panel for prefill/decode disaggregated serving with vLLM + LMCache.",
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "recovery, playground), one caption a step; any key takes over")
     parser.add_argument("--tour-pace", metavar="SECONDS", type=_seconds,
                         help="seconds each tour step stays on screen (default 4; or PDTUI_TOUR_PACE)")
+    if not commands:
+        return parser
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in _COMMAND_MODULES:
         try:
@@ -147,9 +151,10 @@ def _exit_at_once(code: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     from_command_line = argv is None  # a caller in Python (the tests) gets a return, always
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    commands = _subcommand_names(parser)
     first = _first_word(argv)
+    tui_options_only = first is None and not {"-h", "--help", "--version", "--"} & set(argv)
+    parser = build_parser(commands=not tui_options_only)
+    commands = _subcommand_names(parser)
     if first is not None and argv[first] not in commands:
         problem = unknown_command(argv[first], commands)
         if problem is not None:

@@ -90,3 +90,18 @@ def test_a_mistyped_preset_names_the_preset(capsys: pytest.CaptureFixture[str]) 
     assert cli.main(["dmeo"]) == 2
     err = capsys.readouterr().err
     assert "profile 'dmeo' not found" in err and "did you mean the preset 'demo'?" in err
+
+
+def test_the_tui_options_alone_build_no_subcommand_parser() -> None:
+    """`pdtui --demo` starts the TUI without importing the seven layers' subcommand
+    modules (issue 17: the first frame); --help still lists every subcommand."""
+    code = ("import sys, pdtui.ui.cli as u; u.run_tui = lambda args: print(args.demo, args.profile); "
+            "from pdtui import cli; cli.main(['--demo', '-p', 'demo']); "
+            "print(sorted(m for m in sys.modules if m.endswith('.cli') and m != 'pdtui.ui.cli'))")
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["True demo", "['pdtui.cli']"], done.stdout
+    helped = subprocess.run([sys.executable, "-m", "pdtui", "--demo", "--help"], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "validate" in helped.stdout and "sim-engine" in helped.stdout, helped.stdout

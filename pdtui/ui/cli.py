@@ -15,7 +15,7 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "info",
-        help="print where pdtui keeps its config, keys, themes, profiles and runs",
+        help="print where pdtui keeps its config, keys, themes, profiles, runs and cache",
         description="Print every path pdtui reads or writes (like `k9s info`).",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -37,6 +37,7 @@ def info_paths() -> dict[str, str]:
         "user profiles": str(paths.user_profiles_dir()),
         "shipped profiles": str(presets) if presets else "(not found)",
         "runs": str(paths.runs_dir()),
+        "cache": str(paths.cache_dir()),
     }
 
 
@@ -157,6 +158,9 @@ def run_tui(args: argparse.Namespace) -> int:
         print("pdtui: the tour launches and breaks its own simulated deployment: "
               "run `pdtui --demo --tour` (no --attach, no real profile)", file=sys.stderr)
         return 2
+    from pdtui.ui import gc_pause
+
+    gc_pause.pause()  # until the first screen is painted (pdtui.ui.startup resumes it)
     from pdtui.ui.app import PdtuiApp
 
     # With --attach the run is re-attached at start, and no other detached run is offered.
@@ -166,7 +170,10 @@ def run_tui(args: argparse.Namespace) -> int:
         from pdtui.ui.tour import Tour
 
         Tour(app, pace_s=pace_s)  # the app starts it once mounted
-    app.run()
+    try:
+        app.run()
+    finally:
+        gc_pause.resume()  # the app ended before its first screen
     if app.commands.exit_note:
         print(app.commands.exit_note)
     return int(app.return_code or 0)

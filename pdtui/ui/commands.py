@@ -14,7 +14,7 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pdtui.ui.messages import DeploymentChanged, GpuReadingChanged
+from pdtui.ui import messages
 from pdtui.ui.session import BACKGROUND_JOB, Session
 from pdtui.text import plural
 
@@ -49,12 +49,32 @@ class DeploymentCommands:
     def changed(self) -> None:
         """Tell the active screen (it reads the session) and keep the monitor in step."""
         if self.app.screen_stack:
-            self.app.screen.post_message(DeploymentChanged())
+            self.app.screen.post_message(messages.DeploymentChanged())
         if self.session.monitor_outdated() and not self.quitting:  # a Slurm run's addresses came with its allocation
             # The function, not a coroutine: nothing is left un-awaited when the app is closing.
             work: Any = self._new_monitor
             self.app.run_worker(work, group="monitor", exclusive=True, exit_on_error=False)
         self._background_load()
+
+    def carry_out(self, request: messages.DeploymentRequest) -> None:
+        """A screen's request (pdtui.ui.messages), whichever screen posted it."""
+        match request:
+            case messages.LaunchRequested():
+                self.launch()
+            case messages.StopRequested():
+                self.stop()
+            case messages.StopInstanceRequested():
+                self.stop_instance(request.name)
+            case messages.StartInstanceRequested():
+                self.start_instance(request.name)
+            case messages.StopOrphansRequested():
+                self.stop_orphans()
+            case messages.RestartRequested():
+                self.restart(request.name)
+            case messages.RestartPairRequested():
+                self.restart_pair(request.name)
+            case messages.BackgroundLoadToggle():
+                self.toggle_background_load()
 
     def supervisor_event(self, event: Any, gpu_feed: Any) -> None:
         """A runtime event: a notice for the operator, the GPU feed told whose pids are ours."""
@@ -64,7 +84,7 @@ class DeploymentCommands:
         if isinstance(event, NodeGpusRead):  # a cluster run's GPUs, per node
             self.session.set_node_gpus(event)
             if self.app.screen_stack:
-                self.app.screen.post_message(GpuReadingChanged())
+                self.app.screen.post_message(messages.GpuReadingChanged())
             return
         if isinstance(event, DeploymentEvent) and event.kind != "ready":  # the launch says "ready" once
             failed = event.kind in ("failed", "instance_crashed", "preflight_failed")

@@ -74,7 +74,7 @@ def offer_restart(app: Any, name: str) -> bool:
         if answer == "new":
             app.run_worker(_restart_with(app, name, plan), group="restart", exit_on_error=False)
         elif answer == "as-is":
-            app._restart(name)
+            app.commands.restart_now(name)
 
     app.push_screen(ChoiceScreen("\n".join(lines), [("new", "With the new settings"), ("as-is", "As it runs"),
                                                     ("cancel", "Cancel")], title=f"Restart {name}"), chosen)

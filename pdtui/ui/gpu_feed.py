@@ -128,8 +128,12 @@ class GpuFeed:
             # A replay's pids belong to another machine: show what was recorded.
             processes = tuple(getattr(self.source, "recorded_processes", ()))
         else:
-            if not self._posted:  # the first rows now; who holds each GPU (psutil, /proc) right after
+            if not self._posted:
+                # The first rows now; who holds each GPU (psutil's import and /proc, ~10 ms
+                # of the GIL) on the next poll, which the app asks for once the rows are
+                # painted (`poll_now`): done here, it would slow that very paint down.
                 self._post(GpuUpdate(GpuReading(inventory, ())))
                 self._posted = True
+                return
             processes = self._attributor.attribute(inventory.gpus, self.own_pids)
         self._post(GpuUpdate(GpuReading(inventory, processes)))

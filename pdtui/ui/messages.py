@@ -13,27 +13,36 @@ from typing import Any
 from textual.message import Message
 
 __all__ = [
-    "BackgroundLoadToggle", "DeploymentChanged", "GpuReadingChanged", "LaunchRequested",
+    "BackgroundLoadToggle", "DeploymentChanged", "DeploymentRequest", "GpuReadingChanged", "LaunchRequested",
     "LoadRunRequested", "LoadRunStopRequested", "ProfileChanged", "RestartPairRequested",
-    "RestartRequested", "ShowGpu", "ShowInstance", "ShowObserve", "StartInstanceRequested",
+    "RestartRequested", "ShowGpu", "ShowInstance", "ShowObserve", "ShowRequest", "StartInstanceRequested",
     "StopInstanceRequested", "StopOrphansRequested", "StopRequested",
 ]
 
 
-class LaunchRequested(Message):
+class DeploymentRequest(Message):
+    """Something to do to the deployment: the app hands every subclass to
+    `DeploymentCommands.carry_out` (one handler for all, matched on this base class)."""
+
+
+class ShowRequest(Message):
+    """A screen to show: the app hands every subclass to `Navigator.show`."""
+
+
+class LaunchRequested(DeploymentRequest):
     """Start the deployment of the loaded profile (after validation and host checks)."""
 
 
-class StopRequested(Message):
+class StopRequested(DeploymentRequest):
     """Stop every process of the deployment (the app asks for confirmation)."""
 
 
-class StopOrphansRequested(Message):
+class StopOrphansRequested(DeploymentRequest):
     """Stop the GPU processes that carry a pdtui run marker but belong to no live instance
     (an EngineCore left behind by a dead API server); the app asks for confirmation."""
 
 
-class StopInstanceRequested(Message):
+class StopInstanceRequested(DeploymentRequest):
     """Stop the selected instance only (the others keep running)."""
 
     def __init__(self, name: str | None) -> None:
@@ -41,7 +50,7 @@ class StopInstanceRequested(Message):
         self.name = name
 
 
-class StartInstanceRequested(Message):
+class StartInstanceRequested(DeploymentRequest):
     """Start the selected (stopped or failed) instance again."""
 
     def __init__(self, name: str | None) -> None:
@@ -49,13 +58,13 @@ class StartInstanceRequested(Message):
         self.name = name
 
 
-class RestartRequested(Message):
+class RestartRequested(DeploymentRequest):
     def __init__(self, name: str | None) -> None:
         super().__init__()
         self.name = name
 
 
-class RestartPairRequested(Message):
+class RestartPairRequested(DeploymentRequest):
     """Restart the instance together with its counterpart of the same rank."""
 
     def __init__(self, name: str | None) -> None:
@@ -75,11 +84,11 @@ class LoadRunStopRequested(Message):
     pass
 
 
-class BackgroundLoadToggle(Message):
+class BackgroundLoadToggle(DeploymentRequest):
     """Turn the demo's gentle background load on or off."""
 
 
-class ShowGpu(Message):
+class ShowGpu(ShowRequest):
     """Show one GPU: its figures and every process on it (whose, pid, memory, command)."""
 
     def __init__(self, index: int) -> None:
@@ -87,13 +96,13 @@ class ShowGpu(Message):
         self.index = index
 
 
-class ShowInstance(Message):
+class ShowInstance(ShowRequest):
     def __init__(self, name: str) -> None:
         super().__init__()
         self.name = name
 
 
-class ShowObserve(Message):
+class ShowObserve(ShowRequest):
     """Open the observe screen (log panes, KV transfer, latency, playground) at a tab."""
 
     def __init__(self, tab: str | None = None) -> None:

@@ -30,6 +30,12 @@ def keys_file() -> Path:
     return config_dir() / "keys.yaml"
 
 
+def cache_dir() -> Path:
+    """$XDG_CACHE_HOME/pdtui, else ~/.cache/pdtui: what can be rebuilt (parsed theme files)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / APP_DIR_NAME
+
+
 def user_themes_dir() -> Path:
     """Users drop their own `*.yaml` theme files here."""
     return config_dir() / "themes"

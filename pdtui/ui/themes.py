@@ -32,9 +32,12 @@ from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 from pdtui.ui import paths
+from pdtui.ui.theme_cache import ThemeFileCache
 
 if TYPE_CHECKING:
     from textual.app import App
+
+    from pdtui.ui.settings import UiSettings
 
 COLOUR_FIELDS = (
     "primary", "secondary", "warning", "error", "success", "accent",
@@ -105,32 +108,42 @@ def theme_from_dict(data: object, source: str) -> tuple[Theme | None, list[str]]
     return Theme(**kwargs), problems
 
 
-def load_theme_file(path: Path) -> tuple[Theme | None, list[str]]:
-    import yaml
+def load_theme_file(path: Path, cache: ThemeFileCache | None = None) -> tuple[Theme | None, list[str]]:
+    """One theme file, checked; with a `cache`, read from it when the file is unchanged."""
+    cached, data = cache.get(path) if cache is not None else (False, None)
+    if not cached:
+        import yaml
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [f"{path}: cannot read theme ({exc})"]
-    except yaml.YAMLError as exc:
-        return None, [f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})"]
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            return None, [f"{path}: cannot read theme ({exc})"]
+        except yaml.YAMLError as exc:
+            return None, [f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})"]
+        if cache is not None:
+            cache.put(path, data)
     return theme_from_dict(data, str(path))
 
 
-def load_themes(directories: list[Path | None] | None = None) -> ThemeLoad:
+def load_themes(directories: list[Path | None] | None = None, cache: ThemeFileCache | None = None) -> ThemeLoad:
     """Themes from the shipped folder, then the user's (later wins by name)."""
     if directories is None:
         directories = [paths.shipped_themes_dir(), paths.user_themes_dir()]
     themes: dict[str, Theme] = {}
     problems: list[str] = []
+    files: list[Path] = []
     for directory in directories:
         if directory is None or not directory.is_dir():
             continue
         for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-            theme, found = load_theme_file(path)
+            files.append(path)
+            theme, found = load_theme_file(path, cache)
             problems.extend(found)
             if theme is not None:
                 themes[theme.name] = theme
+    if cache is not None:
+        cache.keep_only(files)
+        cache.save()
     return ThemeLoad(themes, problems)
 
 
@@ -138,7 +151,7 @@ def install_themes(app: App, wanted: str) -> list[str]:
     """Register the theme files and select `wanted` before Textual parses any CSS:
     setting `App.theme` once the app runs re-parses every stylesheet and restyles every
     widget, which cost the first frame tens of ms. Returns the problems to show."""
-    loaded = load_themes()
+    loaded = load_themes(cache=ThemeFileCache())  # no YAML import when the files are unchanged
     problems = list(loaded.problems)
     for theme in loaded.themes.values():
         app.register_theme(theme)
@@ -146,16 +159,27 @@ def install_themes(app: App, wanted: str) -> list[str]:
         problems.append(f"theme {wanted!r} not found; available: {', '.join(theme_names(app))}")
         wanted = DEFAULT_THEME if DEFAULT_THEME in app.available_themes else "textual-dark"
     app.theme = wanted
-    # Its watcher ran (classes, ANSI filter) but nothing is parsed yet; setting the
-    # variables now leaves the queued CSS refresh nothing to do.
+    # Its watchers ran (classes, ANSI palette and filter) but nothing is parsed yet: with
+    # the variables set now, the CSS refreshes they queued would only re-parse and re-style
+    # before the first frame (~5 ms of it on the 2-core box), so they are dropped.
     app.stylesheet.set_variables(app.get_css_variables())
+    _drop_queued_css_refreshes(app)
     return problems
+
+
+def _drop_queued_css_refreshes(app: App) -> None:
+    pending = getattr(app, "_next_callbacks", None)  # Textual's call_next queue (a list of Callback events)
+    if app.is_running or not isinstance(pending, list):
+        return
+    refresh = type(app).refresh_css
+    pending[:] = [c for c in pending
+                  if getattr(getattr(getattr(c, "callback", None), "func", None), "__func__", None) is not refresh]
 
 
 def theme_names(app: App) -> list[str]:
     """Ours first, then the user's theme files (Textual's built-ins are not offered)."""
     ours = [n for n in app.available_themes if n.startswith("pdtui-")]
-    files = load_themes().themes
+    files = load_themes(cache=ThemeFileCache()).themes
     user = [n for n in app.available_themes if n not in ours and not n.startswith("textual-") and n in files]
     return sorted(ours) + sorted(user)
 
@@ -180,3 +204,35 @@ def ansi_palette(theme: Theme) -> TerminalTheme:
     background = Color.parse(theme.background).rgb if theme.background else (back.red, back.green, back.blue)
     foreground = Color.parse(theme.foreground).rgb if theme.foreground else (fore.red, fore.green, fore.blue)
     return TerminalTheme(background, foreground, colours[:8], colours[8:])
+
+
+def follow_theme(app: App, settings: UiSettings) -> None:
+    """The app's theme changed: terminal colour names in cells take its colours (readable
+    under NO_COLOR), and an operator's pick (not the one made from the settings file) is
+    remembered in it."""
+    palette = ansi_palette(app.current_theme)
+    if app.current_theme.dark:
+        app.ansi_theme_dark = palette
+    else:
+        app.ansi_theme_light = palette
+    if app.is_running and app.theme != settings.theme:
+        settings.theme = app.theme
+        app.run_worker(lambda: _remember_theme(app), thread=True, group="settings", exit_on_error=False)
+
+
+def _remember_theme(app: App) -> None:
+    from pdtui.ui.settings import save_theme
+
+    try:
+        notice = save_theme(app.theme)  # the latest pick, whichever worker gets here last
+    except OSError as exc:
+        notice = f"theme not remembered: {exc}"
+    if notice:
+        app.call_from_thread(app.notify, notice, severity="warning", timeout=10)
+
+
+def next_theme(app: App) -> None:
+    names = theme_names(app) or list(app.available_themes)
+    current = names.index(app.theme) if app.theme in names else -1
+    app.theme = names[(current + 1) % len(names)]
+    app.notify(f"theme: {app.theme}", timeout=2)

@@ -16,11 +16,12 @@ FIXED_TIME = 1_780_000_000.0
 
 @pytest.fixture(autouse=True)
 def ui_home(tmp_path, monkeypatch) -> Path:
-    """Keep the user's real config, keys, themes and runs out of every UI test."""
+    """Keep the user's real config, keys, themes, cache and runs out of every UI test."""
     home = tmp_path / "home"
     monkeypatch.setenv("PDTUI_CONFIG_DIR", str(home / "config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg-config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     return home
 
 

@@ -49,7 +49,7 @@ def test_launch_and_nothing_else_fills_the_cockpit(tmp_path, ui_home):
     profile = demo_profile_on_free_ports(tmp_path)
     session = f"pdtui-cockpit-{uuid.uuid4().hex[:8]}"
     env = {"PDTUI_CONFIG_DIR": os.environ["PDTUI_CONFIG_DIR"], "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"],
-           "TERM": "xterm-256color", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+           "XDG_CACHE_HOME": os.environ["XDG_CACHE_HOME"], "TERM": "xterm-256color", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
     tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", *env_args,
          sys.executable, "-m", "pdtui", "--demo", "--profile", str(profile))

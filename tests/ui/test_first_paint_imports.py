@@ -23,7 +23,8 @@ FIRST_PAINT = "import pdtui.cli, pdtui.ui.cli, pdtui.ui.app, pdtui.ui.gpu_feed, 
 # without them ~180 ms, of which textual.app is ~90 ms.
 HEAVY = ("pydantic", "pydantic_core", "aiohttp", "ruamel", "yaml", "prometheus_client", "zmq",
          "pdtui.model.schema", "pdtui.model.render", "pdtui.runtime", "pdtui.telemetry.monitor",
-         "pdtui.telemetry.scrape", "pdtui.loadgen", "pdtui.ui.observe", "pdtui.ui.screens.editor")
+         "pdtui.telemetry.scrape", "pdtui.loadgen", "pdtui.ui.observe", "pdtui.ui.screens.editor",
+         "rich.pretty", "attr", "psutil")  # rich.pretty + attrs come with RichLog (~10 ms): the log pane's
 
 
 def imported_modules(code: str) -> set[str]:

@@ -45,6 +45,7 @@ def test_demo_launch_ready_stop_quit_in_tmux(tmp_path, ui_home):
     env = {
         "PDTUI_CONFIG_DIR": os.environ["PDTUI_CONFIG_DIR"],
         "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"],
+        "XDG_CACHE_HOME": os.environ["XDG_CACHE_HOME"],
         "TERM": "xterm-256color",
     }
     env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]

@@ -39,6 +39,7 @@ def test_edit_one_port_in_a_commented_profile_changes_only_that_line(tmp_path, u
     env = {
         "PDTUI_CONFIG_DIR": os.environ["PDTUI_CONFIG_DIR"],
         "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"],
+        "XDG_CACHE_HOME": os.environ["XDG_CACHE_HOME"],
         "TERM": "xterm-256color",
     }
     env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]

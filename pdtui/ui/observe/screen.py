@@ -35,6 +35,7 @@ def _tab_id(name: str) -> str:
 
 
 class ObserveScreen(Screen):
+    CSS_PATH = "../screens/screens.tcss"  # read when the first screen but the cockpit is shown
     AUTO_FOCUS = None  # focus goes to the active tab's content (the log), not the tab bar
     BINDINGS = bindings_for("observe") + [
         Binding(str(n), f"tab_number({n})", f"tab {n}", show=False) for n in range(1, 10)

@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import RichLog, Static
+from textual.widgets import Static
 
 from typing import TYPE_CHECKING
 
@@ -70,6 +70,8 @@ class MergedLog(Vertical):
         self._last_drain = 0.0
 
     def compose(self) -> ComposeResult:
+        from textual.widgets import RichLog  # with rich.pretty and attrs (~10 ms): not before the first paint
+
         yield Static("", id="log-status", markup=False)
         yield RichLog(max_lines=self.max_lines, wrap=False, auto_scroll=True, id="merged-log")
 
@@ -112,7 +114,9 @@ class MergedLog(Vertical):
             batch.extend((name, line) for _, line in items)
         if not batch:
             return
-        log = self.query_one(RichLog)
+        from textual.widgets import RichLog
+
+        log = self.query_one("#merged-log", RichLog)
         width = max(len(n) for n in self._views)
         for name, line in batch:
             text = Text(f"{name:<{width}} │ ", style=self._colours.get(name, ""))

@@ -12,6 +12,7 @@ from textual.widgets import Button, Input, Label, Static
 class ChoiceScreen(ModalScreen[str]):
     """A question with buttons; dismisses with the chosen button's id ('cancel' on esc)."""
 
+    CSS_PATH = "screens.tcss"  # read when the first screen but the cockpit is shown
     BINDINGS = [Binding("escape", "choose('cancel')", "Cancel")]
     def __init__(self, question: str, choices: list[tuple[str, str]], *, title: str = "") -> None:
         super().__init__()
@@ -46,6 +47,7 @@ def confirm(question: str, yes_label: str = "Yes", title: str = "Confirm") -> Ch
 class PathScreen(ModalScreen[str | None]):
     """Ask for a file path (open / save as)."""
 
+    CSS_PATH = "screens.tcss"  # read when the first screen but the cockpit is shown
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
     def __init__(self, prompt: str, initial: str = "", must_exist: bool = False) -> None:
         super().__init__()
@@ -88,6 +90,7 @@ class PathScreen(ModalScreen[str | None]):
 class MessageScreen(ModalScreen[None]):
     """A list of lines to read (why a launch is blocked), closed with esc/enter."""
 
+    CSS_PATH = "screens.tcss"  # read when the first screen but the cockpit is shown
     BINDINGS = [Binding("escape,enter,q", "close", "Close")]
     def __init__(self, title: str, lines: list[str]) -> None:
         super().__init__()

@@ -55,17 +55,7 @@ def gpu_facts(reading) -> list[GpuFact] | None:
 
 class EditorScreen(EditorActions):
     BINDINGS = bindings_for("editor")
-    DEFAULT_CSS = """
-    EditorScreen #editor-title { height: 1; background: $panel; padding: 0 1; }
-    EditorScreen #editor-body { height: 1fr; }
-    EditorScreen #sections { width: 24; border: round $primary 60%; }
-    EditorScreen #sections:focus-within { border: round $primary; }
-    EditorScreen #editor-tabs { width: 1fr; }
-    EditorScreen #form { padding: 0 1; }
-    EditorScreen #problems { height: 6; border: round $error 60%; padding: 0 1; }
-    EditorScreen #problems.clean { border: round $success 60%; }
-    EditorScreen .preview { padding: 0 1; }
-    """
+    CSS_PATH = "screens.tcss"  # its styles (read when the first such screen is shown)
 
     def __init__(self) -> None:
         super().__init__()

@@ -56,6 +56,7 @@ def help_text(keymap: dict[str, str]) -> str:
 
 
 class HelpScreen(ModalScreen[None]):
+    CSS_PATH = "screens.tcss"  # read when the first screen but the cockpit is shown
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
     def __init__(self, keymap: dict[str, str]) -> None:
         super().__init__()

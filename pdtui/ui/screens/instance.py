@@ -24,6 +24,7 @@ LOG_LINES_KEPT = 2000
 
 
 class InstanceScreen(Screen):
+    CSS_PATH = "screens.tcss"  # read when the first screen but the cockpit is shown
     BINDINGS = bindings_for("instance")
 
     def __init__(self, name: str, session: Session) -> None:

@@ -62,6 +62,7 @@ def gpu_note(
 
 
 class GpuPickerScreen(ModalScreen[list[int] | None]):
+    CSS_PATH = "screens.tcss"  # read when the first screen but the cockpit is shown
     BINDINGS = bindings_for("picker", priority=frozenset({"accept-gpus"}))
     def __init__(self, doc: ProfileDocument, key: str, index: int) -> None:
         super().__init__()

@@ -38,15 +38,7 @@ class SaveDiffScreen(ModalScreen[str]):
     "Save with errors" and the errors are listed: nothing is written without that click."""
 
     BINDINGS = [Binding("escape", "choose('cancel')", "Cancel")]
-    DEFAULT_CSS = """
-    SaveDiffScreen { align: center middle; }
-    SaveDiffScreen > Vertical { width: 100; max-width: 95%; height: auto; max-height: 90%; border: thick $primary; background: $surface; padding: 0 1; }
-    SaveDiffScreen.with-errors > Vertical { border: thick $error; }
-    SaveDiffScreen #save-diff { height: auto; max-height: 20; }
-    SaveDiffScreen #save-errors { color: $error; height: auto; margin-top: 1; }
-    SaveDiffScreen Horizontal { height: auto; align-horizontal: center; margin-top: 1; }
-    SaveDiffScreen Button { margin: 0 1; min-width: 10; }
-    """
+    CSS_PATH = "screens.tcss"
 
     def __init__(self, path_name: str, diff: list[str], errors: list[str]) -> None:
         super().__init__(classes="with-errors" if errors else "")
