@@ -41,7 +41,14 @@ async def loaded(pilot) -> None:
 
 
 def table_text(app, selector: str) -> str:
-    table = app.screen.query_one(selector, DiffTable)
+    """The table's rows as text; "" while it is not mounted (the cockpit mounts everything
+    after the GPU table right after its first frame)."""
+    from textual.css.query import NoMatches
+
+    try:
+        table = app.screen.query_one(selector, DiffTable)
+    except NoMatches:
+        return ""
     return "\n".join(" ".join(str(c) for c in table.get_row_at(r)) for r in range(table.row_count))
 
 

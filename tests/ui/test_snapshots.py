@@ -30,17 +30,33 @@ def make_app() -> PdtuiApp:
     return PdtuiApp(resolve_profile_path("demo"), demo=True, offer_reattach=False, start_feeds=False, keymap={})
 
 
+async def settled_tables(pilot) -> None:
+    """DataTable sizes its columns to new rows when the app is next idle: on a loaded machine
+    the picture can be taken before that, with the columns of the rows before."""
+    from pdtui.ui.widgets.diff_table import DiffTable
+    from tests.ui.test_app import wait_for
+
+    await wait_for(pilot, lambda: not any(t._require_update_dimensions or t._new_rows
+                                          for t in pilot.app.screen.query(DiffTable)), 30, "the tables' column widths")
+    await pilot.pause()
+
+
 async def inject_gpus(pilot) -> None:
     from tests.ui.test_app import loaded
 
+    from tests.ui.test_app import wait_for
+
     await loaded(pilot)
+    # The cockpit mounts what follows the GPU table right after its first frame: wait for
+    # it, or a loaded machine takes the picture of a half-built screen.
+    await wait_for(pilot, lambda: getattr(pilot.app.screen, "_complete", True), 30, "the whole cockpit")
     pilot.app.post_message(GpuUpdate(fixed_reading()))
+    await wait_for(pilot, lambda: pilot.app.screen.query_one("#gpu-table").row_count == 8, 30, "the GPU rows")
     await pilot.pause()
     # The GPU rows change the box's height; the scroll hints follow the new layout (the
     # next 1 s refresh at the latest): 80×24 shows 3 of the 8 GPUs.
+    await settled_tables(pilot)
     if pilot.app.size.height <= 24:
-        from tests.ui.test_app import wait_for
-
         await wait_for(pilot, lambda: "more" in str(pilot.app.screen.query_one("#gpu-box").border_subtitle), 10,
                        "the GPU box's scroll hint")
 

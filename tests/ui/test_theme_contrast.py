@@ -234,10 +234,10 @@ async def test_the_whole_cockpit_as_drawn_reaches_4_5_to_1(theme_name, no_color,
                    settings=UiSettings(theme=theme_name))
     async with app.run_test(size=(120, 40)) as pilot:
         app.post_message(GpuUpdate(fixed_reading()))
-        for _ in range(200):
-            await pilot.pause(0.05)
-            if app.document is not None and app.screen.query_one("#instance-table").row_count:
-                break
+        from tests.ui.test_app import wait_for
+
+        await wait_for(pilot, lambda: app.document is not None and getattr(app.screen, "_complete", False)
+                       and app.screen.query_one("#instance-table").row_count > 0, 60, "the whole cockpit")
         await pilot.pause(0.2)
         assert app.screen.query_one("#instance-table").has_focus  # its cursor is the block one
         seen, failures = set(), []

@@ -57,6 +57,7 @@ class CockpitScreen(Screen):
         self._gpus_stale = True
         self._fallback: Timer | None = None
         self._complete = False  # the widgets after the GPU table are mounted
+        self._rows_width = 0  # the history width the instance rows were last drawn for
 
     def compose(self) -> ComposeResult:
         # The first frame: the title and the GPU rows the operator waits for (issue 17). The
@@ -138,7 +139,8 @@ class CockpitScreen(Screen):
             return
         found = self._instance_rows()
         table = self.query_one("#instance-table", DiffTable)
-        table.set_rows(cockpit_rows.instance_rows(found[0], self.session.store, self._width()))
+        self._rows_width = self._width()
+        table.set_rows(cockpit_rows.instance_rows(found[0], self.session.store, self._rows_width))
         self._refresh_health(found)
         self.call_after_refresh(self._scroll_hints)  # after the new rows are laid out
         monitor = self.session.monitor
@@ -153,6 +155,10 @@ class CockpitScreen(Screen):
         if self.is_attached and self._complete:
             for box, grid in (("#gpu-box", "#gpu-table"), ("#instance-box", "#instance-table")):
                 self._scroll_hint(box, grid)
+            if self._width() != self._rows_width:
+                # The rows were drawn for a box width the layout has since changed (the rest
+                # of the cockpit mounting, -wide/-narrow): draw their history for this one.
+                self.refresh_all()
 
     def _scroll_hint(self, box_id: str, table_id: str) -> None:
         """A short box (80×24) shows only some rows: its border says how many are below/above."""

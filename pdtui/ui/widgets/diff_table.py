@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.text import Text
+from textual import events
 from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
@@ -36,6 +37,17 @@ class DiffTable(DataTable):
     DEFAULT_CSS = """
     DiffTable { height: auto; max-height: 100%; }
     """
+
+    async def _on_idle(self, event: events.Idle) -> None:
+        # DataTable measures its columns again here (new rows, wider cells) but keeps the
+        # lines it rendered with the old widths: the header kept them until the next change
+        # (seen on a loaded machine as a header out of line with its rows). Only when a
+        # width really changed are those lines dropped, so the 1 Hz updates cost no more.
+        before = [column.get_render_width(self) for column in self.columns.values()]
+        await super()._on_idle(event)
+        if [column.get_render_width(self) for column in self.columns.values()] != before:
+            self._update_count += 1
+            self.refresh()
 
     def __init__(self, columns: Sequence[str], **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
