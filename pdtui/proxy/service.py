@@ -185,6 +185,16 @@ class ProxyService:
                 total=total, sock_connect=read, sock_read=read)
         return timeout
 
+    def _lean_failure(self, exc: OSError, backend: Backend, stage: str, path: str,
+                      timeout_s: float) -> StageError:
+        """A failed call of the lean client as the stage error aiohttp's would have given."""
+        if isinstance(exc, TimeoutError):
+            return stage_timeout(stage, backend.url, timeout_s, f"the answer to POST {path}")
+        if isinstance(exc, Disconnected) and not exc.before_answer:
+            return StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
+                              "backend_error")
+        return self._unreachable(backend, stage, path, exc)  # no connection, or closed unanswered
+
     async def post_json(self, backend: Backend, path: str, body: dict | bytes, *, stage: str,
                         timeout_s: float, req_id: str) -> dict:
         """POST (a dict, or JSON already encoded) and read a whole JSON answer, with
@@ -195,16 +205,8 @@ class ProxyService:
             try:
                 status, data = await lean.post(path, _encoded(body), self.headers(req_id),
                                                timeout_s=timeout_s)
-            except TimeoutError:
-                raise stage_timeout(stage, backend.url, timeout_s,
-                                    f"the answer to POST {path}") from None
-            except Disconnected as exc:
-                if exc.before_answer:
-                    raise self._unreachable(backend, stage, path, exc) from None
-                raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
-                                 "backend_error") from None
-            except OSError as exc:  # could not connect
-                raise self._unreachable(backend, stage, path, exc) from None
+            except OSError as exc:  # TimeoutError and Disconnected are OSErrors too
+                raise self._lean_failure(exc, backend, stage, path, timeout_s) from None
             if status != 200:
                 raise backend_status(stage, backend.url, status, data.decode("utf-8", "replace"))
             return _json_object(data, stage, backend.url, path)
@@ -239,16 +241,8 @@ class ProxyService:
             try:
                 answer = await lean.post_stream(path, _encoded(body), self.headers(req_id),
                                                 read_timeout_s=timeout_s)
-            except TimeoutError:
-                raise stage_timeout(stage, backend.url, timeout_s,
-                                    f"the answer to POST {path}") from None
-            except Disconnected as exc:
-                if exc.before_answer:
-                    raise self._unreachable(backend, stage, path, exc) from None
-                raise StageError(502, stage, backend.url, f"{stage}: POST {path} failed: {exc}",
-                                 "backend_error") from None
-            except OSError as exc:  # could not connect
-                raise self._unreachable(backend, stage, path, exc) from None
+            except OSError as exc:  # TimeoutError and Disconnected are OSErrors too
+                raise self._lean_failure(exc, backend, stage, path, timeout_s) from None
             if answer.status != 200:
                 try:
                     text = await answer.text()
