@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.request
@@ -16,6 +14,7 @@ import yaml
 
 from pdtui.model import render_plan, validate_text, write_rendered
 from tests.conftest import REPO_ROOT, free_port
+from tests.model.launch_helpers import stop_launch_script
 
 
 def demo_with_free_ports() -> dict:
@@ -66,13 +65,7 @@ def test_launch_script_starts_serves_and_stops(tmp_path: Path):
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 3
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGINT)  # Ctrl-C
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+        stop_launch_script(proc, stderr_path)
     assert "All processes stopped." in stderr_path.read_text()
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, alive

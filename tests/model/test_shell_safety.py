@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pdtui.model import render_plan, validate_text, write_rendered
 from pdtui.model.launch_script import launch_script
 from pdtui.model.schema import Profile
 from tests.conftest import REPO_ROOT
+from tests.model.launch_helpers import stop_launch_script
 from tests.model.test_launch_script import demo_with_free_ports
 
 SHELLCHECK = shutil.which("shellcheck")
@@ -147,13 +147,7 @@ def test_hostile_values_run_as_plain_text_and_create_no_file(tmp_path):
         # ... and not one of them ran.
         assert list(canary.iterdir()) == []
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+        stop_launch_script(proc, err_path)
     psutil.wait_procs(children, timeout=10)
     assert list(canary.iterdir()) == []
 
