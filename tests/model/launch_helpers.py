@@ -26,7 +26,19 @@ def stop_launch_script(proc: subprocess.Popen, stderr_path: Path) -> None:
             left = [f"{p.pid} {' '.join(p.cmdline())[:120]}" for p in psutil.Process(proc.pid).children(recursive=True)]
         except psutil.Error:
             left = []
+        signals = _signal_state(proc.pid)  # is SIGINT ignored, blocked, or pending in bash?
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         raise AssertionError(f"launch.sh did not stop within {STOP_GRACE_S} s of Ctrl-C; it said:\n"
-                             f"{stderr_path.read_text()}\nstill running: {left}") from None
+                             f"{stderr_path.read_text()}\nstill running: {left}\n"
+                             f"bash: {signals}; this process: {_signal_state(os.getpid())}") from None
+
+
+def _signal_state(pid: int) -> str:
+    """SigPnd/ShdPnd/SigBlk/SigIgn/SigCgt and the kernel wait channel of a process."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError as exc:
+        return str(exc)
+    return " ".join(line.replace("\t", "") for line in status if line.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"))) + f" wchan={wchan}"
