@@ -5,14 +5,18 @@ re-measures the column on the next idle) for every cell it is given: at 1 Hz wit
 live tables that was most of the dashboard's idle CPU. Here, per refresh:
 
 - an unchanged cell is not written at all, an unchanged row is not repainted;
-- a changed row is written in place and only its own lines are repainted;
+- a changed row is written in place and only its own lines are repainted, and only the
+  render caches of its changed cells and of its lines are dropped: bumping DataTable's
+  `_update_count` (what `update_cell` does) throws away every cell of every row, so an idle
+  GPU blipping 0 -> 1 % re-rendered all eight cells of its row (the sparklines too);
 - only a cell wider than its column goes through `update_cell(update_width=True)`
   (the column must grow, so the table must lay out again);
 - a new set of row keys (an instance added or removed) rebuilds the table once.
 
-The in-place write uses two DataTable internals (`_data`, `_update_count`: the cell
-store and the counter its render caches are keyed on), exactly as `update_cell` does;
-tests/ui/test_diff_table.py fails loudly if a Textual release changes them.
+The in-place write uses DataTable internals (`_data`, the cell store; its render caches
+`_cell_render_cache`, `_row_render_cache`, `_row_renderable_cache`, `_line_cache` and the
+keys they are stored under); tests/ui/test_diff_table.py reads painted rows back, so it
+fails loudly if a Textual release changes them.
 """
 
 from __future__ import annotations
@@ -99,8 +103,9 @@ class DiffTable(DataTable):
             self.move_cursor(row=keys.index(selected), animate=False)
 
     def _write_row(self, index: int, key: str, before: tuple[object, ...], cells: tuple[object, ...]) -> None:
-        stored = self._data[RowKey(key)]  # row key -> {column key -> value}
-        repaint_row = False
+        row_key = RowKey(key)
+        stored = self._data[row_key]  # row key -> {column key -> value}
+        written: set[object] = set()
         for column, (old, new) in enumerate(zip(before, cells)):
             if old == new:
                 continue
@@ -109,10 +114,29 @@ class DiffTable(DataTable):
                 self.update_cell(key, column_key, new, update_width=True)  # the column grows
             else:
                 stored[column_key] = new
-                repaint_row = True
-        if repaint_row:
-            self._update_count += 1  # the render caches are keyed on it: drop stale lines
+                written.add(column_key)
+        if written:
+            self._forget_rendered(row_key, index, written)
             self.refresh_row(index)
+
+    def _forget_rendered(self, row_key: RowKey, index: int, columns: set[object]) -> None:
+        """Drop what DataTable rendered from the written cells and the row's lines; every
+        other cell stays cached. (Cache keys: cell (row, column, ...), row line (row, ...),
+        row renderables (update count, row index), screen line (y, ...).)"""
+        cells = self._cell_render_cache
+        for cache_key in [k for k in cells.keys() if k[0] == row_key and k[1] in columns]:
+            cells.discard(cache_key)
+        rows = self._row_render_cache
+        for cache_key in [k for k in rows.keys() if k[0] == row_key]:
+            rows.discard(cache_key)
+        self._row_renderable_cache.discard((self._update_count, index))
+        lines = self._line_cache
+        header = self.header_height if self.show_header else 0
+        offsets = self._y_offsets
+        for cache_key in list(lines.keys()):
+            y = cache_key[0] - header
+            if 0 <= y < len(offsets) and offsets[y][0] == row_key:
+                lines.discard(cache_key)
 
     def selected_key(self) -> str | None:
         if not self._cells or self.cursor_row < 0 or self.cursor_row >= self.row_count:
