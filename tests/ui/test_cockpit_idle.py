@@ -68,3 +68,44 @@ async def test_quiet_panes_do_not_tick_and_a_new_line_wakes_them(tmp_path):
             assert pane.shown_line_numbers() == [0, 1]  # decoder1's pane: another file's lines are not its
     finally:
         monitor.stop()
+
+
+class Drilldown(App):
+    def __init__(self, session) -> None:
+        super().__init__()
+        self.session = session
+
+    def on_mount(self) -> None:
+        from pdtui.ui.screens.instance import InstanceScreen
+
+        self.push_screen(InstanceScreen("decoder1", self.session))
+
+
+async def test_the_instance_screen_log_runs_no_timer_while_quiet_and_a_new_line_wakes_it(tmp_path):
+    from textual.widgets import Log
+
+    from pdtui.ui.control import DeploymentControl
+    from pdtui.ui.screens.instance import InstanceScreen
+    from pdtui.ui.session import Session
+
+    path = tmp_path / "decoder1.log"
+    path.write_text("INFO 12-01 10:00:00 [api_server.py:1] started\n")
+    monitor = DeploymentMonitor([MonitoredInstance("decoder1", "decoder", str(path))],
+                                scrape=False, tail_interval_s=HOUR, tail_idle_s=HOUR, sample_interval_s=HOUR).start()
+    _wait_polls(monitor, 1)
+    session = Session(DeploymentControl(lambda _message: None))
+    session.monitor = monitor
+    app = Drilldown(session)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, InstanceScreen), 30, "the drill-down")
+            screen = app.screen
+            drains = screen.drains
+            await pilot.pause(1.0)
+            assert screen.drains == drains, "a quiet log must not be drained (a 0.25 s timer would have run 4 times)"
+            append(path, "ERROR 12-01 10:00:05 [engine.py:9] the operator must see this")
+            logs = screen.query_one("#instance-logs", Log)
+            await wait_for(pilot, lambda: any("must see this" in line for line in logs.lines), 30, "the new line in the drill-down")
+            assert screen.drains <= drains + 2
+    finally:
+        monitor.stop()

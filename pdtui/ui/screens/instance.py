@@ -1,17 +1,22 @@
 """Drill-down on one instance: its state, why it failed, how it was started, its log.
 
 The log here is a plain bounded `Log` fed by a view of the deployment monitor's tail of
-the instance's log (pdtui's own polling lines hidden); `l` opens the observe screens (searchable log panes of every instance and the proxy, the
+the instance's log (pdtui's own polling lines hidden). It drains on the view's doorbell
+(`LogView.on_new`, rung by the monitor's inotify-woken tail), at most every DRAIN_S, like
+the cockpit's log pane: no timer runs while the log is quiet. `l` opens the observe screens (searchable log panes of every instance and the proxy, the
 KV-transfer and latency views, the request playground).
 """
 
 from __future__ import annotations
 
 import shlex
+import time
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Log, Static
 
 from pdtui.telemetry.logtail import LogView
@@ -21,6 +26,7 @@ from pdtui.ui.messages import DeploymentChanged, ShowObserve
 from pdtui.ui.session import Session
 
 LOG_LINES_KEPT = 2000
+DRAIN_S = 0.25  # at most this often: a burst of lines is one write
 
 
 class InstanceScreen(Screen):
@@ -32,6 +38,12 @@ class InstanceScreen(Screen):
         self.instance_name = name
         self.session = session
         self._view: LogView | None = None
+        self._drain_timer: Timer | None = None
+        self._last_drain = 0.0
+        self.drains = 0  # times the view was drained (tests: none while the log is quiet)
+
+    class LinesArrived(Message):
+        """New lines wait in the log's view (posted from the monitor's tailing thread)."""
 
     def compose(self) -> ComposeResult:
         details = Static("", id="instance-details", markup=False)
@@ -49,16 +61,34 @@ class InstanceScreen(Screen):
         monitor = self.session.monitor
         if monitor is not None and self.instance_name in monitor.followers():
             self._view = monitor.follower(self.instance_name).view(window=LOG_LINES_KEPT)
-            self.set_interval(0.25, self._new_lines)
+            self._view.on_new = self._ring
+            self._new_lines()  # lines that came before the doorbell was connected
 
     def on_unmount(self) -> None:
         if self._view is not None:
+            self._view.on_new = None
             self._view.stop()
+
+    def _ring(self) -> None:
+        self.post_message(self.LinesArrived())  # thread-safe
+
+    def on_instance_screen_lines_arrived(self, message: LinesArrived) -> None:
+        message.stop()
+        if self._drain_timer is not None:
+            return  # a drain is due already
+        wait = self._last_drain + DRAIN_S - time.monotonic()
+        if wait <= 0:
+            self._new_lines()
+        else:
+            self._drain_timer = self.set_timer(wait, self._new_lines)
 
     def on_deployment_changed(self, _message: DeploymentChanged) -> None:
         self.on_status(self.session.status())
 
     def _new_lines(self) -> None:
+        self._drain_timer = None
+        self._last_drain = time.monotonic()
+        self.drains += 1
         if self._view is not None:
             items, _ = self._view.take_pending()
             if items:
