@@ -36,6 +36,12 @@ the instances table shows uptime in seconds only during an instance's first minu
 second, which an operator's long-running deployment does not. `--min-uptime 0` measures
 right after the start, as this benchmark did before. The baseline runs while waiting.
 
+Besides CPU, each cockpit window reports what the UI did in it, counted inside the measured
+process (a wrapper per call, a few calls a second): frames painted (compositor updates),
+widget refreshes by widget, timer ticks by callback, and the bytes the driver wrote in the
+window (the tool's own `bytes_out` also counts the first paint). The counters start after
+the warm-up and are written once at its end, from a thread that sleeps until then.
+
     python benchmarks/ui_idle_cpu.py [--window 30] [--warm 5] [--min-uptime 60] [--repeat 1] [--no-baseline]
 """
 
@@ -56,12 +62,89 @@ BARE_APP = Path(__file__).resolve().with_name("ui_bare_textual.py")
 IDLE_CPU = Path(os.environ.get("PDTUI_SHARED_DIR", REPO.parent / "shared")) / "bench-tools" / "idle_cpu.py"
 
 
-def child(run_dir: str) -> None:
+def child(run_dir: str, counts: str | None = None, warm: float = 0.0, window: float = 0.0) -> None:
     """The measured process: the TUI re-attached to the running demo deployment."""
     from pdtui.ui.app import PdtuiApp
 
     sys.path.insert(0, str(REPO))
-    PdtuiApp(None, demo=True, attach_run=Path(run_dir), offer_reattach=False, background_load=False).run()
+    app = PdtuiApp(None, demo=True, attach_run=Path(run_dir), offer_reattach=False, background_load=False)
+    if counts:
+        count_activity(app, counts, warm, window)
+    app.run()
+
+
+def count_activity(app, path: str, warm: float, window: float) -> None:
+    """Count frames, refreshes, timer ticks and bytes out between warm and warm + window."""
+    import collections
+    import threading
+
+    from textual.app import App
+    from textual.screen import Screen
+    from textual.timer import Timer
+    from textual.widget import Widget
+
+    seen: collections.Counter[str] = collections.Counter()
+    on = threading.Event()
+
+    def wrap(cls, name, label):
+        original = getattr(cls, name)
+
+        def counted(self, *args, **kwargs):
+            if on.is_set():
+                seen[label(self, args, kwargs)] += 1
+            return original(self, *args, **kwargs)
+        setattr(cls, name, counted)
+
+    wrap(Widget, "refresh", lambda w, a, k: f"refresh {w.id or type(w).__name__}" + (" (layout)" if k.get("layout") else ""))
+    wrap(Screen, "_compositor_refresh", lambda *_: "frames")
+    original_tick = Timer._tick
+
+    async def tick(self, **kwargs):
+        if on.is_set():
+            callback = self._callback
+            seen[f"timer {getattr(callback, '__qualname__', None) or self.name}"] += 1
+        return await original_tick(self, **kwargs)
+    Timer._tick = tick
+    original_display = App._display
+
+    def display(self, screen, renderable):
+        if on.is_set() and renderable is not None and self._driver is not None:
+            write = self._driver.write
+
+            def counted_write(data: str) -> None:
+                seen["bytes out"] += len(data.encode("utf-8", "replace"))
+                write(data)
+            self._driver.write = counted_write
+            try:
+                return original_display(self, screen, renderable)
+            finally:
+                self._driver.write = write
+        return original_display(self, screen, renderable)
+    App._display = display
+
+    def run() -> None:
+        time.sleep(warm)
+        on.set()
+        time.sleep(window)
+        on.clear()
+        Path(path).write_text(json.dumps(dict(seen)))
+    threading.Thread(target=run, daemon=True, name="bench-counts").start()
+
+
+def activity_line(path: Path, window: float) -> str:
+    """'frames 0.9/s, refreshes 2.1/s (gpu-table 1.5, ...), timers 0.9/s (...), 1.3 KiB/s out'."""
+    try:
+        seen = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "activity: not counted (the window did not end in the child)"
+    def per_s(prefix: str) -> tuple[float, str]:
+        items = sorted(((k.removeprefix(prefix), v) for k, v in seen.items() if k.startswith(prefix)), key=lambda kv: -kv[1])
+        total = sum(v for _, v in items) / window
+        return total, ", ".join(f"{k} {v / window:.2f}" for k, v in items[:5])
+    refreshes, by_widget = per_s("refresh ")
+    ticks, by_timer = per_s("timer ")
+    return (f"cockpit activity: frames {seen.get('frames', 0) / window:.2f}/s, refreshes {refreshes:.2f}/s ({by_widget}), "
+            f"timer ticks {ticks:.2f}/s ({by_timer}), {seen.get('bytes out', 0) / window / 1024:.2f} KiB/s written in the window")
 
 
 def main() -> int:
@@ -72,9 +155,10 @@ def main() -> int:
     parser.add_argument("--min-uptime", type=float, default=60.0, help="how long the deployment has been up when the window starts")
     parser.add_argument("--repeat", type=int, default=1, help="then N-1 more baseline/cockpit pairs against the same deployment")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--counts", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child)
+        child(args.child, args.counts, args.warm, args.window)
         return 0
     sys.path.insert(0, str(REPO))
     from tests.ui.conftest import demo_profile_on_free_ports
@@ -96,13 +180,16 @@ def main() -> int:
             baseline = idle_cpu.measure([sys.executable, str(BARE_APP), "--refresh", "1"], warm=args.warm, window=args.window)
         time.sleep(max(0.0, args.min_uptime - args.warm - (time.monotonic() - ready_at)))
         uptime_at_window = time.monotonic() - ready_at + args.warm
-        cockpit = [sys.executable, __file__, "--child", str(run_dir)]
         bare = [sys.executable, str(BARE_APP), "--refresh", "1"]
-        result = idle_cpu.measure(cockpit, warm=args.warm, window=args.window)
+
+        def cockpit(n: int) -> list[str]:
+            return [sys.executable, __file__, "--child", str(run_dir), "--counts", str(home / f"counts-{n}.json"),
+                    "--warm", str(args.warm), "--window", str(args.window)]
+        result = idle_cpu.measure(cockpit(0), warm=args.warm, window=args.window)
         pairs = [(baseline, result)]
-        for _ in range(args.repeat - 1):
+        for n in range(1, args.repeat):
             pairs.append((None if args.no_baseline else idle_cpu.measure(bare, warm=args.warm, window=args.window),
-                          idle_cpu.measure(cockpit, warm=args.warm, window=args.window)))
+                          idle_cpu.measure(cockpit(n), warm=args.warm, window=args.window)))
     finally:
         subprocess.run([sys.executable, "-m", "pdtui", "down", run_dir.name], env=env, timeout=120)
     print(json.dumps(result))
@@ -110,6 +197,8 @@ def main() -> int:
         print(f"idle cockpit CPU: {result['cpu_pct_of_one_core']:.2f} % of one core over {args.window:g} s "
               f"(8 GPUs, 4 instances + proxy up {uptime_at_window:.0f} s at its start; target < 1 % on the quiet host), RSS {result['rss_mb']} MiB, "
               f"{result['bytes_out'] / args.window / 1024:.1f} KiB/s to the terminal")
+    for n in range(args.repeat):
+        print(activity_line(home / f"counts-{n}.json", args.window))
     if baseline is not None:
         print(json.dumps(baseline))
     if baseline is not None and "cpu_pct_of_one_core" in baseline and "cpu_pct_of_one_core" in result:

@@ -65,7 +65,7 @@ class DiffTable(DataTable):
         if keys != list(self._cells):
             self._rebuild(rows, keys)
             return
-        changed = False
+        changed: set[int] = set()  # the positions of the columns written
         for index, (key, cells) in enumerate(rows):
             cells = tuple(cells)
             before = self._cells[key]
@@ -73,15 +73,17 @@ class DiffTable(DataTable):
                 continue
             self._cells[key] = cells
             self._write_row(index, key, before, cells)
-            changed = True
+            changed.update(position for position, (old, new) in enumerate(zip(before, cells)) if old != new)
         if changed:
-            self._shrink_columns()
+            self._shrink_columns(changed)
 
-    def _shrink_columns(self) -> None:
+    def _shrink_columns(self, positions: set[int]) -> None:
         """A column narrows again when its widest cell went (`starting: LMCache init` ->
-        `ready`): DataTable itself only ever widens a column."""
+        `ready`): DataTable itself only ever widens a column. Only a written column can
+        have lost its widest cell, so only those are measured again."""
         shrunk = False
-        for position, column_key in enumerate(self._column_keys):
+        for position in sorted(positions):
+            column_key = self._column_keys[position]
             column = self.columns[column_key]
             needed = max([cell_width(column.label)] + [cell_width(cells[position]) for cells in self._cells.values()])
             if column.auto_width and column.content_width > needed:
