@@ -10,6 +10,11 @@ and at 64 concurrent streams.
 
     python benchmarks/proxy_overhead.py [--requests 1000] [--concurrency 64] [--max-tokens 8]
         [--baseline /work/main] [--decode-ms-per-token 0] [--proxy-arg=--first-token-from-prefiller]
+        [--sim-root /work/main]
+
+--sim-root DIR runs both deployments' simulated engines from another checkout, to tell
+how much of a change comes from the proxy and how much from a cheaper simulator (the
+baseline proxy runs on the same engines, so it gains from a cheaper simulator too).
 
 With --baseline DIR a second deployment (its own simulated engines, same settings)
 runs the proxy from that checkout (e.g. the unmodified main), and the rounds
