@@ -472,20 +472,16 @@ def _allocation_timeout(raw: dict[str, Any]) -> float:
     return max(0.0, min(value, 30.0))
 
 
-# Below this, a simulated cost is waited out in loop passes, not on a timer: event-loop
-# timers are millisecond-grained (the standard loop's epoll rounds a 0.09 ms KV copy up to a
-# whole 1 ms, uvloop rounds it down to nothing), which made a decoder's TTFB for a
-# transferred prompt 1.1 ms where the model says 0.09 ms (benchmarks/proxy_overhead.py
-# charged that to the proxy).
+# A simulated cost under this is waited as this: the standard asyncio loop (what the simulator
+# ran on before uvloop) waits in epoll in whole milliseconds, rounded up, so a 0.09 ms KV copy
+# took 1 ms; uvloop rounds to the nearest millisecond, which would make it nothing. Rounding up
+# here keeps the simulator's timing what it was, whichever loop runs it. (Waiting out the exact
+# sub-millisecond time in loop passes was tried: it burns the CPU this is meant to save.)
 _TIMER_GRAIN_S = 0.001
 
 
 async def _sleep(seconds: float) -> None:
-    if seconds >= _TIMER_GRAIN_S:
-        await asyncio.sleep(seconds)
-        return
-    await asyncio.sleep(0)  # always one pass: other requests run meanwhile
     if seconds > 0:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0)
+        await asyncio.sleep(max(seconds, _TIMER_GRAIN_S))
+    else:
+        await asyncio.sleep(0)
