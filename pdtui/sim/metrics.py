@@ -305,7 +305,7 @@ class LMCacheMetrics:
         self.retrieve_speed = hist("lmcache:retrieve_speed", "Retrieve speed (tokens per second)", LMCACHE_SPEED_BUCKETS)
 
         # label children, looked up once (see EngineMetrics.child)
-        self._c = {name: metric.labels(**self._lv) for name, metric in vars(self).items()
+        self._c: dict[str, Any] = {name: metric.labels(**self._lv) for name, metric in vars(self).items()
                    if isinstance(metric, (Counter, Gauge, Histogram))}
 
     def lv(self) -> dict[str, str]:
