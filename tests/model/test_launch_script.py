@@ -33,17 +33,23 @@ def demo_with_free_ports() -> dict:
     return doc
 
 
+def _rendered_demo(tmp_path: Path):
+    """A 1P1D demo profile on free ports, rendered to tmp_path/rendered: (plan, folder)."""
+    validation = validate_text(yaml.safe_dump(demo_with_free_ports()))
+    assert validation.ok, [p.format() for p in validation.problems]
+    out = tmp_path / "rendered"
+    plan = render_plan(validation.profile, out)
+    write_rendered(plan, out)
+    return plan, out
+
+
 def _listening(ports: set[int]) -> set[int]:
     return {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port in ports}
 
 
 @pytest.mark.timeout(120)
 def test_launch_script_starts_serves_and_stops(tmp_path: Path):
-    validation = validate_text(yaml.safe_dump(demo_with_free_ports()))
-    assert validation.ok, [p.format() for p in validation.problems]
-    out = tmp_path / "rendered"
-    plan = render_plan(validation.profile, out)
-    write_rendered(plan, out)
+    plan, out = _rendered_demo(tmp_path)
     stderr_path = tmp_path / "launch.err"
     with open(stderr_path, "w") as err:
         proc = subprocess.Popen(launch_argv(out / "launch.sh"), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
@@ -77,11 +83,7 @@ def test_launch_script_starts_serves_and_stops(tmp_path: Path):
 
 @pytest.mark.timeout(120)
 def test_launch_script_started_with_sigint_ignored_says_how_to_stop_it_and_stops_on_term(tmp_path: Path):
-    validation = validate_text(yaml.safe_dump(demo_with_free_ports()))
-    assert validation.ok, [p.format() for p in validation.problems]
-    out = tmp_path / "rendered"
-    plan = render_plan(validation.profile, out)
-    write_rendered(plan, out)
+    plan, out = _rendered_demo(tmp_path)
     stderr_path = tmp_path / "launch.err"
     with open(stderr_path, "w") as err:  # as `nohup ./launch.sh &` from a script starts it
         proc = subprocess.Popen(["env", "--ignore-signal=INT", "bash", str(out / "launch.sh")],
