@@ -472,11 +472,8 @@ def _allocation_timeout(raw: dict[str, Any]) -> float:
     return max(0.0, min(value, 30.0))
 
 
-# A simulated cost under this is waited as this: the standard asyncio loop (what the simulator
-# ran on before uvloop) waits in epoll in whole milliseconds, rounded up, so a 0.09 ms KV copy
-# took 1 ms; uvloop rounds to the nearest millisecond, which would make it nothing. Rounding up
-# here keeps the simulator's timing what it was, whichever loop runs it. (Waiting out the exact
-# sub-millisecond time in loop passes was tried: it burns the CPU this is meant to save.)
+# Costs under this wait this: the standard loop's epoll waits whole ms, rounded up, and the
+# simulator's timing was that; uvloop rounds to the nearest ms (a 0.09 ms KV copy: nothing).
 _TIMER_GRAIN_S = 0.001
 
 
