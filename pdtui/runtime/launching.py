@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pdtui.runtime.rundir import runs_root
+from pdtui.runtime.rundir import STATE_FILE, runs_root
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -46,9 +46,35 @@ def profile_lock(profile_name: str) -> Iterator[_Lock]:
 
 def already_running(profile_name: str) -> str | None:
     """The name of a live run of this profile, if there is one."""
+    if not _recorded_runs_of(runs_root(), profile_name):
+        # No state file names this profile, so find_runs could match none: the usual case
+        # costs a look at the state files, not the typed reads, process checks and /proc
+        # scan below (they were on `up`'s way to its first spawn).
+        return None
     from pdtui.runtime.runs import find_runs
 
     for run in find_runs(live_only=True):
         if run.profile == profile_name:
             return run.name
     return None
+
+
+def _recorded_runs_of(root, profile_name: str) -> list[str]:
+    """The run directories whose state file names this profile (read as plain JSON; one
+    that cannot be read names none: find_runs would list it with profile "?")."""
+    import json
+
+    found = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return found
+    for entry in entries:
+        try:
+            with open(os.path.join(entry.path, STATE_FILE), "rb") as handle:
+                data = json.loads(handle.read())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("profile") == profile_name:
+            found.append(entry.name)
+    return found
