@@ -46,12 +46,29 @@ def test_a_live_run_of_the_profile_is_found_and_others_are_not(private_state_hom
     assert already_running("t") is None
 
 
-def test_no_run_of_the_profile_costs_no_typed_read_and_no_process_scan(private_state_home):
+def test_a_run_whose_recorded_pids_are_gone_counts_by_its_marker(private_state_home):
+    """A run of the profile whose recorded processes are gone is live while a process
+    still carries its run marker (an orphaned EngineCore), as find_runs counts it."""
+    run = new_run_dir("p")
+    _record(run, "p", None)
+    assert already_running("p") is None
+    env = dict(os.environ, PDTUI_RUN=f"{run.name}/decoder1", PDTUI_RUN_ROOT=os.path.realpath(run.parent))
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], env=env)
+    try:
+        assert already_running("p") == run.name
+    finally:
+        orphan.kill()
+        orphan.wait()
+    assert already_running("p") is None
+
+
+def test_no_live_run_of_the_profile_costs_no_typed_read_and_no_process_check(private_state_home):
     _record(new_run_dir("other"), "other", os.getpid())
+    _record(new_run_dir("mine"), "mine", None)  # an earlier run of it, stopped
     code = (
         "import sys; from pdtui.runtime.launching import already_running; "
         "assert already_running('mine') is None; "
-        "print(sorted(m for m in ('psutil', 'pydantic', 'pdtui.runtime.runs', 'pdtui.gpus.markers') if m in sys.modules))"
+        "print(sorted(m for m in ('psutil', 'pydantic', 'pdtui.runtime.runs', 'pdtui.runtime.runstate') if m in sys.modules))"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
