@@ -66,7 +66,7 @@ def _recorded_runs_of(root, profile_name: str) -> list[tuple[str, dict]]:
     profile (one that cannot be read names none: find_runs lists it with profile "?")."""
     import json
 
-    found = []
+    found: list[tuple[str, dict]] = []
     try:
         entries = list(os.scandir(root))
     except OSError:

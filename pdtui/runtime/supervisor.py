@@ -101,18 +101,23 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
         self._monitor: threading.Thread | None = None
         self._owner = True
         self._read_only = False
+        self._records_pending = False  # launch.sh and plan.json not written yet (launch)
 
     # ------------------------------------------------------------------ creation ----
     @classmethod
     def launch(cls, profile, *, run_root: Path | None = None, python: str | None = None, **kwargs) -> Supervisor:
         """Render `profile` (a validated pdtui.model Profile) into a new run directory."""
-        from pdtui.model import render_plan, write_rendered
+        from pdtui.model.render import render_plan, write_lmcache_configs
         from pdtui.runtime.rundir import new_run_dir
 
         run_dir = new_run_dir(profile.name, run_root)
         plan = render_plan(profile, run_dir, python=python)
-        write_rendered(plan, run_dir, durable=False)  # a run directory: see atomic_write
-        return cls(plan, run_dir, **kwargs)
+        # What the engines read; launch.sh and plan.json follow once the spawns began
+        # (_write_plan_records). A run directory: no fsync (see atomic_write).
+        write_lmcache_configs(plan, durable=False)
+        sup = cls(plan, run_dir, **kwargs)
+        sup._records_pending = True
+        return sup
 
     @classmethod
     def attach(cls, run_dir: str | Path, *, take_ownership: bool = True, read_only: bool = False) -> Supervisor:
@@ -272,6 +277,18 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
                 order=list(self._order),
                 instances=instances,
             )
+
+    def _write_plan_records(self) -> None:
+        """launch.sh and plan.json of a launched run, once (after its first spawns)."""
+        if not self._records_pending or self.plan is None:
+            return
+        self._records_pending = False
+        from pdtui.model.render import write_plan_records
+
+        try:
+            write_plan_records(self.plan, self.run_dir, durable=False)
+        except OSError as exc:
+            log.error("cannot write launch.sh / plan.json in %s: %s", self.run_dir, exc)
 
     def _persist(self) -> None:
         if self._read_only:
