@@ -72,14 +72,16 @@ class Backend:
         # before the first health round has finished.
         return self.state != HEALTH_DOWN and self.state != HEALTH_DEGRADED
 
-    def set_state(self, state: str, error: str | None = None) -> bool:
-        """Returns True when the state changed."""
+    def set_state(self, state: str, error: str | None = None, *, abort_in_flight: bool = True) -> bool:
+        """Returns True when the state changed. Going down aborts the requests running
+        here (they are retried elsewhere) unless `abort_in_flight` is False: a backend that
+        is only slow to answer /health is still working on them."""
         self.last_checked = time.time()
         self.last_error = error
         if state != self.state:
             self.state = state
             self.last_change = self.last_checked
-            if state == HEALTH_DOWN and self._watches:
+            if state == HEALTH_DOWN and abort_in_flight and self._watches:
                 for w in self._watches:
                     w.fired = True
                     w.task.cancel()
