@@ -10,6 +10,11 @@ and at 64 concurrent streams.
 
     python benchmarks/proxy_overhead.py [--requests 1000] [--concurrency 64] [--max-tokens 8]
         [--baseline /work/main] [--decode-ms-per-token 0] [--proxy-arg=--first-token-from-prefiller]
+        [--sim-root /work/main]
+
+--sim-root DIR runs both deployments' simulated engines from another checkout, to tell
+how much of a change comes from the proxy and how much from a cheaper simulator (the
+baseline proxy runs on the same engines, so it gains from a cheaper simulator too).
 
 With --baseline DIR a second deployment (its own simulated engines, same settings)
 runs the proxy from that checkout (e.g. the unmodified main), and the rounds
@@ -49,9 +54,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+def spawn(argv: list[str], env: dict[str, str], log: Path, root: Path = REPO) -> subprocess.Popen:
     with open(log, "wb") as fh:
-        return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO,
+        return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=root,
                                 env={**os.environ, **env}, start_new_session=True)
 
 
@@ -67,12 +72,13 @@ def stop(proc: subprocess.Popen) -> None:
 
 def start_deployment(tmp: Path, proxy_root: Path = REPO, decode_ms: float = 0.0,
                      log_level: str = "INFO", preexec=None, proxy_args: tuple[str, ...] = (),
-                     profile: str | None = None, sample: str | None = None):
+                     profile: str | None = None, sample: str | None = None,
+                     sim_root: Path = REPO):
     tmp.mkdir(parents=True, exist_ok=True)
     zmq_port, p_port, d_port, init, alloc, x_port = (free_port() for _ in range(6))
     env = {"PDTUI_SIM_STARTUP_S": "0.2", "PDTUI_SIM_PREFILL_US_PER_TOKEN": "0",
            "PDTUI_SIM_DECODE_MS_PER_TOKEN": f"{decode_ms:g}", "PYTHONHASHSEED": "0",
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(sim_root)}
     (tmp / "p.yaml").write_text(
         "chunk_size: 256\nlocal_cpu: False\nsave_unfull_chunk: true\nenable_pd: True\n"
         'pd_role: "sender"\npd_proxy_host: "127.0.0.1"\n'
@@ -88,7 +94,8 @@ def start_deployment(tmp: Path, proxy_root: Path = REPO, decode_ms: float = 0.0,
             kv = json.dumps({"kv_connector": "LMCacheConnectorV1", "kv_role": kv_role})
             procs.append(spawn([sys.executable, "-m", "pdtui.sim", "serve", MODEL, "--port",
                                 str(port), "--kv-transfer-config", kv],
-                               {**env, "LMCACHE_CONFIG_FILE": str(tmp / cfg)}, tmp / f"{role}.log"))
+                               {**env, "LMCACHE_CONFIG_FILE": str(tmp / cfg)}, tmp / f"{role}.log",
+                               sim_root))
         # the proxy under test at its default log level (pdtui's writes an access line
         # per request), imported from proxy_root
         with open(tmp / "proxy.log", "wb") as fh:
@@ -196,13 +203,14 @@ def pct(values: list[float], q: float) -> float:
 async def bench(args) -> None:
     with tempfile.TemporaryDirectory(prefix="pdtui-proxy-bench-") as tmpdir:
         tmp = Path(tmpdir)
+        sim_root = Path(args.sim_root).resolve() if args.sim_root else REPO
         deployments = {"proxy": start_deployment(tmp / "new", REPO, args.decode_ms_per_token,
                                                  proxy_args=tuple(args.proxy_arg or ()),
                                                  profile=args.profile_proxy,
-                                                 sample=args.sample_proxy)}
+                                                 sample=args.sample_proxy, sim_root=sim_root)}
         if args.baseline:
             deployments["baseline"] = start_deployment(tmp / "base", Path(args.baseline).resolve(),
-                                                       args.decode_ms_per_token)
+                                                       args.decode_ms_per_token, sim_root=sim_root)
         try:
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector) as session:
@@ -230,7 +238,8 @@ async def bench(args) -> None:
                 print(f"prompt {len(direct_tokens)} tokens, max_tokens {args.max_tokens}, stream, "
                       f"simulated decode {args.decode_ms_per_token:g} ms/token, zero prefill "
                       f"compute; {os.cpu_count()} CPUs"
-                      + (f"; baseline proxy from {args.baseline}" if args.baseline else ""))
+                      + (f"; baseline proxy from {args.baseline}" if args.baseline else "")
+                      + f"; simulated engines from {sim_root}")
                 for concurrency, n in ((1, max(args.requests // 5, 100)),
                                        (args.concurrency, args.requests)):
                     results = {k: ([], [], 0.0, (0.0, 0.0, 0.0)) for k in targets}
@@ -293,6 +302,9 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="DIR",
                         help="also run the proxy from this checkout (e.g. /work/main), same run")
     parser.add_argument("--decode-ms-per-token", type=float, default=0.0)
+    parser.add_argument("--sim-root", metavar="DIR",
+                        help="run the simulated engines (both deployments') from this checkout, "
+                        "e.g. the baseline's, to tell the proxy's gain from the simulator's")
     parser.add_argument("--proxy-arg", action="append", metavar="ARG",
                         help="extra argument for the proxy under test (not the baseline), e.g. "
                         "--proxy-arg=--first-token-from-prefiller")

@@ -13,7 +13,8 @@ its start to the first and last spawn, to the last engine's own /health (polled 
 5 ms, like the floor), to the last one reported ready (the proxy routes to it), to its
 return. The baseline is the tree of --baseline-ref
 (git archive into a temporary directory, run with PYTHONPATH there); "" skips it.
-Both trees are byte-compiled first (compileall), as an install would be.
+Both trees are byte-compiled first (compileall), as an install would be, and so are the
+installed packages `up` imports (pydantic, ruamel.yaml, PyYAML, psutil, ...).
 launch.sh starts them one after another, waiting for each /health. Each run uses fresh
 free ports and a private XDG_STATE_HOME; the variants alternate within each run (the two
 `up`s in turn first).
@@ -160,6 +161,29 @@ def compile_tree(tree: Path) -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree / "pdtui")], check=True, capture_output=True)
 
 
+# What `up` imports from outside the tree before its first spawn.
+_DEPENDENCIES = ("pydantic", "pydantic_core", "annotated_types", "typing_inspection", "typing_extensions",
+                 "yaml", "ruamel.yaml", "psutil")
+
+
+def compile_dependencies() -> None:
+    """Byte-compile the installed packages `up` imports, as pip does by default: the
+    GPU box's benchmark suite installs them with --no-compile, and where
+    PYTHONDONTWRITEBYTECODE is set each `up` (both sides alike) would otherwise compile
+    them from source. Where a package's folder is read-only this does nothing."""
+    import importlib.util
+
+    for name in _DEPENDENCIES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is None or not spec.origin:
+            continue
+        where = Path(spec.origin).parent if spec.submodule_search_locations else Path(spec.origin)
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(where)], capture_output=True)
+
+
 def time_launch_sh(profile: Path, env: dict, workdir: Path) -> float:
     out = workdir / "rendered"
     subprocess.run([sys.executable, "-m", "pdtui", "render", str(profile), "-o", str(out)], env=env, cwd=REPO, capture_output=True, check=True, timeout=120)
@@ -193,6 +217,7 @@ def main() -> int:
         for tree in (REPO, base):
             if tree is not None:
                 compile_tree(tree)
+        compile_dependencies()
         for i in range(args.repeat):
             with tempfile.TemporaryDirectory() as tmp:
                 tmp_path = Path(tmp)

@@ -11,6 +11,7 @@ each round brings the same simulated 1P1D profile up (`pdtui up --detach`) and d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -57,6 +58,23 @@ def timed(env: dict[str, str], *args: str) -> tuple[float, subprocess.CompletedP
     return elapsed, done
 
 
+@contextlib.contextmanager
+def one_node_slurm(directory: Path):
+    """The test Slurm under directory/slurm for the block: yields the environment of pdtui
+    commands that use it, or None (after saying why) when it could not start."""
+    started = subprocess.run(["bash", str(SCRIPT), "start", str(directory / "slurm")], capture_output=True, text=True,
+                             timeout=300, check=False)
+    if started.returncode != 0:
+        print(f"Slurm could not start: {started.stderr.strip()}", file=sys.stderr)
+        yield None
+        return
+    try:
+        yield dict(os.environ, SLURM_CONF=str(directory / "slurm" / "slurm.conf"), PYTHONPATH=str(REPO),
+                   XDG_STATE_HOME=str(directory / "state"))
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop", str(directory / "slurm")], capture_output=True, timeout=120, check=False)
+
+
 def one_round(env: dict[str, str], directory: Path, backend: str) -> dict[str, float]:
     up_s, up = timed(env, "up", str(profile_file(directory)), "--detach", "--backend", backend)
     run = up.stdout.strip().splitlines()[-1]
@@ -69,22 +87,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="pdtui-slurm-bench-") as tmp:
-        directory = Path(tmp)
-        started = subprocess.run(["bash", str(SCRIPT), "start", str(directory / "slurm")], capture_output=True, text=True,
-                                 timeout=300, check=False)
-        if started.returncode != 0:
-            print(f"Slurm could not start: {started.stderr.strip()}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="pdtui-slurm-bench-") as tmp, one_node_slurm(Path(tmp)) as env:
+        if env is None:
             return 1
-        env = dict(os.environ, SLURM_CONF=str(directory / "slurm" / "slurm.conf"), PYTHONPATH=str(REPO),
-                   XDG_STATE_HOME=str(directory / "state"))
         results: dict[str, list[dict[str, float]]] = {"slurm": [], "local": []}
-        try:
-            for _ in range(args.rounds):
-                for backend in ("slurm", "local"):  # interleaved: both see the same machine load
-                    results[backend].append(one_round(env, directory, backend))
-        finally:
-            subprocess.run(["bash", str(SCRIPT), "stop", str(directory / "slurm")], capture_output=True, timeout=120, check=False)
+        for _ in range(args.rounds):
+            for backend in ("slurm", "local"):  # interleaved: both see the same machine load
+                results[backend].append(one_round(env, Path(tmp), backend))
     print(f"median of {args.rounds} rounds, simulated 1P1D (startup_s 1), one-node Slurm on localhost")
     print(f"{'step':<22}{'slurm':>10}{'local':>10}")
     summary = {}

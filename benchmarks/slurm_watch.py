@@ -18,14 +18,13 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from slurm_backend import REPO, SCRIPT, profile_file, timed  # noqa: E402
+from slurm_backend import one_node_slurm, profile_file, timed  # noqa: E402
 
 
 def _children_cpu() -> float:
@@ -68,23 +67,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--window", type=float, default=30.0, help="seconds watched per round")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="pdtui-slurm-watch-") as tmp:
-        directory = Path(tmp)
-        started = subprocess.run(["bash", str(SCRIPT), "start", str(directory / "slurm")], capture_output=True, text=True,
-                                 timeout=300, check=False)
-        if started.returncode != 0:
-            print(f"Slurm could not start: {started.stderr.strip()}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="pdtui-slurm-watch-") as tmp, one_node_slurm(Path(tmp)) as env:
+        if env is None:
             return 1
-        env = dict(os.environ, SLURM_CONF=str(directory / "slurm" / "slurm.conf"), PYTHONPATH=str(REPO),
-                   XDG_STATE_HOME=str(directory / "state"))
         os.environ.update(env)  # the in-process attach reads the same runs folder and cluster
         results: dict[str, list[dict[str, float]]] = {"slurm": [], "local": []}
-        try:
-            for _ in range(args.rounds):
-                for backend in ("slurm", "local"):  # interleaved: both see the same machine load
-                    results[backend].append(one_round(env, directory, backend, args.window))
-        finally:
-            subprocess.run(["bash", str(SCRIPT), "stop", str(directory / "slurm")], capture_output=True, timeout=120, check=False)
+        for _ in range(args.rounds):
+            for backend in ("slurm", "local"):  # interleaved: both see the same machine load
+                results[backend].append(one_round(env, Path(tmp), backend, args.window))
     print(f"median of {args.rounds} rounds, {args.window:g} s watched each, simulated 1P1D, one-node Slurm on localhost")
     print(f"{'measure':<22}{'slurm':>10}{'local':>10}")
     summary = {}

@@ -23,11 +23,29 @@ _COMMAND_MODULES = (
     "pdtui.sim.cli",  # sim-engine
     "pdtui.ui.cli",  # tui (default), info
 )
+# Which of those modules registers each subcommand: `pdtui up` builds only its own layer's
+# parsers (all seven cost `up` ~10 ms before its first spawn). tests/test_cli_top.py checks
+# this against what the modules register.
+_COMMAND_OWNERS = {
+    "validate": "pdtui.model.cli",
+    "render": "pdtui.model.cli",
+    "gpus": "pdtui.gpus.cli",
+    "up": "pdtui.deploy.cli",
+    "down": "pdtui.deploy.cli",
+    "status": "pdtui.deploy.cli",
+    "logs": "pdtui.deploy.cli",
+    "restart": "pdtui.deploy.cli",
+    "proxy": "pdtui.proxy.cli",
+    "logscan": "pdtui.telemetry.cli",
+    "sim-engine": "pdtui.sim.cli",
+    "info": "pdtui.ui.cli",
+}
 
 
-def build_parser(commands: bool = True) -> argparse.ArgumentParser:
+def build_parser(commands: bool = True, only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; without `commands`, only the TUI's top-level options (what
-    `pdtui --demo` needs: the seven layers' subcommand modules cost its first frame ~4 ms)."""
+    `pdtui --demo` needs: the seven layers' subcommand modules cost its first frame ~4 ms);
+    with `only` (a module of _COMMAND_MODULES), only that module's subcommands."""
     parser = argparse.ArgumentParser(
         prog="pdtui",
         description="Control panel for prefill/decode disaggregated serving with vLLM + LMCache.",
@@ -48,7 +66,7 @@ def build_parser(commands: bool = True) -> argparse.ArgumentParser:
     if not commands:
         return parser
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in _COMMAND_MODULES:
+    for module_name in _COMMAND_MODULES if only is None else (only,):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -153,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = _first_word(argv)
     tui_options_only = first is None and not {"-h", "--help", "--version", "--"} & set(argv)
-    parser = build_parser(commands=not tui_options_only)
+    # A known subcommand (and no top-level --help/--version before it): its layer alone.
+    owner = None
+    if first is not None and not {"-h", "--help", "--version"} & set(argv[:first]):
+        owner = _COMMAND_OWNERS.get(argv[first])
+    parser = build_parser(commands=not tui_options_only, only=owner)
     commands = _subcommand_names(parser)
     if first is not None and argv[first] not in commands:
         problem = unknown_command(argv[first], commands)

@@ -105,3 +105,20 @@ def test_the_tui_options_alone_build_no_subcommand_parser() -> None:
     helped = subprocess.run([sys.executable, "-m", "pdtui", "--demo", "--help"], env=dict(os.environ, PYTHONPATH=str(REPO)),
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert helped.returncode == 0 and "validate" in helped.stdout and "sim-engine" in helped.stdout, helped.stdout
+
+
+def test_each_subcommand_is_built_from_the_module_that_registers_it() -> None:
+    """`pdtui up` builds only pdtui.deploy.cli's parsers: the static map of which module
+    owns which subcommand must say what the modules really register."""
+    registered = {}
+    for module_name in cli._COMMAND_MODULES:
+        names = cli._subcommand_names(cli.build_parser(only=module_name))
+        registered.update(dict.fromkeys(names, module_name))
+    assert registered == cli._COMMAND_OWNERS
+
+
+def test_a_subcommand_parses_alike_with_only_its_own_layer() -> None:
+    argv = ["up", "demo", "--detach", "--timeout", "30"]
+    full = vars(cli.build_parser().parse_args(argv))
+    alone = vars(cli.build_parser(only=cli._COMMAND_OWNERS["up"]).parse_args(argv))
+    assert full == alone

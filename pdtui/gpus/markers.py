@@ -77,8 +77,6 @@ def _read_environ_marker(pid: int) -> tuple[str, str, str | None] | None:
 def find_marked(run_name: str | None = None, instance: str | None = None, root: str | None = None) -> list[MarkedProcess]:
     """Live (not zombie) processes carrying a run marker, optionally of one run / instance /
     runs folder (with a folder, only processes that name that very folder)."""
-    import psutil
-
     me = os.getpid()
     found = []
     # /proc directly rather than psutil.process_iter (whose shared cache is not safe to use
@@ -95,6 +93,8 @@ def find_marked(run_name: str | None = None, instance: str | None = None, root: 
         # may each hold a "demo-20261201-101500".
         if root is not None and marker[2] is not None and marker[2] != root:
             continue
+        import psutil  # here: a look for marked processes that finds none needs no psutil
+
         try:
             proc = psutil.Process(pid)
             with proc.oneshot():

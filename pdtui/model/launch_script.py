@@ -88,6 +88,11 @@ stop_all() {
 # shellcheck disable=SC2317  # called by the trap below
 on_signal() { stop_all; exit 130; }
 trap on_signal INT TERM
+# Started in the background by a shell without job control (`nohup ./launch.sh &` in a
+# script), SIGINT is ignored, and bash cannot trap a signal ignored at its start.
+if [ "$(trap -p INT)" = "trap -- '' SIGINT" ]; then
+  echo "Ctrl-C cannot reach this script (SIGINT was ignored when it started); stop it with: kill $$" >&2
+fi
 
 start() {  # name, then the command (env VAR=... argv)
   local name=$1; shift

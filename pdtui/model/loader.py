@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from pdtui.model import yamldoc
+from pdtui.model import fastyaml
 from pdtui.model.problems import Problem
 from pdtui.model.schema import Profile
 
@@ -66,6 +66,18 @@ def load_profile_bytes(raw: bytes, source: str = "<string>") -> LoadResult:
         return _fail(source, f"not UTF-8 text (bad byte at offset {exc.start})", hint="save the profile as UTF-8 YAML")
     if not text.strip() or all(line.lstrip().startswith("#") or not line.strip() for line in text.splitlines()):
         return _fail(source, "file is empty", hint="a profile is a YAML mapping with name, model, prefillers and decoders")
+    try:
+        fastyaml.check_size(text)
+    except fastyaml.YamlProblem as exc:
+        return LoadResult(None, [Problem("", exc.message, line=exc.line, column=exc.column)], source)
+    done, data = fastyaml.plain_data(text)
+    if done:
+        result = load_data(data, {}, source)
+        if result.profile is not None:
+            return result
+        # A schema problem: its message names the line, which the round-trip parse knows.
+    from pdtui.model import yamldoc  # ruamel.yaml, pure Python: ~15 ms before a first spawn
+
     try:
         parsed = yamldoc.parse(text)
     except yamldoc.YamlProblem as exc:

@@ -355,17 +355,30 @@ def write_rendered(plan: DeploymentPlan, output_dir: str | Path, durable: bool =
     requires them from its caller's, and every text is scrubbed of the plan's secret values
     as well (a secret pasted into a field pdtui did not expect still never lands on disk).
     """
-    from pdtui.model.launch_script import launch_script
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    return write_lmcache_configs(plan, durable) + write_plan_records(plan, output_dir, durable)
+
+
+def write_lmcache_configs(plan: DeploymentPlan, durable: bool = True) -> list[Path]:
+    """The LMCache YAML of each instance that has one (what the engines read at start)."""
     from pdtui.model.files import atomic_write
 
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for inst in plan.instances:
         if inst.lmcache_config is not None and inst.lmcache_config_path:
             path = Path(inst.lmcache_config_path)
             atomic_write(path, scrub(inst.lmcache_yaml or "", plan.secret_values), durable=durable)
             written.append(path)
+    return written
+
+
+def write_plan_records(plan: DeploymentPlan, output_dir: str | Path, durable: bool = True) -> list[Path]:
+    """launch.sh and plan.json: for the operator (and a re-attach), not read by the engines."""
+    from pdtui.model.files import atomic_write
+    from pdtui.model.launch_script import launch_script
+
+    out = Path(output_dir)
+    written: list[Path] = []
     script = out / "launch.sh"
     atomic_write(script, scrub(launch_script(plan), plan.secret_values), mode=0o755, durable=durable)
     written.append(script)

@@ -27,23 +27,14 @@ from ruamel.yaml.scalarfloat import ScalarFloat
 from ruamel.yaml.scalarint import ScalarInt
 from ruamel.yaml.scalarstring import ScalarString
 
-# A profile has a few hundred values; 10,000 leaves room for any real one while an alias
-# bomb is stopped after a few milliseconds and a few MB.
-MAX_EXPANDED_VALUES = 10_000
+from pdtui.model.fastyaml import MAX_EXPANDED_VALUES, MAX_STRUCTURE_MARKS, YamlProblem
+from pdtui.model.fastyaml import check_size as _check_size
+
+__all__ = ["MAX_EXPANDED_VALUES", "MAX_STRUCTURE_MARKS", "Parsed", "Writer", "YamlProblem", "merge_lines", "parse", "plain", "scalar"]
 _CORE = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {f"{_CORE}{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
 
 Position = tuple[int, int]  # 1-based line, column
-
-
-class YamlProblem(Exception):
-    """The text cannot be a profile document: what, and where (1-based) when known."""
-
-    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.line = line
-        self.column = column
 
 
 @dataclass
@@ -87,23 +78,6 @@ def parse(text: str) -> Parsed:
         raise YamlProblem(f"a plain value YAML reads as a number is malformed ({exc}); quote it to make it a string") from None
     data, positions = plain(tree)
     return Parsed(tree, data, positions)
-
-
-# Every YAML value needs at least one of these characters (a line break, a flow separator,
-# a key's colon, a list dash), so their count bounds what the parser would build, and is
-# taken before parsing: a 1 MB one-line flow list would otherwise keep the pure-Python
-# parser busy for half a minute.
-_STRUCTURE = ("\n", ",", ":", "-", "[", "{")
-MAX_STRUCTURE_MARKS = 20_000
-
-
-def _check_size(text: str) -> None:
-    marks = sum(text.count(mark) for mark in _STRUCTURE)
-    if marks > MAX_STRUCTURE_MARKS:
-        raise YamlProblem(
-            f"too large for a profile: {marks} lines and separators (at most {MAX_STRUCTURE_MARKS}; "
-            "a profile has a few hundred)"
-        )
 
 
 def plain(tree: Any) -> tuple[Any, dict[tuple, Position]]:

@@ -72,14 +72,16 @@ class Backend:
         # before the first health round has finished.
         return self.state != HEALTH_DOWN and self.state != HEALTH_DEGRADED
 
-    def set_state(self, state: str, error: str | None = None) -> bool:
-        """Returns True when the state changed."""
+    def set_state(self, state: str, error: str | None = None, *, abort_in_flight: bool = True) -> bool:
+        """Returns True when the state changed. Going down aborts the requests running
+        here (they are retried elsewhere) unless `abort_in_flight` is False: a backend that
+        is only slow to answer /health is still working on them."""
         self.last_checked = time.time()
         self.last_error = error
         if state != self.state:
             self.state = state
             self.last_change = self.last_checked
-            if state == HEALTH_DOWN and self._watches:
+            if state == HEALTH_DOWN and abort_in_flight and self._watches:
                 for w in self._watches:
                     w.fired = True
                     w.task.cancel()
@@ -148,6 +150,7 @@ class BackendPool:
         self._d = _RolePicker(self.decoders, policy)
         self._sticky: OrderedDict[str, tuple[Backend, Backend]] = OrderedDict()
         self._max_sticky = max_sticky
+        self._tok_turn = 0  # tokenizer(): 1 = the prefiller's turn was last
 
     @property
     def all(self) -> list[Backend]:
@@ -172,6 +175,20 @@ class BackendPool:
             while len(self._sticky) > self._max_sticky:
                 self._sticky.popitem(last=False)
         return pair
+
+    def tokenizer(self, p: Backend, d: Backend) -> Backend:
+        """Who tokenizes a request routed to (p, d): p and d in turn.
+
+        Tokenizing on the prefiller alone makes it serve two HTTP requests per proxied one
+        while the decoder serves one; it is the first to run out of CPU (its API server
+        parses, tokenizes and answers both). LMCache's example proxy spreads /tokenize
+        round-robin over every prefiller and decoder; taking turns within the request's own
+        pair does the same over many requests (the pairs are spread already) and never
+        involves a third backend, so a backend this request was not routed to cannot fail
+        it, and a degraded prefiller or a sticky pair is kept out of it as for the rest.
+        Every engine of a deployment serves the same model, hence the same tokenizer."""
+        self._tok_turn ^= 1
+        return d if self._tok_turn == 0 else p
 
     def pick_decoder(self) -> Backend:
         return self._d.pick()

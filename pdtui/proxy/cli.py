@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="larger request bodies get 413 (default 64 MiB)")
     parser.add_argument("--first-token-from-prefiller", action="store_true",
                         help="stream the prefiller's first token before the KV wait and decode")
+    parser.add_argument("--tokenize-on", choices=("pair", "prefiller"), default="pair",
+                        help="who tokenizes a request in lmcache-pd mode: its prefiller and its "
+                        "decoder in turn (default), or always its prefiller")
     parser.add_argument("--kv-timeouts-to-degrade", type=int, default=C.PROXY_KV_TIMEOUTS_TO_DEGRADE, metavar="K",
                         help="after K kv_wait timeouts in a row a prefiller is degraded "
                         "(not routed to) until a probe request gets its notifications (default %(default)d)")

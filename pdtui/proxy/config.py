@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pdtui.constants as C
 
 MODES = ("lmcache-pd", "nixl")
+TOKENIZE_ON = ("pair", "prefiller")
 ROUTING_POLICIES = ("round-robin", "least-outstanding")
 
 
@@ -90,6 +91,10 @@ class ProxyConfig:
     # Stream the prefiller's first token to the client before the KV wait and the decode
     # (LMCache's first_token_from_prefiller variant); errors after it go in-band.
     first_token_from_prefiller: bool = C.PROXY_FIRST_TOKEN_FROM_PREFILLER
+    # Who answers a request's /tokenize: "pair" alternates between the request's own
+    # prefiller and decoder (backends.BackendPool.tokenizer says why), "prefiller" always
+    # asks the prefiller.
+    tokenize_on: str = "pair"
     # A prefiller whose KV-ready notifications time out this many requests in a row is
     # marked degraded (not routed to); a probe request every degraded_probe_s re-admits it.
     kv_timeouts_to_degrade: int = C.PROXY_KV_TIMEOUTS_TO_DEGRADE
@@ -103,6 +108,10 @@ class ProxyConfig:
         if self.routing not in ROUTING_POLICIES:
             raise ConfigError(
                 f"--routing {self.routing!r}: must be one of {', '.join(ROUTING_POLICIES)}"
+            )
+        if self.tokenize_on not in TOKENIZE_ON:
+            raise ConfigError(
+                f"--tokenize-on {self.tokenize_on!r}: must be one of {', '.join(TOKENIZE_ON)}"
             )
         if not self.prefillers:
             raise ConfigError("no prefiller: give at least one --prefiller URL")
@@ -293,6 +302,7 @@ def from_args(args) -> ProxyConfig:
             max_body_bytes=args.max_body_bytes,
         ),
         first_token_from_prefiller=args.first_token_from_prefiller,
+        tokenize_on=args.tokenize_on,
         kv_timeouts_to_degrade=args.kv_timeouts_to_degrade,
         degraded_probe_s=args.degraded_probe_interval,
         # pdtui gives the proxy the engines' key as they get it (VLLM_API_KEY); OPENAI_API_KEY

@@ -61,7 +61,10 @@ class HealthChecker:
                 log.warning("health check of %s timed out once; marked unhealthy if the next "
                             "one does too", backend.url)
                 return
-            self.mark(backend, HEALTH_DOWN, "GET /health timed out")
+            # Slow, not gone: no new requests until it answers again, but the ones it is
+            # working on (a huge prompt can keep its loop busy past two checks) go on, each
+            # under its own stage timeout. A refused or reset connection still aborts them.
+            self.mark(backend, HEALTH_DOWN, "GET /health timed out", abort_in_flight=False)
         except aiohttp.ClientError as exc:
             if local_failure(exc):
                 # Out of file descriptors here says nothing about the backend: keep its
@@ -70,14 +73,15 @@ class HealthChecker:
                 return
             self.mark(backend, HEALTH_DOWN, f"GET /health failed: {exc}")
 
-    def mark(self, backend: Backend, state: str, error: str | None = None) -> None:
+    def mark(self, backend: Backend, state: str, error: str | None = None, *,
+             abort_in_flight: bool = True) -> None:
         if state == HEALTH_UP and backend.state == HEALTH_DEGRADED:
             # /health passing says nothing about its KV notifications: degrade.py decides.
             backend.last_checked = time.time()
             return
         if state == HEALTH_UP and backend.state == HEALTH_DOWN:
             backend.kv_timeouts = 0  # a restarted engine starts with a clean record
-        if backend.set_state(state, error):
+        if backend.set_state(state, error, abort_in_flight=abort_in_flight):
             log.info("%s %s is now %s%s", backend.role, backend.url, state,
                      f" ({error})" if error else "")
             self._on_change(backend)

@@ -101,7 +101,7 @@ class LmcachePdFlow:
     async def _run(self, ex: Exchange, p: Backend, d: Backend, max_tokens: int | None):
         svc, t = self.svc, self.svc.config.timeouts
         with svc.outstanding(p):
-            tokens = await self._tokenize(ex, p)
+            tokens = await self._tokenize(ex, p, d)
             # The token ids are encoded once, for the prefill and (with P's token) the decode.
             prompt_json = ids_json(tokens)
             prefill_fields = self._prefill_fields(ex, d)
@@ -154,7 +154,7 @@ class LmcachePdFlow:
 
     # -- stages ------------------------------------------------------------------------
 
-    async def _tokenize(self, ex: Exchange, p: Backend) -> list[int]:
+    async def _tokenize(self, ex: Exchange, p: Backend, d: Backend) -> list[int]:
         body = ex.body
         if ex.is_chat:
             messages = body.get("messages")
@@ -174,13 +174,16 @@ class LmcachePdFlow:
             tok_body = {"prompt": prompt}
         if "model" in body:
             tok_body["model"] = body["model"]
-        t = self.svc.config.timeouts
-        out = await staged(ex, "tokenize", p.url, self.svc.post_json(
-            p, "/tokenize", tok_body, stage="tokenize", timeout_s=t.tokenize_s, req_id=ex.req_id))
+        svc = self.svc
+        # the tokenizing backend: p, or p and d in turn (BackendPool.tokenizer says why)
+        tok = p if svc.config.tokenize_on == "prefiller" else svc.pool.tokenizer(p, d)
+        out = await staged(ex, "tokenize", tok.url, svc.post_json(
+            tok, "/tokenize", tok_body, stage="tokenize", timeout_s=svc.config.timeouts.tokenize_s,
+            req_id=ex.req_id))
         tokens = out.get("tokens")
         if not isinstance(tokens, list) or not all_ints(tokens):
-            raise StageError(502, "tokenize", p.url,
-                             f"tokenize: {p.url}/tokenize answered without a 'tokens' list of ints",
+            raise StageError(502, "tokenize", tok.url,
+                             f"tokenize: {tok.url}/tokenize answered without a 'tokens' list of ints",
                              "backend_error")
         return tokens
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from pdtui.runtime.logtail import LogTailer
 from pdtui.runtime.members import LaunchSpec
 from pdtui.runtime.processes import ProcessHandle
-from pdtui.runtime.runstate import ProcessRef
 from pdtui.runtime.status import InstanceStatus
+
+if TYPE_CHECKING:  # the typed run state (pydantic) loads after the first spawn
+    from pdtui.runtime.runstate import ProcessRef
 
 
 class Member:

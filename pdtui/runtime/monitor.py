@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from pdtui.constants import EXIT_CODE_UNKNOWN
 from pdtui.runtime.base import SupervisorBase
@@ -22,9 +23,10 @@ from pdtui.runtime.logtail import last_lines
 from pdtui.runtime.member import Member
 from pdtui.runtime.processes import ProcessHandle
 from pdtui.runtime.readiness import probe_health
-from pdtui.runtime.runstate import RunState
-from pdtui.runtime.statefile import verify_process
 from pdtui.runtime.status import InstanceState
+
+if TYPE_CHECKING:  # the typed run state (pydantic) loads after the first spawn
+    from pdtui.runtime.runstate import RunState
 
 log = logging.getLogger(__name__)
 S = InstanceState
@@ -51,6 +53,8 @@ BUSY_STATES = (InstanceState.STARTING, InstanceState.STOPPING)
 class MonitorMixin(SupervisorBase):
     # ------------------------------------------------------------------ attach ----
     def _adopt(self, state: RunState) -> None:
+        from pdtui.runtime.statefile import verify_process
+
         now = time.time()
         for name, member in self._members.items():
             rec = state.instances[name]

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+STATE_FILE = "state.json"  # in each run directory (its typed contents: runstate.RunState)
 
 
 def state_home() -> Path:

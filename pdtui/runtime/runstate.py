@@ -15,8 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pdtui.constants import ENGINE_STARTUP_TIMEOUT_S
+from pdtui.runtime.rundir import STATE_FILE  # re-exported: the typed state and its file
 
-STATE_FILE = "state.json"
 STATE_VERSION = 1
 _SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL", "SIGQUIT", "SIGHUP")
 

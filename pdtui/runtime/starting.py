@@ -85,8 +85,9 @@ class StartMixin(SupervisorBase):
         # The proxy holds no GPU: it starts beside the engines (its interpreter start and
         # imports overlap theirs); engines wait for it only to be told they are routable.
         # Off the way to the first spawn, while they run: the state file (each spawn
-        # writes it again at once) and a detached run's keeper (it stops nothing when we
-        # die, so it need not exist before the spawns).
+        # writes it again at once), launch.sh and plan.json (records, not read by the
+        # engines) and a detached run's keeper (it stops nothing when we die, so it need
+        # not exist before the spawns).
         ok = self._start_concurrently(names, stop_on_failure, lambda: self._after_spawns_began(detached))
         if ok:
             ok = self._await_front_door([n for n in names if self._members[n].spec.is_proxy])
@@ -101,6 +102,7 @@ class StartMixin(SupervisorBase):
 
     def _after_spawns_began(self, detached: bool) -> None:
         self._persist()
+        self._write_plan_records()
         if not detached:
             return
         try:

@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pdtui.model.render import DeploymentPlan
 from pdtui.runtime import control
@@ -32,23 +33,13 @@ from pdtui.runtime.members import LaunchSpec, specs_from_plan
 from pdtui.runtime.monitor import MonitorMixin
 from pdtui.runtime.processes import DEFAULT_STOP_SEQUENCE
 from pdtui.runtime.requests import ControlMixin
-from pdtui.runtime.runstate import (
-    InstanceRecord,
-    OwnerRecord,
-    ProcessRef,
-    RunState,
-    StateFileError,
-)
 from pdtui.runtime.starting import StartMixin
-from pdtui.runtime.statefile import (
-    live_owner_pid,
-    process_identity,
-    read_state,
-    write_state,
-)
 from pdtui.runtime.status import DeploymentStatus, InstanceState, InstanceStatus
 from pdtui.runtime.stopping import StopMixin
 from pdtui.runtime.watchdog import WatchdogLink
+
+if TYPE_CHECKING:
+    from pdtui.runtime.runstate import RunState
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +101,23 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
         self._monitor: threading.Thread | None = None
         self._owner = True
         self._read_only = False
+        self._records_pending = False  # launch.sh and plan.json not written yet (launch)
 
     # ------------------------------------------------------------------ creation ----
     @classmethod
     def launch(cls, profile, *, run_root: Path | None = None, python: str | None = None, **kwargs) -> Supervisor:
         """Render `profile` (a validated pdtui.model Profile) into a new run directory."""
-        from pdtui.model import render_plan, write_rendered
+        from pdtui.model.render import render_plan, write_lmcache_configs
         from pdtui.runtime.rundir import new_run_dir
 
         run_dir = new_run_dir(profile.name, run_root)
         plan = render_plan(profile, run_dir, python=python)
-        write_rendered(plan, run_dir, durable=False)  # a run directory: see atomic_write
-        return cls(plan, run_dir, **kwargs)
+        # What the engines read; launch.sh and plan.json follow once the spawns began
+        # (_write_plan_records). A run directory: no fsync (see atomic_write).
+        write_lmcache_configs(plan, durable=False)
+        sup = cls(plan, run_dir, **kwargs)
+        sup._records_pending = True
+        return sup
 
     @classmethod
     def attach(cls, run_dir: str | Path, *, take_ownership: bool = True, read_only: bool = False) -> Supervisor:
@@ -131,6 +127,8 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
         its process tree is stopped. Raises AttachError when the state file cannot be used.
         take_ownership: this process becomes the run's owner (answers `pdtui down/restart`
         of others) until close()/detach(). read_only: only look; never writes or signals."""
+        from pdtui.runtime.statefile import StateFileError, read_state
+
         run_dir = Path(run_dir)
         try:
             state = read_state(run_dir)
@@ -230,6 +228,11 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
 
     # ------------------------------------------------------------------ run state ----
     def _run_state(self) -> RunState:
+        # Imported here: the typed run state (pydantic models) is first needed right after
+        # the first spawn, not on `up`'s way to it.
+        from pdtui.runtime.runstate import InstanceRecord, OwnerRecord, RunState
+        from pdtui.runtime.statefile import process_identity
+
         with self._lock:
             instances = {}
             for name in self._order:
@@ -275,9 +278,23 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
                 instances=instances,
             )
 
+    def _write_plan_records(self) -> None:
+        """launch.sh and plan.json of a launched run, once (after its first spawns)."""
+        if not self._records_pending or self.plan is None:
+            return
+        self._records_pending = False
+        from pdtui.model.render import write_plan_records
+
+        try:
+            write_plan_records(self.plan, self.run_dir, durable=False)
+        except OSError as exc:
+            log.error("cannot write launch.sh / plan.json in %s: %s", self.run_dir, exc)
+
     def _persist(self) -> None:
         if self._read_only:
             return
+        from pdtui.runtime.statefile import write_state
+
         with self._state_lock:
             try:
                 write_state(self.run_dir, self._run_state())
@@ -323,10 +340,12 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
 
 def owner_of(run_dir: str | Path) -> int | None:
     """pid of the live pdtui process that owns a run, if any."""
+    from pdtui.runtime.statefile import StateFileError, live_owner_pid, read_state
+
     try:
         return live_owner_pid(read_state(run_dir))
     except StateFileError:
         return None
 
 
-__all__ = ["AttachError", "Supervisor", "owner_of", "ProcessRef"]
+__all__ = ["AttachError", "Supervisor", "owner_of"]

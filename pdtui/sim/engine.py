@@ -213,7 +213,7 @@ class SimEngine:
         """Yields generated token ids as they are produced; fills `gen` as it goes."""
         s = self.settings
         m = self.metrics
-        lv = m.labels
+        c = m.child
         internal_id = f"{gen.request_id}-0-{secrets.token_hex(4)}"
         arrived = time.monotonic()
         prompt = gen.prompt_ids
@@ -244,19 +244,19 @@ class SimEngine:
             finally:
                 self.prefilling -= 1
                 self._note_load()
-            m.prompt_tokens.labels(**lv).inc(len(prompt))
-            m.prompt_tokens_by_source.labels(**lv, source="local_compute").inc(computed)
-            m.prompt_tokens_by_source.labels(**lv, source="external_kv_transfer").inc(hit)
-            m.prompt_tokens_cached.labels(**lv).inc(hit)
-            m.prefill_kv_computed.labels(**lv).observe(computed)
-            m.iteration_tokens.labels(**lv).observe(max(1, computed))
+            c.prompt_tokens.inc(len(prompt))
+            c.prompt_by_source["local_compute"].inc(computed)
+            c.prompt_by_source["external_kv_transfer"].inc(hit)
+            c.prompt_tokens_cached.inc(hit)
+            c.prefill_kv_computed.observe(computed)
+            c.iteration_tokens.observe(max(1, computed))
             self._window.prompt_tokens += len(prompt)
             context = list(prompt)
             first = tokenizer.next_token(context)
             prefill_done = time.monotonic()
             keep_blocks = await self._hand_off_kv(gen, internal_id, params, first, held_blocks)
-            m.ttft.labels(**lv).observe(time.monotonic() - scheduled)
-            m.prefill_time.labels(**lv).observe(prefill_done - scheduled)
+            c.ttft.observe(time.monotonic() - scheduled)
+            c.prefill_time.observe(prefill_done - scheduled)
             gen.output_ids.append(first)
             context.append(first)
             self._count_generated(1)
@@ -269,27 +269,27 @@ class SimEngine:
                 context.append(token)
                 self._count_generated(1)
                 now = time.monotonic()
-                m.itl.labels(**lv).observe(now - last)
-                m.iteration_tokens.labels(**lv).observe(1)
+                c.itl.observe(now - last)
+                c.iteration_tokens.observe(1)
                 last = now
                 yield token
             gen.finish_reason = "length"
             finished = time.monotonic()
             decode_s = finished - prefill_done
-            m.decode_time.labels(**lv).observe(decode_s)
+            c.decode_time.observe(decode_s)
             if len(gen.output_ids) > 1:
-                m.tpot.labels(**lv).observe(decode_s / (len(gen.output_ids) - 1))
-            m.e2e.labels(**lv).observe(finished - arrived)
-            m.queue_time.labels(**lv).observe(scheduled - arrived)
-            m.inference_time.labels(**lv).observe(finished - scheduled)
-            m.request_prompt_tokens.labels(**lv).observe(len(prompt))
-            m.request_generation_tokens.labels(**lv).observe(len(gen.output_ids))
-            m.max_num_generation_tokens.labels(**lv).observe(gen.max_tokens)
-            m.params_max_tokens.labels(**lv).observe(gen.max_tokens)
-            m.params_n.labels(**lv).observe(1)
-            m.request_success.labels(**lv, finished_reason="length").inc()
+                c.tpot.observe(decode_s / (len(gen.output_ids) - 1))
+            c.e2e.observe(finished - arrived)
+            c.queue_time.observe(scheduled - arrived)
+            c.inference_time.observe(finished - scheduled)
+            c.request_prompt_tokens.observe(len(prompt))
+            c.request_generation_tokens.observe(len(gen.output_ids))
+            c.max_num_generation_tokens.observe(gen.max_tokens)
+            c.params_max_tokens.observe(gen.max_tokens)
+            c.params_n.observe(1)
+            c.success["length"].inc()
         except (asyncio.CancelledError, GeneratorExit):
-            m.request_success.labels(**lv, finished_reason="abort").inc()
+            c.success["abort"].inc()
             raise
         finally:
             self.running -= 1
@@ -306,14 +306,14 @@ class SimEngine:
         """Tokens that arrive over a KV connector instead of being computed (the decoder's hit)."""
         s = self.settings
         m = self.metrics
-        lv = m.labels
+        c = m.child
         prompt = gen.prompt_ids
         if s.kv_connector in ("LMCacheConnectorV1", "LMCacheConnector"):
             lookup_tokens = prompt[: max(0, len(prompt) - s.skip_last_n_tokens)]
             hit = self.receiver.lookup(lookup_tokens) if self.receiver is not None else 0
             self.log.lmcache("INFO", logfmt.lookup_message(internal_id, len(prompt), 0, hit, hit), logfmt.SRC_LOOKUP)
-            m.external_queries.labels(**lv).inc(len(prompt))
-            m.external_hits.labels(**lv).inc(hit)
+            c.external_queries.inc(len(prompt))
+            c.external_hits.inc(hit)
             self._window.external_queries += len(prompt)
             self._window.external_hits += hit
             if m.lmcache is not None:
@@ -332,7 +332,7 @@ class SimEngine:
                     m.lmcache.record_retrieve(len(lookup_tokens), hit, cost_s)
             return hit
         if s.is_nixl and params.get("do_remote_prefill") and self.nixl_consumer is not None:
-            m.external_queries.labels(**lv).inc(len(prompt))
+            c.external_queries.inc(len(prompt))
             self._window.external_queries += len(prompt)
             started = time.monotonic()
             try:
@@ -346,13 +346,13 @@ class SimEngine:
                     f"{params.get('remote_engine_id')}: {reply.get('error')}; recomputing the prompt.",
                 )
                 if m.nixl is not None:
-                    m.nixl.failed_transfers.labels(**lv).inc()
+                    m.nixl.failed_transfers.labels(**m.labels).inc()
                 return 0
             nbytes = int(reply.get("bytes") or 0)
             await _sleep(nbytes / TRANSFER_BYTES_PER_S)
             seconds = max(time.monotonic() - started, 1e-5)
             hit = min(int(reply.get("tokens") or 0), len(prompt))
-            m.external_hits.labels(**lv).inc(hit)
+            c.external_hits.inc(hit)
             self._window.external_hits += hit
             self._window.nixl_transfers.append((seconds, nbytes))
             if m.nixl is not None:
@@ -411,16 +411,16 @@ class SimEngine:
         return False
 
     def _count_generated(self, count: int) -> None:
-        self.metrics.generation_tokens.labels(**self.metrics.labels).inc(count)
+        self.metrics.child.generation_tokens.inc(count)
         self._window.generation_tokens += count
 
     def _publish_queue(self) -> None:
         self._note_load()  # called whenever `running` changes
-        lv = self.metrics.labels
-        self.metrics.running.labels(**lv).set(self.running)
-        self.metrics.waiting.labels(**lv).set(self.waiting)
-        self.metrics.waiting_by_reason.labels(**lv, reason="capacity").set(self.waiting)
-        self.metrics.kv_usage.labels(**lv).set(self.kv.usage)
+        c = self.metrics.child
+        c.running.set(self.running)
+        c.waiting.set(self.waiting)
+        c.waiting_capacity.set(self.waiting)
+        c.kv_usage.set(self.kv.usage)
 
     def mark_ready(self) -> None:
         self.ready = True
@@ -472,8 +472,13 @@ def _allocation_timeout(raw: dict[str, Any]) -> float:
     return max(0.0, min(value, 30.0))
 
 
+# Costs under this wait this: the standard loop's epoll waits whole ms, rounded up, and the
+# simulator's timing was that; uvloop rounds to the nearest ms (a 0.09 ms KV copy: nothing).
+_TIMER_GRAIN_S = 0.001
+
+
 async def _sleep(seconds: float) -> None:
     if seconds > 0:
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(max(seconds, _TIMER_GRAIN_S))
     else:
         await asyncio.sleep(0)

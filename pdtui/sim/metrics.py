@@ -8,6 +8,9 @@ PROMETHEUS_MULTIPROC_DIR is set, as on real hardware, where LMCache's series rea
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -223,6 +226,20 @@ class EngineMetrics:
             self.prompt_tokens_by_source.labels(**lv, source=source)
         for reason in FINISHED_REASONS:
             self.request_success.labels(**lv, finished_reason=reason)
+        # This engine's label children, looked up once: labels() sorts and checks its
+        # arguments on every call, a few dozen calls per request (the engine's hot path).
+        self.child = SimpleNamespace(**{name: getattr(self, name).labels(**lv) for name in (
+            "running", "waiting", "kv_usage", "external_queries", "external_hits", "prompt_tokens",
+            "prompt_tokens_cached", "generation_tokens", "request_prompt_tokens",
+            "request_generation_tokens", "iteration_tokens", "max_num_generation_tokens",
+            "params_n", "params_max_tokens", "ttft", "itl", "tpot", "e2e", "queue_time",
+            "inference_time", "prefill_time", "decode_time", "prefill_kv_computed")})
+        self.child.waiting_capacity = self.waiting_by_reason.labels(**lv, reason="capacity")
+        self.child.prompt_by_source = {
+            source: self.prompt_tokens_by_source.labels(**lv, source=source) for source in PROMPT_SOURCES}
+        self.child.success = {
+            reason: self.request_success.labels(**lv, finished_reason=reason) for reason in FINISHED_REASONS}
+        self._http: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
         self.lmcache: LMCacheMetrics | None = (
             LMCacheMetrics(registry, model_name, lmcache_role) if with_lmcache else None
@@ -232,6 +249,17 @@ class EngineMetrics:
     @property
     def labels(self) -> dict[str, str]:
         return dict(self._labels)
+
+    def observe_http(self, handler: str, method: str, status: str, seconds: float) -> None:
+        """One request in http_requests_total / http_request_duration_seconds (children kept)."""
+        key = (handler, method, status)
+        pair = self._http.get(key)
+        if pair is None:
+            pair = self._http[key] = (
+                self.http_requests.labels(handler=handler, method=method, status=status),
+                self.http_duration.labels(handler=handler, method=method))
+        pair[0].inc()
+        pair[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -276,34 +304,38 @@ class LMCacheMetrics:
         self.store_speed = hist("lmcache:store_speed", "Store speed (tokens per second)", LMCACHE_SPEED_BUCKETS)
         self.retrieve_speed = hist("lmcache:retrieve_speed", "Retrieve speed (tokens per second)", LMCACHE_SPEED_BUCKETS)
 
+        # label children, looked up once (see EngineMetrics.child)
+        self._c: dict[str, Any] = {name: metric.labels(**self._lv) for name, metric in vars(self).items()
+                   if isinstance(metric, (Counter, Gauge, Histogram))}
+
     def lv(self) -> dict[str, str]:
         return dict(self._lv)
 
     def record_lookup(self, total: int, hit: int) -> None:
-        lv = self._lv
-        self.num_lookup_requests.labels(**lv).inc()
-        self.num_lookup_tokens.labels(**lv).inc(total)
-        self.num_lookup_hits.labels(**lv).inc(hit)
-        self.num_prompt_tokens.labels(**lv).inc(total)
-        self.lookup_hit_rate.labels(**lv).set(hit / total if total else 0.0)
+        c = self._c
+        c["num_lookup_requests"].inc()
+        c["num_lookup_tokens"].inc(total)
+        c["num_lookup_hits"].inc(hit)
+        c["num_prompt_tokens"].inc(total)
+        c["lookup_hit_rate"].set(hit / total if total else 0.0)
 
     def record_store(self, tokens: int, seconds: float) -> None:
-        lv = self._lv
-        self.num_store_requests.labels(**lv).inc()
-        self.num_stored_tokens.labels(**lv).inc(tokens)
-        self.time_to_store.labels(**lv).observe(seconds)
+        c = self._c
+        c["num_store_requests"].inc()
+        c["num_stored_tokens"].inc(tokens)
+        c["time_to_store"].observe(seconds)
         if seconds > 0:
-            self.store_speed.labels(**lv).observe(tokens / seconds)
+            c["store_speed"].observe(tokens / seconds)
 
     def record_retrieve(self, requested: int, hit: int, seconds: float) -> None:
-        lv = self._lv
-        self.num_retrieve_requests.labels(**lv).inc()
-        self.num_requested_tokens.labels(**lv).inc(requested)
-        self.num_hit_tokens.labels(**lv).inc(hit)
-        self.retrieve_hit_rate.labels(**lv).set(hit / requested if requested else 0.0)
-        self.time_to_retrieve.labels(**lv).observe(seconds)
+        c = self._c
+        c["num_retrieve_requests"].inc()
+        c["num_requested_tokens"].inc(requested)
+        c["num_hit_tokens"].inc(hit)
+        c["retrieve_hit_rate"].set(hit / requested if requested else 0.0)
+        c["time_to_retrieve"].observe(seconds)
         if seconds > 0 and hit:
-            self.retrieve_speed.labels(**lv).observe(hit / seconds)
+            c["retrieve_speed"].observe(hit / seconds)
 
 
 class NixlMetrics:

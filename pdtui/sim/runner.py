@@ -187,10 +187,25 @@ class EngineProcess:
             await asyncio.sleep(TICK_S)
 
 
+def _loop_factory():
+    """uvloop where it is installed, as the proxy (and vLLM's API server, through uvicorn) runs
+    on: the transport layer in C makes each HTTP request a fraction of the CPU, so a
+    benchmark through the simulated engines measures the proxy, not the simulator. The
+    standard loop otherwise, or when PDTUI_SIM_LOOP=asyncio asks for it."""
+    if os.environ.get("PDTUI_SIM_LOOP", "") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def serve(settings: SimSettings) -> int:
     process = EngineProcess(settings)
     try:
-        return asyncio.run(process.run())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(process.run())
     except KeyboardInterrupt:
         return 0
     finally:

@@ -54,17 +54,25 @@ async def _access_log_and_hang(request: web.Request, handler):
     finally:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         client = f"{peer[0]}:{peer[1]}" if peer else "-"
-        reason = web.Response(status=status).reason if status != 499 else "Client Closed Request"
+        reason = _reason(status)
         engine.log.access(client, request.method, request.path_qs, status, reason)
         resource = getattr(request.match_info.route, "resource", None)
         handler_name = resource.canonical if resource is not None else ""
         if handler_name and handler_name != "/metrics":
-            engine.metrics.http_requests.labels(
-                handler=handler_name, method=request.method, status=f"{status // 100}xx"
-            ).inc()
-            engine.metrics.http_duration.labels(handler=handler_name, method=request.method).observe(
-                time.monotonic() - started
-            )
+            engine.metrics.observe_http(handler_name, request.method, f"{status // 100}xx",
+                                        time.monotonic() - started)
+
+
+_REASONS: dict[int, str] = {499: "Client Closed Request"}
+
+
+def _reason(status: int) -> str:
+    """The reason phrase aiohttp gives `status` (kept per status, not a Response built per
+    request to ask it)."""
+    reason = _REASONS.get(status)
+    if reason is None:
+        reason = _REASONS[status] = web.Response(status=status).reason
+    return reason
 
 
 def _authorized(request: web.Request, api_key: str | None) -> bool:
@@ -99,6 +107,9 @@ def _check_model(engine: SimEngine, body: dict[str, Any]) -> None:
         raise RequestError(f"The model `{model}` does not exist.", 404, "NotFoundError")
 
 
+_INT = frozenset({int})
+
+
 def _prompts(body: dict[str, Any]) -> list[list[int]]:
     """`prompt` as a string, token ids, or a batch of either, as vLLM accepts it."""
     if "prompt" not in body:
@@ -106,7 +117,7 @@ def _prompts(body: dict[str, Any]) -> list[list[int]]:
     prompt = body["prompt"]
     if isinstance(prompt, str):
         return [tokenizer.encode(prompt)]
-    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+    if isinstance(prompt, list) and prompt and set(map(type, prompt)) <= _INT:  # ints, no bools
         return [list(prompt)]
     if isinstance(prompt, list) and prompt:
         batch = []

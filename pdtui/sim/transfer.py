@@ -29,6 +29,7 @@ import zmq
 import zmq.asyncio
 
 from pdtui.proxy.protocol import encode_proxy_notif
+from pdtui.sim.tokenizer import le_u32
 
 HANDSHAKE_TIMEOUT_S = 5.0
 
@@ -52,7 +53,7 @@ def chunk_keys(model: str, tokens: Sequence[int], chunk_size: int, rank: int, wo
     running = hashlib.blake2b(digest_size=8)
     for start in range(0, len(tokens), chunk_size):
         chunk = tokens[start : start + chunk_size]
-        running.update(b"".join(int(t).to_bytes(4, "little") for t in chunk))
+        running.update(le_u32(chunk))
         keys.append((f"{model}@{world}@{rank}@{running.hexdigest()}", len(chunk)))
     return keys
 

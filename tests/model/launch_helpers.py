@@ -14,6 +14,13 @@ import psutil
 STOP_GRACE_S = 90
 
 
+def launch_argv(script: Path) -> list[str]:
+    """Run the script as a terminal would: with SIGINT at its default. A test run started in
+    the background without job control inherits SIGINT ignored, and bash cannot trap a signal
+    that was ignored when it started, so Ctrl-C would not reach the script's trap."""
+    return ["env", "--default-signal=INT", "bash", str(script)]
+
+
 def stop_launch_script(proc: subprocess.Popen, stderr_path: Path) -> None:
     """Ctrl-C the script (if it still runs) and wait for it; when it does not end, kill its
     session and fail with what it said and what was still running."""

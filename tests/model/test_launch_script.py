@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -14,7 +16,7 @@ import yaml
 
 from pdtui.model import render_plan, validate_text, write_rendered
 from tests.conftest import REPO_ROOT, free_port
-from tests.model.launch_helpers import stop_launch_script
+from tests.model.launch_helpers import launch_argv, stop_launch_script
 
 
 def demo_with_free_ports() -> dict:
@@ -31,20 +33,26 @@ def demo_with_free_ports() -> dict:
     return doc
 
 
+def _rendered_demo(tmp_path: Path):
+    """A 1P1D demo profile on free ports, rendered to tmp_path/rendered: (plan, folder)."""
+    validation = validate_text(yaml.safe_dump(demo_with_free_ports()))
+    assert validation.ok, [p.format() for p in validation.problems]
+    out = tmp_path / "rendered"
+    plan = render_plan(validation.profile, out)
+    write_rendered(plan, out)
+    return plan, out
+
+
 def _listening(ports: set[int]) -> set[int]:
     return {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port in ports}
 
 
 @pytest.mark.timeout(120)
 def test_launch_script_starts_serves_and_stops(tmp_path: Path):
-    validation = validate_text(yaml.safe_dump(demo_with_free_ports()))
-    assert validation.ok, [p.format() for p in validation.problems]
-    out = tmp_path / "rendered"
-    plan = render_plan(validation.profile, out)
-    write_rendered(plan, out)
+    plan, out = _rendered_demo(tmp_path)
     stderr_path = tmp_path / "launch.err"
     with open(stderr_path, "w") as err:
-        proc = subprocess.Popen(["bash", str(out / "launch.sh")], stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        proc = subprocess.Popen(launch_argv(out / "launch.sh"), stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
     ports = {plan.proxy.port, *(i.port for i in plan.instances)}
     try:
         deadline = time.monotonic() + 60
@@ -71,3 +79,30 @@ def test_launch_script_starts_serves_and_stops(tmp_path: Path):
     assert not alive, alive
     assert not _listening(ports)
     assert (out / "logs" / "decoder1.log").read_text()
+
+
+@pytest.mark.timeout(120)
+def test_launch_script_started_with_sigint_ignored_says_how_to_stop_it_and_stops_on_term(tmp_path: Path):
+    plan, out = _rendered_demo(tmp_path)
+    stderr_path = tmp_path / "launch.err"
+    with open(stderr_path, "w") as err:  # as `nohup ./launch.sh &` from a script starts it
+        proc = subprocess.Popen(["env", "--ignore-signal=INT", "bash", str(out / "launch.sh")],
+                                stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "started proxy" not in stderr_path.read_text():
+            assert proc.poll() is None, stderr_path.read_text()
+            assert time.monotonic() < deadline, stderr_path.read_text()
+            time.sleep(0.1)
+        assert f"Ctrl-C cannot reach this script (SIGINT was ignored when it started); stop it with: kill {proc.pid}" \
+            in stderr_path.read_text()
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.terminate()  # what the note says
+        assert proc.wait(timeout=90) == 130, stderr_path.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert "All processes stopped." in stderr_path.read_text()
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, alive

@@ -24,7 +24,7 @@ from pdtui.model import render_plan, validate_text, write_rendered
 from pdtui.model.launch_script import launch_script
 from pdtui.model.schema import Profile
 from tests.conftest import REPO_ROOT
-from tests.model.launch_helpers import stop_launch_script
+from tests.model.launch_helpers import launch_argv, stop_launch_script
 from tests.model.test_launch_script import demo_with_free_ports
 
 SHELLCHECK = shutil.which("shellcheck")
@@ -128,7 +128,7 @@ def test_hostile_values_run_as_plain_text_and_create_no_file(tmp_path):
     err_path = tmp_path / "launch.err"
     env = {**os.environ, "EVIL_TOKEN": doc["env"]["EVIL_TOKEN"], "PYTHONPATH": str(REPO_ROOT)}
     with open(err_path, "w") as err:
-        proc = subprocess.Popen(["bash", str(out / "launch.sh")], stdout=subprocess.DEVNULL, stderr=err,
+        proc = subprocess.Popen(launch_argv(out / "launch.sh"), stdout=subprocess.DEVNULL, stderr=err,
                                 start_new_session=True, env=env)
     children: list[psutil.Process] = []
     try:

@@ -203,3 +203,32 @@ def test_out_of_descriptors_here_is_not_the_backends_fault():
     assert local_failure(emfile) and local_failure(wrapped)
     assert not local_failure(aiohttp.ClientOSError(errno.ECONNREFUSED, "Connection refused"))
     assert not local_failure(aiohttp.ServerDisconnectedError())
+
+
+async def test_a_decoder_slow_to_answer_health_leaves_the_requests_bound_for_it_alone():
+    """Two /health timeouts take a decoder out of routing, but a request already waiting
+    for its KV to reach that decoder goes on (a huge prompt can keep an engine's loop busy
+    that long). A refused or reset connection is what aborts such requests, not slowness."""
+    zmq_port = free_port()
+    kv_sent = asyncio.Event()
+    p = FakeEngine("prefiller", zmq_port=zmq_port, notif_gate=kv_sent)
+    d = FakeEngine("decoder")
+    async with engines(p, d), running_proxy([p], [d], zmq_port=zmq_port, health_timeout_s=0.2) as proxy:
+        async with aiohttp.ClientSession() as s:
+            await wait_ready(s, proxy.url)
+            request = asyncio.create_task(s.post(proxy.url + "/v1/completions", json={
+                "prompt": "x", "max_tokens": 3, "stream": True}))
+            async with asyncio.timeout(30):
+                while not p.requests:  # prefilled; the proxy now waits for the KV
+                    await asyncio.sleep(0.02)
+            d.health_hang_s = 30  # the decoder's /health stops answering in time
+            down = await _wait_state(s, proxy.url, d.url, "unhealthy")
+            assert down["last_error"] == "GET /health timed out"
+            d.health_hang_s = 0
+            kv_sent.set()
+            async with await request as resp:
+                body = await resp.read()
+                assert resp.status == 200, body
+    payloads = sse_payloads(body)
+    assert payloads[-1] == "[DONE]"
+    assert len(d.requests) == 1

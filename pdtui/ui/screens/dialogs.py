@@ -13,7 +13,13 @@ class ChoiceScreen(ModalScreen[str]):
     """A question with buttons; dismisses with the chosen button's id ('cancel' on esc)."""
 
     CSS_PATH = "screens.tcss"  # read when the first screen but the cockpit is shown
-    BINDINGS = [Binding("escape", "choose('cancel')", "Cancel")]
+    BINDINGS = [
+        Binding("escape", "choose('cancel')", "Cancel"),
+        # The buttons sit in a row: the arrows move along it, as in every dialog elsewhere.
+        Binding("left", "app.focus_previous", "Previous", show=False),
+        Binding("right", "app.focus_next", "Next", show=False),
+    ]
+
     def __init__(self, question: str, choices: list[tuple[str, str]], *, title: str = "") -> None:
         super().__init__()
         self._question = question
@@ -30,7 +36,9 @@ class ChoiceScreen(ModalScreen[str]):
                     yield Button(label, id=choice_id, variant="error" if choice_id in ("stop", "yes", "remove") else "default")
 
     def on_mount(self) -> None:
-        self.query(Button).first().focus()
+        buttons = self.query(Button)
+        if buttons:  # none when it was dismissed before it mounted
+            buttons.first().focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
@@ -92,8 +93,11 @@ class GpuPickerScreen(ModalScreen[list[int] | None]):
 
     def refresh_rows(self) -> None:
         reading: GpuReading | None = session_of(self.app).gpu_reading
-        table = self.query_one("#picker-table", DiffTable)
-        summary = self.query_one("#picker-summary", Static)
+        try:
+            table = self.query_one("#picker-table", DiffTable)
+            summary = self.query_one("#picker-summary", Static)
+        except NoMatches:  # a reading that arrives as the picker is dismissed
+            return
         if reading is None:
             summary.update("Reading GPUs…")
             return
