@@ -11,7 +11,8 @@ import argparse
 import difflib
 import importlib
 import sys
-from pathlib import Path
+
+from pdtui.clipaths import expand_user
 
 # Layers that contribute subcommands, in the order they appear in --help.
 _COMMAND_MODULES = (
@@ -95,7 +96,7 @@ def unknown_command(word: str, commands: set[str]) -> str | None:
 
     A path that exists, anything that looks like a path or a YAML file, and the name of a
     shipped preset (`pdtui demo`) always open as a profile."""
-    if "/" in word or word.endswith((".yaml", ".yml")) or Path(word).expanduser().exists():
+    if "/" in word or word.endswith((".yaml", ".yml")) or expand_user(word).exists():
         return None
     from pdtui.model.presets import list_presets
 

@@ -74,3 +74,9 @@ def output_dir_problem(path: str | os.PathLike) -> str | None:
     except OSError as exc:
         return reason_of(exc)
     return None
+
+
+def expand_user(path: str | os.PathLike) -> Path:
+    """`~` and `~user` expanded where they can be; a `~name` of no such user stays as written
+    (pathlib's expanduser raises RuntimeError for it, os.path's leaves it)."""
+    return Path(os.path.expanduser(os.fspath(path)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pdtui.clipaths import PathError, input_file_problem
+from pdtui.clipaths import PathError, expand_user, input_file_problem
 from pdtui.text import plural
 
 
@@ -86,14 +86,12 @@ def _profile_file(name_or_path: str):
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from pdtui.clipaths import output_dir_problem, reason_of
     from pdtui.model.render import render_plan, write_rendered
     from pdtui.model.validate import validate_file
 
     path = _profile_file(args.profile)
-    out = Path(args.output).expanduser().resolve()
+    out = expand_user(args.output).resolve()
     problem = output_dir_problem(out)
     if problem:
         raise PathError(args.output, problem)

@@ -13,6 +13,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
+from pdtui.clipaths import expand_user
+
 from pdtui.model import effective
 from pdtui.model.problems import Problem
 from pdtui.model.schema import InstanceSpec, ModelShape, Profile
@@ -192,7 +194,7 @@ def model_shape(profile: Profile, profile_dir: Path | None) -> ModelShape | None
     """The profile's model_shape, else read from a local model's config.json, else None."""
     if profile.model_shape:
         return profile.model_shape
-    model_path = Path(profile.model).expanduser()
+    model_path = expand_user(profile.model)
     if not model_path.is_absolute() and profile_dir is not None and not model_path.exists():
         model_path = profile_dir / model_path
     config_file = model_path / "config.json"

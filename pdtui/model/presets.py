@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+from pdtui.clipaths import expand_user
+
 DEMO_PRESET = "demo"
 
 
@@ -28,7 +30,7 @@ def list_presets() -> list[Path]:
 
 def resolve_profile_path(name_or_path: str) -> Path:
     """A path as given if it exists, else the preset of that name (`1p1d` -> configs/1p1d.yaml)."""
-    path = Path(name_or_path).expanduser()
+    path = expand_user(name_or_path)
     if path.exists():
         return path
     directory = presets_dir()

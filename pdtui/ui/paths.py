@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pdtui.clipaths import expand_user
+
 APP_DIR_NAME = "pdtui"
 
 
@@ -15,9 +17,9 @@ def config_dir() -> Path:
     """$PDTUI_CONFIG_DIR, else $XDG_CONFIG_HOME/pdtui, else ~/.config/pdtui."""
     override = os.environ.get("PDTUI_CONFIG_DIR")
     if override:
-        return Path(override).expanduser()
+        return expand_user(override)
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base).expanduser() / APP_DIR_NAME
+    return expand_user(base) / APP_DIR_NAME
 
 
 def config_file() -> Path:
@@ -33,7 +35,7 @@ def keys_file() -> Path:
 def cache_dir() -> Path:
     """$XDG_CACHE_HOME/pdtui, else ~/.cache/pdtui: what can be rebuilt (parsed theme files)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / APP_DIR_NAME
+    return expand_user(base) / APP_DIR_NAME
 
 
 def user_themes_dir() -> Path:
@@ -72,6 +74,6 @@ def runs_dir() -> Path:
         pass
     override = os.environ.get("PDTUI_RUNS_DIR")
     if override:
-        return Path(override).expanduser()
+        return expand_user(override)
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base).expanduser() / APP_DIR_NAME / "runs"
+    return expand_user(base) / APP_DIR_NAME / "runs"

@@ -8,6 +8,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from pdtui.clipaths import expand_user
+
 
 class ChoiceScreen(ModalScreen[str]):
     """A question with buttons; dismisses with the chosen button's id ('cancel' on esc)."""
@@ -70,7 +72,6 @@ class PathScreen(ModalScreen[str | None]):
             yield Static("", id="path-error")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        from pathlib import Path
 
         from pdtui.model.presets import resolve_profile_path
 
@@ -85,7 +86,7 @@ class PathScreen(ModalScreen[str | None]):
                 return
             text = str(path)
         else:
-            parent = Path(text).expanduser().parent
+            parent = expand_user(text).parent
             if parent.exists() and not parent.is_dir():
                 self.query_one("#path-error", Static).update(f"{parent} is not a directory")
                 return

@@ -5,6 +5,8 @@ form, binds it and shows the feedback. Split so each file is about one thing."""
 from __future__ import annotations
 
 from pathlib import Path
+
+from pdtui.clipaths import expand_user
 from typing import TYPE_CHECKING, Protocol, cast
 
 from textual.screen import Screen
@@ -99,7 +101,7 @@ class EditorActions(Screen):
 
         def chosen(path: str | None) -> None:
             if path:
-                self._save_to(Path(path).expanduser())
+                self._save_to(expand_user(path))
 
         self.app.push_screen(PathScreen("Save the profile as:", suggestion), chosen)
 

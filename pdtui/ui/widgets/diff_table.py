@@ -126,19 +126,19 @@ class DiffTable(DataTable):
         other cell stays cached. (Cache keys: cell (row, column, ...), row line (row, ...),
         row renderables (update count, row index), screen line (y, ...).)"""
         cells = self._cell_render_cache
-        for cache_key in [k for k in cells.keys() if k[0] == row_key and k[1] in columns]:
-            cells.discard(cache_key)
+        for cell_key in [k for k in cells.keys() if k[0] == row_key and k[1] in columns]:
+            cells.discard(cell_key)
         rows = self._row_render_cache
-        for cache_key in [k for k in rows.keys() if k[0] == row_key]:
-            rows.discard(cache_key)
+        for row_cache_key in [k for k in rows.keys() if k[0] == row_key]:
+            rows.discard(row_cache_key)
         self._row_renderable_cache.discard((self._update_count, index))
         lines = self._line_cache
         header = self.header_height if self.show_header else 0
         offsets = self._y_offsets
-        for cache_key in list(lines.keys()):
-            y = cache_key[0] - header
+        for line_key in list(lines.keys()):
+            y = line_key[0] - header
             if 0 <= y < len(offsets) and offsets[y][0] == row_key:
-                lines.discard(cache_key)
+                lines.discard(line_key)
 
     def selected_key(self) -> str | None:
         if not self._cells or self.cursor_row < 0 or self.cursor_row >= self.row_count:
