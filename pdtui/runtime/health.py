@@ -15,7 +15,7 @@ import json
 import threading
 import time
 
-from pdtui.runtime.readiness import probe_health
+from pdtui.runtime.readiness import KeptAliveGets
 from pdtui.runtime.status import InstanceHealth, InstanceState
 
 HEALTH_CHECK_S = 2.0
@@ -25,47 +25,66 @@ UNRESPONSIVE_AFTER = 2
 _PROXY_OK = ("healthy", "unknown")
 
 
-def proxy_health(url: str, timeout_s: float = HEALTH_TIMEOUT_S) -> dict | None:
-    """The proxy's /health JSON (it answers 200 or 503 with the same body), None if none."""
-    import http.client  # here, like probe_health's: not on the way to the first spawn
-    import urllib.parse
-
-    parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout_s)
-    try:
-        conn.request("GET", parts.path or "/health")
-        body = conn.getresponse().read()
-        data = json.loads(body)
-        return data if isinstance(data, dict) else None
-    except (OSError, http.client.HTTPException, ValueError):
-        return None
-    finally:
-        conn.close()
-
-
 def _base(url: str) -> str:
     return url.rsplit("/health", 1)[0].rstrip("/")
 
 
 class HealthChecker:
+    """Health rounds on one thread of its own, started with the first round and ended by
+    close(): a new thread and new connections every 2 s cost an idle UI more than
+    everything else it does in the background. The thread keeps one connection per
+    instance open between rounds."""
+
     def __init__(self, sup) -> None:
         self.sup = sup
         self._last = 0.0
         self._running = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._gets = KeptAliveGets(HEALTH_TIMEOUT_S)
 
     def maybe_check(self, now: float) -> None:
-        if now - self._last < HEALTH_CHECK_S or self.sup._read_only:
+        if now - self._last < HEALTH_CHECK_S or self.sup._read_only or self._closed:
             return
         if not self._running.acquire(blocking=False):
             return  # the previous round still waits on a timeout
         self._last = now
-        threading.Thread(target=self._round, name="pdtui-health", daemon=True).start()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._rounds, name="pdtui-health", daemon=True)
+            self._thread.start()
+        self._wake.set()
 
-    def _round(self) -> None:
+    def close(self) -> None:
+        """End the thread (after a round in progress) and its connections."""
+        self._closed = True
+        self._wake.set()
+
+    def _rounds(self) -> None:
         try:
-            self.check_once()
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._closed:
+                    return
+                try:
+                    self.check_once()
+                finally:
+                    self._running.release()
         finally:
-            self._running.release()
+            self._gets.close()
+
+    def _answers(self, url: str, any_status: bool) -> bool:
+        answer = self._gets.get(url)
+        return answer is not None and (any_status or answer[0] == 200)
+
+    def _proxy_report(self, url: str) -> dict | None:
+        answer = self._gets.get(url)  # 200 or 503, with the same JSON body
+        try:
+            data = json.loads(answer[1]) if answer is not None else None
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
 
     def check_once(self) -> None:
         sup = self.sup
@@ -74,13 +93,13 @@ class HealthChecker:
         proxy_view: dict[str, dict] = {}
         for member in ready:
             if member.spec.is_proxy:
-                report = proxy_health(member.spec.health_url)
+                report = self._proxy_report(member.spec.health_url)
                 for entry in (report or {}).get("prefillers", []) + (report or {}).get("decoders", []):
                     if isinstance(entry, dict) and isinstance(entry.get("url"), str):
                         proxy_view[_base(entry["url"])] = entry
         for member in ready:
             generation = member.generation
-            answered = probe_health(member.spec.health_url, HEALTH_TIMEOUT_S, any_status=member.spec.is_proxy)
+            answered = self._answers(member.spec.health_url, member.spec.is_proxy)
             with sup._lock:
                 member.health_failures = 0 if answered else member.health_failures + 1
                 failures = member.health_failures

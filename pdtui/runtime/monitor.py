@@ -129,6 +129,7 @@ class MonitorMixin(SupervisorBase):
             self._wake.wait(tick)
             self._wake.clear()
             if self._closed.is_set():
+                self._health.close()
                 return
             self.monitor_ticks += 1
             try:

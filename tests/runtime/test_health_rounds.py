@@ -1,0 +1,111 @@
+"""The supervisor's health rounds: one thread for all of them, one kept-alive connection
+per instance, a connection the server closed while idle replaced at once, a timeout not
+waited twice (real HTTP on loopback)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from pdtui.runtime.readiness import KeptAliveGets
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as vLLM's and the simulator's servers
+
+    def do_GET(self):
+        if self.server.hang.is_set():
+            time.sleep(2)
+        body = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.server.connections.add(self.connection)
+
+    def log_message(self, *args):
+        pass
+
+
+def _server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    server.hang = threading.Event()
+    server.connections = set()
+    server.handle_error = lambda *args: None  # a connection the test shut down mid-keep-alive
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/health"
+
+
+def test_rounds_reuse_one_connection_and_replace_one_the_server_closed():
+    server, url = _server()
+    gets = KeptAliveGets(timeout_s=5)
+    try:
+        for _ in range(5):
+            assert gets.get(url) == (200, b"{}")
+        assert gets.connects == 1
+        for conn in list(server.connections):  # the server ends its idle connection
+            conn.shutdown(socket.SHUT_RDWR)
+        assert gets.get(url) == (200, b"{}")  # asked again on a new one, not a failure
+        assert gets.connects == 2
+    finally:
+        gets.close()
+        server.shutdown()
+
+
+def test_a_timeout_is_one_failure_and_is_not_asked_again():
+    server, url = _server()
+    gets = KeptAliveGets(timeout_s=0.3)
+    try:
+        assert gets.get(url) == (200, b"{}")
+        server.hang.set()
+        started = time.monotonic()
+        assert gets.get(url) is None
+        assert time.monotonic() - started < 1.5  # one timeout, not two
+        server.hang.clear()
+        assert gets.get(url) == (200, b"{}")
+    finally:
+        gets.close()
+        server.shutdown()
+
+
+def test_a_refused_connection_is_none():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: refused
+        assert KeptAliveGets(timeout_s=1).get(f"http://127.0.0.1:{port}/health") is None
+
+
+def test_the_supervisor_checks_on_one_thread_over_kept_connections(tmp_path):
+    from pdtui.runtime.health import HEALTH_CHECK_S, HealthChecker
+    from pdtui.runtime.members import LaunchSpec
+    from pdtui.runtime.status import InstanceState
+    from pdtui.runtime.supervisor import Supervisor
+
+    servers = [_server() for _ in range(2)]
+    specs = [LaunchSpec("proxy", "proxy", ("x",), {}, health_url=servers[0][1]),
+             LaunchSpec("prefiller1", "prefiller", ("x",), {}, health_url=servers[1][1])]
+    sup = Supervisor(None, tmp_path / "run", _specs=specs)
+    checker = HealthChecker(sup)
+    try:
+        for name in ("proxy", "prefiller1"):
+            sup._transition(sup._member(name), state=InstanceState.READY, ready_at=time.time() - 10)
+        now = time.monotonic()
+        for round_ in range(4):
+            checker.maybe_check(now + round_ * HEALTH_CHECK_S)
+            deadline = time.monotonic() + 30
+            while checker._running.locked():  # this round is done when it lets go
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        rounds = [t for t in threading.enumerate() if t.name == "pdtui-health"]
+        assert len(rounds) == 1
+        assert checker._gets.connects == 2  # one per instance, over four rounds
+        checker.close()
+        rounds[0].join(10)
+        assert not rounds[0].is_alive()
+    finally:
+        checker.close()
+        for server, _ in servers:
+            server.shutdown()
