@@ -93,18 +93,20 @@ def test_the_supervisor_checks_on_one_thread_over_kept_connections(tmp_path):
         for name in ("proxy", "prefiller1"):
             sup._transition(sup._member(name), state=InstanceState.READY, ready_at=time.time() - 10)
         now = time.monotonic()
+        threads = set()
         for round_ in range(4):
             checker.maybe_check(now + round_ * HEALTH_CHECK_S)
+            threads.add(checker._thread)
             deadline = time.monotonic() + 30
             while checker._running.locked():  # this round is done when it lets go
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
-        rounds = [t for t in threading.enumerate() if t.name == "pdtui-health"]
-        assert len(rounds) == 1
+        (thread,) = threads  # every round on the same thread
+        assert thread is not None and thread.is_alive()
         assert checker._gets.connects == 2  # one per instance, over four rounds
         checker.close()
-        rounds[0].join(10)
-        assert not rounds[0].is_alive()
+        thread.join(10)
+        assert not thread.is_alive()
     finally:
         checker.close()
         for server, _ in servers:
