@@ -21,6 +21,7 @@ from pdtui.runtime.status import InstanceHealth, InstanceState
 HEALTH_CHECK_S = 2.0
 HEALTH_TIMEOUT_S = 2.0
 UNRESPONSIVE_AFTER = 2
+IDLE_EXIT_S = 30.0  # the rounds' thread ends after this long without a round
 # Proxy backend states that mean "fine" (or not known yet).
 _PROXY_OK = ("healthy", "unknown")
 
@@ -61,18 +62,24 @@ class HealthChecker:
         self._wake.set()
 
     def _rounds(self) -> None:
-        try:
-            while True:
-                self._wake.wait()
-                self._wake.clear()
-                if self._closed:
-                    return
-                try:
-                    self.check_once()
-                finally:
+        while True:
+            if not self._wake.wait(IDLE_EXIT_S):
+                # No round asked for in a while (its supervisor is gone without close()):
+                # end, unless one is being asked for right now (it holds the lock then).
+                if self._running.acquire(blocking=False):
+                    self._gets.close()  # before a next round's thread can use them
+                    self._thread = None
                     self._running.release()
-        finally:
-            self._gets.close()
+                    return
+                continue
+            self._wake.clear()
+            if self._closed:
+                self._gets.close()
+                return
+            try:
+                self.check_once()
+            finally:
+                self._running.release()
 
     def _answers(self, url: str, any_status: bool) -> bool:
         answer = self._gets.get(url)

@@ -111,3 +111,27 @@ def test_the_supervisor_checks_on_one_thread_over_kept_connections(tmp_path):
         checker.close()
         for server, _ in servers:
             server.shutdown()
+
+
+def test_the_rounds_thread_ends_when_no_round_is_asked_for(tmp_path, monkeypatch):
+    from pdtui.runtime import health
+    from pdtui.runtime.members import LaunchSpec
+    from pdtui.runtime.status import InstanceState
+    from pdtui.runtime.supervisor import Supervisor
+
+    monkeypatch.setattr(health, "IDLE_EXIT_S", 0.2)
+    server, url = _server()
+    sup = Supervisor(None, tmp_path / "run", _specs=[LaunchSpec("proxy", "proxy", ("x",), {}, health_url=url)])
+    checker = health.HealthChecker(sup)
+    try:
+        sup._transition(sup._member("proxy"), state=InstanceState.READY, ready_at=time.time() - 10)
+        checker.maybe_check(time.monotonic())
+        first = checker._thread
+        assert first is not None
+        first.join(30)  # its supervisor asks for nothing more: it ends on its own
+        assert not first.is_alive() and checker._thread is None
+        checker.maybe_check(time.monotonic() + health.HEALTH_CHECK_S)  # a later round starts another
+        assert checker._thread is not None and checker._thread is not first
+    finally:
+        checker.close()
+        server.shutdown()
