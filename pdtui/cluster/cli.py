@@ -231,6 +231,8 @@ def cancel_all() -> tuple[bool, list[str]]:
     try:
         queued = {job_id: (name, state, workdir) for job_id, name, state, workdir in slurm_cmd.user_jobs()}
     except SlurmError as exc:
+        if slurm_cmd.unconfigured(exc) and not find_slurm_runs():
+            return True, []  # the client is installed but no cluster is set up: no job can exist
         return False, [f"Slurm: cannot list the jobs ({exc}); pdtui's Slurm jobs were not cancelled"]
     ok, lines, seen = True, [], set()
     for run_dir in find_slurm_runs():

@@ -28,8 +28,9 @@ class Deployment(Protocol):
     def status(self) -> Any:
         """A `pdtui.runtime.DeploymentStatus` snapshot (thread-safe, never blocks)."""
 
-    def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:
-        """Runtime events (StateChanged, DeploymentEvent, ...; NodeGpusRead for clusters)."""
+    def subscribe(self, callback: Callable[[Any], None], *, log_lines: bool = True) -> Callable[[], None]:
+        """Runtime events (StateChanged, DeploymentEvent, ...; NodeGpusRead for clusters);
+        log_lines=False: without LogLines."""
 
     def start(self, *, stop_on_failure: bool = True) -> Future: ...
 

@@ -91,7 +91,8 @@ class SlurmDeployment:
     def status(self) -> DeploymentStatus:
         return self._status
 
-    def subscribe(self, callback: Callable[[Any], None]) -> Callable[[], None]:
+    def subscribe(self, callback: Callable[[Any], None], *, log_lines: bool = True) -> Callable[[], None]:
+        del log_lines  # a Slurm deployment publishes no LogLines: its logs are the monitor's
         with self._lock:
             self._listeners.append(callback)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pdtui.model.render import DeploymentPlan
     from pdtui.runtime.backend import InstanceBackend
+    from pdtui.runtime.events import EventBus
     from pdtui.runtime.health import HealthChecker
     from pdtui.runtime.member import Member
     from pdtui.runtime.status import InstanceState, InstanceStatus
@@ -45,6 +46,7 @@ class SupervisorBase:
     _control_dir: str
     _monitor: threading.Thread | None
     _health: HealthChecker
+    _bus: EventBus
     _watchdog: WatchdogLink
 
     if TYPE_CHECKING:

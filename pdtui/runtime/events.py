@@ -77,17 +77,29 @@ class EventBus:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._callbacks: list[Callback] = []
+        self._without_lines: list[Callback] = []  # subscribers that take no LogLines
 
-    def subscribe(self, callback: Callback) -> Callable[[], None]:
+    def subscribe(self, callback: Callback, *, log_lines: bool = True) -> Callable[[], None]:
+        """log_lines=False: every event but LogLines (the supervisor reads a ready
+        instance's log only while some subscriber takes its lines)."""
         with self._lock:
             self._callbacks.append(callback)
+            if not log_lines:
+                self._without_lines.append(callback)
 
         def unsubscribe() -> None:
             with self._lock:
                 if callback in self._callbacks:
                     self._callbacks.remove(callback)
+                if callback in self._without_lines:
+                    self._without_lines.remove(callback)
 
         return unsubscribe
+
+    @property
+    def wants_log_lines(self) -> bool:
+        with self._lock:
+            return len(self._callbacks) > len(self._without_lines)
 
     def subscribe_queue(self, maxsize: int = 10000) -> queue.Queue[Event]:
         q: queue.Queue[Event] = queue.Queue(maxsize=maxsize)
@@ -113,6 +125,8 @@ class EventBus:
     def publish(self, event: Event) -> None:
         with self._lock:
             callbacks = list(self._callbacks)
+            if isinstance(event, LogLines):
+                callbacks = [c for c in callbacks if c not in self._without_lines]
         for callback in callbacks:
             try:
                 callback(event)

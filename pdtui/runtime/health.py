@@ -6,6 +6,10 @@ An instance stays `ready` (its process runs), and gets a health of its own:
 - `degraded` when pdtui's proxy reports it not healthy in its /health JSON (each backend
   has a `state`, e.g. "unhealthy", or a prefiller whose KV notifications time out), with
   the proxy's last error as the detail.
+The proxy GETs every engine's /health itself: where its report says an engine answered
+within VOUCH_S, that answer stands in for ours, so a round of an idle 1P1D costs one GET
+(the proxy's /health) instead of three, and each engine's log one /health line per
+interval instead of two. An engine the proxy does not vouch for is asked directly.
 Checks run on a thread of their own (one round at a time), never on the monitor's tick.
 """
 
@@ -21,13 +25,27 @@ from pdtui.runtime.status import InstanceHealth, InstanceState
 HEALTH_CHECK_S = 2.0
 HEALTH_TIMEOUT_S = 2.0
 UNRESPONSIVE_AFTER = 2
-IDLE_EXIT_S = 30.0  # the rounds' thread ends after this long without a round
+IDLE_EXIT_S = 30.0
+# How recent the proxy's own successful /health check of an engine must be to stand in
+# for ours: its interval (PROXY_HEALTH_INTERVAL_S, 2 s) plus a check's time. A proxy run
+# with a longer --health-interval is simply not trusted, and we GET the engine ourselves.
+VOUCH_S = 3.0  # the rounds' thread ends after this long without a round
 # Proxy backend states that mean "fine" (or not known yet).
 _PROXY_OK = ("healthy", "unknown")
 
 
 def _base(url: str) -> str:
     return url.rsplit("/health", 1)[0].rstrip("/")
+
+
+def _vouched(entry: dict | None, now: float, ready_at: float | None) -> bool:
+    """The proxy found this engine healthy within VOUCH_S, and since it became ready."""
+    if entry is None or entry.get("state") != "healthy":
+        return False
+    checked = entry.get("last_checked")
+    if not isinstance(checked, (int, float)) or isinstance(checked, bool):
+        return False
+    return now - VOUCH_S <= checked <= now + 1.0 and checked >= (ready_at or 0.0)
 
 
 class HealthChecker:
@@ -85,28 +103,39 @@ class HealthChecker:
         answer = self._gets.get(url)
         return answer is not None and (any_status or answer[0] == 200)
 
-    def _proxy_report(self, url: str) -> dict | None:
-        answer = self._gets.get(url)  # 200 or 503, with the same JSON body
+    def _proxy_report(self, url: str) -> tuple[bool, dict | None]:
+        """Whether the proxy answered (200 or 503, with the same JSON body), and its report."""
+        answer = self._gets.get(url)
         try:
             data = json.loads(answer[1]) if answer is not None else None
         except ValueError:
-            return None
-        return data if isinstance(data, dict) else None
+            data = None
+        return answer is not None, data if isinstance(data, dict) else None
 
     def check_once(self) -> None:
         sup = self.sup
         S = InstanceState
         ready = [m for m in sup._members.values() if m.status.state == S.READY and m.spec.health_url]
         proxy_view: dict[str, dict] = {}
+        proxy_answered: dict[str, bool] = {}
         for member in ready:
             if member.spec.is_proxy:
-                report = self._proxy_report(member.spec.health_url)
+                answered, report = self._proxy_report(member.spec.health_url)
+                proxy_answered[member.spec.name] = answered
                 for entry in (report or {}).get("prefillers", []) + (report or {}).get("decoders", []):
                     if isinstance(entry, dict) and isinstance(entry.get("url"), str):
                         proxy_view[_base(entry["url"])] = entry
+        now = time.time()
         for member in ready:
             generation = member.generation
-            answered = self._answers(member.spec.health_url, member.spec.is_proxy)
+            entry = proxy_view.get(_base(member.spec.health_url))
+            if member.spec.is_proxy:
+                answered = proxy_answered[member.spec.name]
+            else:
+                # The proxy GETs each engine's /health every PROXY_HEALTH_INTERVAL_S: a
+                # fresh "healthy" from it is an answer, and a second GET of ours would only
+                # add CPU here and a line to the engine's log. Otherwise we ask ourselves.
+                answered = _vouched(entry, now, member.status.ready_at) or self._answers(member.spec.health_url, False)
             with sup._lock:
                 member.health_failures = 0 if answered else member.health_failures + 1
                 failures = member.health_failures
@@ -115,7 +144,6 @@ class HealthChecker:
                 health = InstanceHealth.UNRESPONSIVE.value
                 detail = f"its /health did not answer within {HEALTH_TIMEOUT_S:g} s ({failures} checks in a row)"
             else:
-                entry = proxy_view.get(_base(member.spec.health_url))
                 # The proxy checks every few seconds: a verdict from before this instance
                 # became ready (it was still starting then) says nothing about it now.
                 since = entry.get("last_checked") if entry is not None else None

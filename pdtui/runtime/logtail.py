@@ -29,6 +29,17 @@ class LogTailer:
             size = 0
         return cls(path, size)
 
+    def size(self) -> int | None:
+        try:
+            return os.stat(self.path).st_size
+        except OSError:
+            return None
+
+    def skip_to(self, size: int) -> None:
+        """Leave what lies before `size` unread (no LogLines subscriber wants it)."""
+        if size != self.offset:
+            self.offset, self._partial = size, b""
+
     def read_lines(self) -> list[str]:
         """New complete lines since the last call (a trailing partial line waits)."""
         try:

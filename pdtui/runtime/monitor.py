@@ -48,6 +48,8 @@ ATTACHED_EXIT_CHECK_IDLE_S = 1.0
 CONTROL_CHECK_S = 0.3
 CONTROL_RESCAN_S = 2.0
 BUSY_STATES = (InstanceState.STARTING, InstanceState.STOPPING)
+# uvicorn's "Application startup complete." can come after /health first answers.
+LINES_AFTER_READY_S = 10.0
 
 
 class MonitorMixin(SupervisorBase):
@@ -176,10 +178,22 @@ class MonitorMixin(SupervisorBase):
             return None
 
     def _tail(self, member: Member) -> int:
-        """Publish the new lines of a member's log; how many there were."""
-        if member.tailer is None:
+        """Publish the new lines of a member's log; how many there were. A ready member's
+        lines matter only to LogLines subscribers (milestones are a start's, and its last
+        ones may follow readiness by a moment): with none, once it has been ready for
+        LINES_AFTER_READY_S its log is skipped unread, one stat."""
+        tailer = member.tailer
+        if tailer is None:
             return 0
-        lines = member.tailer.read_lines()
+        if not self._bus.wants_log_lines:
+            # The stat before the state: a restart that begins in between finds the offset
+            # at or before its first line, and the next tick reads that start whole.
+            size = tailer.size()
+            status = member.status
+            if status.state == S.READY and size is not None and time.time() - (status.ready_at or 0.0) > LINES_AFTER_READY_S:
+                tailer.skip_to(size)
+                return 0
+        lines = tailer.read_lines()
         if not lines:
             return 0
         from pdtui.telemetry.events import MilestoneEvent

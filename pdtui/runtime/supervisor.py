@@ -155,10 +155,12 @@ class Supervisor(StartMixin, MonitorMixin, StopMixin, ControlMixin):
         return sup
 
     # ------------------------------------------------------------------ events ----
-    def subscribe(self, callback: Callback) -> Callable[[], None]:
-        """callback(event) runs on a supervisor thread; returns the unsubscribe function."""
+    def subscribe(self, callback: Callback, *, log_lines: bool = True) -> Callable[[], None]:
+        """callback(event) runs on a supervisor thread; returns the unsubscribe function.
+        log_lines=False: no LogLines (a caller that tails the logs itself, as the UI's
+        deployment monitor does)."""
         self.watch_closely()
-        return self._bus.subscribe(callback)
+        return self._bus.subscribe(callback, log_lines=log_lines)
 
     def subscribe_queue(self, maxsize: int = 10000):
         self.watch_closely()

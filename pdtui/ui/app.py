@@ -70,6 +70,18 @@ class PdtuiApp(App):
         self.session.title_note = lambda: dashboard_note(self)
         problems += install_themes(self, self.settings.theme)
 
+    def get_driver_class(self):  # noqa: ANN201 - Textual's signature
+        """Textual's choice, except that its Linux driver becomes the one whose input thread
+        sleeps until a key comes (pdtui.ui.quiet_driver)."""
+        driver = super().get_driver_class()
+        from textual.drivers.linux_driver import LinuxDriver
+
+        if driver is LinuxDriver:
+            from pdtui.ui.quiet_driver import QuietLinuxDriver
+
+            return QuietLinuxDriver
+        return driver
+
     # What tests, the editor and the benchmarks read: the session's.
     control = property(lambda self: self.session.control)
     gpu_reading = property(lambda self: self.session.gpu_reading)

@@ -76,15 +76,13 @@ class DeploymentControl:
         if self._unsubscribe is not None:
             self._unsubscribe()
         self.supervisor = supervisor
-        from pdtui.runtime import LogLines
 
         def forward(event: Any) -> None:
-            # Log lines are the deployment monitor's (it tails every file once); posting
-            # them too woke the UI for each batch of every engine's /health lines, for nothing.
-            if not isinstance(event, LogLines):
-                self._post(SupervisorEvent(event))
+            self._post(SupervisorEvent(event))
 
-        self._unsubscribe = supervisor.subscribe(forward)
+        # Log lines are the deployment monitor's (it tails every file once): without a
+        # subscriber for them the supervisor does not even read a ready instance's log.
+        self._unsubscribe = supervisor.subscribe(forward, log_lines=False)
 
     def launch_blocking(self, profile: Any) -> Any:
         """Render into a new run dir and create the supervisor, or submit the Slurm job

@@ -1,6 +1,6 @@
 """The supervisor's health rounds: one thread for all of them, one kept-alive connection
 per instance, a connection the server closed while idle replaced at once, a timeout not
-waited twice (real HTTP on loopback)."""
+waited twice, an engine the proxy vouches for not asked again (real HTTP on loopback)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.server.hang.is_set():
             time.sleep(2)
-        body = b"{}"
+        self.server.gets += 1
+        body = self.server.body()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -34,6 +35,8 @@ def _server():
     server.daemon_threads = True
     server.hang = threading.Event()
     server.connections = set()
+    server.gets = 0
+    server.body = lambda: b"{}"
     server.handle_error = lambda *args: None  # a connection the test shut down mid-keep-alive
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/health"
@@ -135,3 +138,58 @@ def test_the_rounds_thread_ends_when_no_round_is_asked_for(tmp_path, monkeypatch
     finally:
         checker.close()
         server.shutdown()
+
+
+def _round(checker, now):
+    checker.maybe_check(now)
+    deadline = time.monotonic() + 30
+    while checker._running.locked():  # the round is done when it lets go
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_an_engine_the_proxy_found_healthy_just_now_is_not_asked_again(tmp_path):
+    import json
+
+    from pdtui.runtime.health import HEALTH_CHECK_S, VOUCH_S, HealthChecker
+    from pdtui.runtime.members import LaunchSpec
+    from pdtui.runtime.status import InstanceState
+    from pdtui.runtime.supervisor import Supervisor
+
+    (proxy, proxy_url), (engine, engine_url) = _server(), _server()
+    verdict = {"state": "healthy", "checked_ago": 0.5, "last_error": None}
+    proxy.body = lambda: json.dumps({"prefillers": [{
+        "url": engine_url.removesuffix("/health"), "state": verdict["state"],
+        "last_checked": time.time() - verdict["checked_ago"], "last_error": verdict["last_error"]}], "decoders": []}).encode()
+    specs = [LaunchSpec("proxy", "proxy", ("x",), {}, health_url=proxy_url),
+             LaunchSpec("prefiller1", "prefiller", ("x",), {}, health_url=engine_url)]
+    sup = Supervisor(None, tmp_path / "run", _specs=specs)
+    checker = HealthChecker(sup)
+    try:
+        for name in ("proxy", "prefiller1"):
+            sup._transition(sup._member(name), state=InstanceState.READY, ready_at=time.time() - 10)
+        now, step = time.monotonic(), HEALTH_CHECK_S + 1  # a round's end counts too
+        for round_ in range(3):
+            _round(checker, now + round_ * step)
+        assert (proxy.gets, engine.gets) == (3, 0)  # one GET a round: the proxy's report
+        assert sup.instance("prefiller1").health is None
+
+        verdict["checked_ago"] = VOUCH_S + 5  # the proxy has not checked it lately: ask it
+        _round(checker, now + 3 * step)
+        assert (proxy.gets, engine.gets) == (4, 1)
+
+        verdict.update(state="unhealthy", checked_ago=0.5, last_error="GET /health failed")
+        _round(checker, now + 4 * step)
+        assert (proxy.gets, engine.gets) == (5, 2)  # not vouched for: asked, and it answers
+        st = sup.instance("prefiller1")
+        assert st.health == "degraded" and "GET /health failed" in st.health_detail
+
+        verdict.update(state="healthy", checked_ago=0.5)
+        engine.hang.set()  # hung since the proxy's check: our own GET would time out, but
+        _round(checker, now + 5 * step)  # the fresh "healthy" is what we go by
+        assert sup.instance("prefiller1").health is None
+    finally:
+        engine.hang.clear()
+        checker.close()
+        for server in (proxy, engine):
+            server.shutdown()

@@ -139,3 +139,41 @@ def test_attached_process_check_is_cheap_and_sees_death_as_zombie(tmp_path):
     finally:
         other.kill()
         other.wait(timeout=10)
+
+
+def test_ready_logs_stay_unread_until_a_subscriber_takes_their_lines(tmp_path, supervisors, monkeypatch):
+    """The UI tails every log in its deployment monitor and subscribes without LogLines:
+    the supervisor then reads no ready instance's log (one stat a tick), yet still follows a
+    restart's start-up there and hands new lines to a later subscriber that takes them."""
+    from pdtui.runtime import ReadinessProgress, monitor
+
+    monkeypatch.setattr(monitor, "LINES_AFTER_READY_S", 1.0)
+    data = demo_profile_dict(startup_s=0.2, count=1)
+    sup = Supervisor.launch(load_profile(write_profile(tmp_path, data)))
+    supervisors.append(sup)
+    events: list = []
+    sup.subscribe(events.append, log_lines=False)
+    assert sup.start().result(timeout=180) is True, [(i.name, i.state, i.reason) for i in sup.status().instances]
+
+    tailers = {m.spec.name: m.tailer for m in sup._members.values()}
+    engines = ("prefiller1", "decoder1")
+    last_ready = max(i.ready_at for i in sup.status().instances)
+    assert wait_for(lambda: time.time() - last_ready > 1.5, 10)  # past the lines that follow readiness
+    ticks, sizes, reads = sup.monitor_ticks, log_sizes(sup), {n: t.reads for n, t in tailers.items()}
+    # The proxy GETs each engine's /health every 2 s, and each GET is a line in its log.
+    assert wait_for(lambda: all(log_sizes(sup)[n] > sizes[n] for n in engines) and sup.monitor_ticks > ticks + 1, 30)
+    assert {n: t.reads for n, t in tailers.items()} == reads
+    assert not any(isinstance(e, LogLines) for e in events)
+
+    seen = len(events)
+    assert sup.restart("decoder1").result(timeout=180) is True
+    milestones = [e.milestone for e in events[seen:] if isinstance(e, ReadinessProgress) and e.name == "decoder1"]
+    assert "app_startup_complete" in milestones, milestones
+
+    marker_seen = threading.Event()
+    sup.subscribe(lambda e: marker_seen.set() if isinstance(e, LogLines) and any("late-marker" in x for x in e.lines) else None)
+    with open(Path(sup.instance("decoder1").log_path), "a") as log:
+        log.write("late-marker: written by the test\n")
+    assert marker_seen.wait(10)
+    assert not any(isinstance(e, LogLines) for e in events)  # still none for the first one
+    sup.close()
