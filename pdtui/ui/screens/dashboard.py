@@ -4,9 +4,10 @@ the KV-transfer strip per prefiller -> decoder pair, a log pane, one line of hea
 Attributes down: the screen is given the app's `Session` and reads it (status, the
 deployment monitor and its store, the GPU reading) when told that something changed
 (`DeploymentChanged`, `GpuReadingChanged`). The GPU poll (1 s) is the screen's clock: each
-reading repaints everything at once (unchanged cells are not written), and a one-shot
-fallback (FALLBACK_S, re-armed by every refresh) repaints when no reading comes, so an
-idle cockpit wakes once a second, not once per timer. Messages up: every action on the
+reading repaints everything at once (unchanged cells are not written), and a fallback
+tick (every FALLBACK_S) repaints only when no refresh came for that long (a stalled GPU
+poll), so an idle cockpit wakes once a second, not once per timer. Widgets are looked up
+once (`_one`), not per refresh. Messages up: every action on the
 deployment is a request message (pdtui.ui.messages) the app acts on.
 
 Layout: stacked up to 169 columns; from 170 the GPU and instance tables sit side by side
@@ -16,12 +17,14 @@ breakpoint classes set by Textual from the terminal size).
 
 from __future__ import annotations
 
+import time
+from typing import TypeVar
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.timer import Timer
-from textual.widget import MountError
+from textual.widget import MountError, Widget
 from textual.widgets import Footer, Static
 
 from pdtui.ui import cockpit_rows
@@ -37,6 +40,7 @@ from pdtui.ui.widgets.status_line import StatusLine
 
 __all__ = ["CockpitScreen", "DashboardScreen", "TitleBar"]
 
+W = TypeVar("W", bound=Widget)
 FALLBACK_S = 1.2  # longer than the GPU poll's 1 s, so a steady poll always comes first
 
 
@@ -55,7 +59,8 @@ class CockpitScreen(Screen):
         self.session = session
         self._kv_key: object = None
         self._gpus_stale = True
-        self._fallback: Timer | None = None
+        self._last_refresh = 0.0  # monotonic
+        self._widgets: dict[str, Widget] = {}
         self._complete = False  # the widgets after the GPU table are mounted
         self._rows_width = 0  # the history width the instance rows were last drawn for
 
@@ -71,6 +76,7 @@ class CockpitScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.set_interval(FALLBACK_S, self._fallback)
         self.refresh_all()
         self.call_after_refresh(self._compose_rest)
 
@@ -100,20 +106,39 @@ class CockpitScreen(Screen):
         self.refresh_all()
 
     def on_gpu_reading_changed(self, _message: GpuReadingChanged) -> None:
-        first = self.query_one("#gpu-table", DiffTable).row_count == 0
+        first = self._gpu_table().row_count == 0
         self._gpus_stale = True
         self.refresh_all()
         if first:
             self.call_after_refresh(self._scroll_hints)  # the first rows change the box's height
 
-    def _arm_fallback(self) -> None:
-        if self._fallback is not None:
-            self._fallback.stop()
-        self._fallback = self.set_timer(FALLBACK_S, self.refresh_all)
+    def _fallback(self) -> None:
+        if time.monotonic() - self._last_refresh >= FALLBACK_S:
+            self.refresh_all()
+
+    def _one(self, selector: str, kind: type[W]) -> W:
+        """`query_one`, remembered: a query walks the DOM, and refresh_all asks ~10 a second."""
+        widget = self._widgets.get(selector)
+        if not isinstance(widget, kind) or not widget.is_attached:
+            widget = self.query_one(selector, kind)
+            self._widgets[selector] = widget
+        return widget
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._scroll_hints)  # the boxes' heights and widths changed
 
     # --- reading the session -----------------------------------------------------------
+    def _instance_table(self) -> DiffTable:
+        return self._one("#instance-table", DiffTable)
+
+    def _gpu_table(self) -> DiffTable:
+        return self._one("#gpu-table", DiffTable)
+
+    def _logs(self) -> CockpitLogs:
+        return self._one("CockpitLogs", CockpitLogs)
+
     def _width(self, box: str = "#instance-box", fixed: int = cockpit_rows.INSTANCE_FIXED_WIDTH) -> int:
-        width = self.query_one(box).size.width or self.size.width or 80
+        width = self._one(box, Widget).size.width or self.size.width or 80
         return cockpit_rows.history_width(width - 2, fixed)
 
     def _instance_rows(self) -> tuple[list[rowfmt.InstanceRowData], str | None, str | None]:
@@ -130,26 +155,31 @@ class CockpitScreen(Screen):
         return [], None, None
 
     def refresh_all(self) -> None:
-        self._arm_fallback()
+        self._last_refresh = time.monotonic()
         self._refresh_title()
+        rebuilt = False
         if self._gpus_stale:
             self._gpus_stale = False
-            self._refresh_gpus()
+            rebuilt = self._refresh_gpus()
         if not self._complete:
             return
         found = self._instance_rows()
-        table = self.query_one("#instance-table", DiffTable)
-        self._rows_width = self._width()
-        table.set_rows(cockpit_rows.instance_rows(found[0], self.session.store, self._rows_width))
+        table = self._instance_table()
+        width = self._width()
+        rebuilt = table.set_rows(cockpit_rows.instance_rows(found[0], self.session.store, width)) or rebuilt
+        if rebuilt or width != self._rows_width:
+            self.call_after_refresh(self._scroll_hints)  # after the new rows are laid out
+        else:
+            self._scroll_hints()  # the same rows where they were: only a scroll moves the hint
+        self._rows_width = width
         self._refresh_health(found)
-        self.call_after_refresh(self._scroll_hints)  # after the new rows are laid out
         monitor = self.session.monitor
-        strip = self.query_one("#kv-strip", Static)
+        strip = self._one("#kv-strip", Static)
         key, content = cockpit_rows.kv_strip(monitor, strip.size.width or self.size.width)
         if key != self._kv_key:  # a Static update lays the screen out again: only on change
             self._kv_key = key
             strip.update(content)
-        self.query_one(CockpitLogs).attach(monitor, self._log_target())
+        self._logs().attach(monitor, self._log_target())
 
     def _scroll_hints(self) -> None:
         if self.is_attached and self._complete:
@@ -162,7 +192,7 @@ class CockpitScreen(Screen):
 
     def _scroll_hint(self, box_id: str, table_id: str) -> None:
         """A short box (80×24) shows only some rows: its border says how many are below/above."""
-        table = self.query_one(table_id, DiffTable)
+        table = self._one(table_id, DiffTable)
         visible = max(0, table.size.height - (1 if table.show_header else 0))  # rows, less the header
         if not visible:
             return
@@ -170,7 +200,7 @@ class CockpitScreen(Screen):
         below = max(0, table.row_count - visible - top)
         parts = ([f"↑{top}"] if top else []) + ([f"↓{below} more"] if below else [])
         hint = " ".join(parts) + " (scroll)" if parts else ""
-        box = self.query_one(box_id)
+        box = self._one(box_id, Widget)
         if box.border_subtitle != hint:
             box.border_subtitle = hint
 
@@ -196,22 +226,22 @@ class CockpitScreen(Screen):
             running = job is not None and not job.done
             load = f"  demo load {'[b]on[/b]' if session.background_load else 'off'}{' (running)' if running else ''} (b)"
         note = session.title_note()  # e.g. what runs is not what is saved (the app provides it)
-        self.query_one("#title", TitleBar).show(f"{marker}[b]pdtui[/b]  {name}{load}  [dim]? help · ctrl+p commands[/dim]{note}")
+        self._one("#title", TitleBar).show(f"{marker}[b]pdtui[/b]  {name}{load}  [dim]? help · ctrl+p commands[/dim]{note}")
 
-    def _refresh_gpus(self) -> None:
+    def _refresh_gpus(self) -> bool:
+        """Whether the GPU table's rows were rebuilt (a GPU or node came or went)."""
         nodes = self.session.node_gpus
         if nodes is not None:  # a cluster run: each node's GPUs, not this machine's
             width = self._width("#gpu-box", cockpit_rows.GPU_FIXED_WIDTH)
             rows = cockpit_rows.node_gpu_rows(nodes.nodes, nodes.holders, self.session.store, width)
-            self.query_one("#gpu-table", DiffTable).set_rows(rows)
-            return
+            return self._gpu_table().set_rows(rows)
         reading = self.session.gpu_reading
         if reading is None:
-            return
+            return False
         holders = rowfmt.gpu_holders(reading.processes)
         width = self._width("#gpu-box", cockpit_rows.GPU_FIXED_WIDTH)
         rows = cockpit_rows.gpu_rows(reading.inventory, holders, self.session.store, width)
-        self.query_one("#gpu-table", DiffTable).set_rows(rows)
+        return self._gpu_table().set_rows(rows)
 
     def _refresh_health(self, found: tuple[list[rowfmt.InstanceRowData], str | None, str | None]) -> None:
         rows, phase, run_name = found
@@ -219,7 +249,7 @@ class CockpitScreen(Screen):
         inventory = reading.inventory if reading is not None else None
         nodes = self.session.node_gpus
         gpu_text = cockpit_rows.nodes_summary(nodes.nodes) if nodes is not None else None
-        self.query_one("#health", StatusLine).show(rowfmt.health_summary(rows, phase, inventory, run_name, gpu_text))
+        self._one("#health", StatusLine).show(rowfmt.health_summary(rows, phase, inventory, run_name, gpu_text))
 
     def _log_target(self) -> str | None:
         selected = self.selected_instance()
@@ -232,7 +262,7 @@ class CockpitScreen(Screen):
         return names[0] if names else None
 
     def selected_instance(self) -> str | None:
-        return self.query_one("#instance-table", DiffTable).selected_key() if self._complete else None
+        return self._instance_table().selected_key() if self._complete else None
 
     def on_data_table_row_highlighted(self, event: DiffTable.RowHighlighted) -> None:
         if event.data_table.id == "instance-table" and event.row_key.value:

@@ -60,11 +60,12 @@ class DiffTable(DataTable):
         self._column_keys = [self.add_column(name, key=name) for name in self._column_names]
         self._cells: dict[str, tuple[object, ...]] = {}
 
-    def set_rows(self, rows: Sequence[tuple[str, tuple[object, ...]]]) -> None:
+    def set_rows(self, rows: Sequence[tuple[str, tuple[object, ...]]]) -> bool:
+        """Show these rows; whether the table was rebuilt (the set of row keys changed)."""
         keys = [key for key, _ in rows]
         if keys != list(self._cells):
             self._rebuild(rows, keys)
-            return
+            return True
         changed: set[int] = set()  # the positions of the columns written
         for index, (key, cells) in enumerate(rows):
             cells = tuple(cells)
@@ -76,6 +77,7 @@ class DiffTable(DataTable):
             changed.update(position for position, (old, new) in enumerate(zip(before, cells)) if old != new)
         if changed:
             self._shrink_columns(changed)
+        return False
 
     def _shrink_columns(self, positions: set[int]) -> None:
         """A column narrows again when its widest cell went (`starting: LMCache init` ->
