@@ -1,6 +1,6 @@
 """CPU of the idle cockpit: 8 simulated GPUs, 4 ready instances + proxy, nothing typed.
 
-The cockpit includes the deployment monitor (the scraper: every 10 s while idle, at once
+The cockpit includes the deployment monitor (the scraper: every 30 s while idle, at once
 on traffic; the log tail, woken by inotify when a log is written; the proxy's /events
 reader; the 1 s sampler), the runtime supervisor of the re-attached run (exit checks,
 /health every 2 s) and the interleaved log pane; the demo's background load is off
@@ -26,7 +26,7 @@ absolute figures do not. What is and is not like with like:
   cockpit once it has been up --min-uptime s; the simulated engines are not in either
   tree, and neither figure includes them.
 A 20 s window counts ~20 scheduler ticks of 10 ms per 1 % of CPU, and a few periodic
-jobs (the 2 s health checks, the 10 s idle scrape) fall in it or not: `--repeat N`
+jobs (the 2 s health round, the 30 s idle scrape) fall in it or not: `--repeat N`
 alternates N baseline and cockpit windows against the same deployment and reports each
 pair and the ratio of the sums (use it to compare; the single pair is the headline).
 

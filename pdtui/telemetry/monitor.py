@@ -19,8 +19,9 @@ screens are open:
 - one `Scraper` over every target (each engine's /metrics, the proxy's, LMCache's internal
   API servers where enabled), into a `Deriver` (rates, quantiles) and a `ProxyStageTracker`:
   every `scrape_interval_s` (1 s) while there is traffic (a live request event from the proxy,
-  or running/waiting/req/s above 0), every `idle_scrape_interval_s` (10 s) when there is
-  none -- an idle engine's counters do not move, and traffic wakes the scraper at once;
+  a request line -- `"POST /...` -- in an engine's access log, or running/waiting/req/s above
+  0), every `idle_scrape_interval_s` (30 s) when there is none -- an idle engine's counters
+  do not move, and traffic wakes the scraper at once, through the proxy or around it;
 - the proxy's `/events` reader into `PairStats`;
 - a 1 s sampler that records what the screens chart: per-instance KV transfers/s and GB/s,
   per-pair requests/s and kv_wait p50/p99;
@@ -64,6 +65,7 @@ SAMPLE_INTERVAL_S = 1.0
 TAIL_BUSY_S = 0.25  # at most this often: a human reads no faster, and a burst of writes is one read
 TAIL_WATCHED_S = 5.0  # with inotify: a safety poll (a file created late, an event lost)
 TAIL_UNWATCHED_S = 2.0  # without: the slowest poll of a quiet file
+IDLE_SCRAPE_S = 30.0  # see the module docstring: traffic wakes the scraper at once
 LIVE_EVENT_S = 5.0  # a proxy event older than this is history (replayed on connect), not traffic
 
 
@@ -97,7 +99,7 @@ def pair_key(prefiller: str, decoder: str) -> str:
 class DeploymentMonitor:
     def __init__(self, instances: Iterable[MonitoredInstance], proxy_url: str | None = None, *,
                  store: SeriesStore | None = None, scrape_interval_s: float = 1.0,
-                 idle_scrape_interval_s: float | None = 10.0,
+                 idle_scrape_interval_s: float | None = IDLE_SCRAPE_S,
                  tail_interval_s: float = TAIL_UNWATCHED_S, tail_idle_s: float = TAIL_WATCHED_S,
                  sample_interval_s: float = SAMPLE_INTERVAL_S,
                  scrape: bool = True, run_dir: str | None = None) -> None:
@@ -256,12 +258,20 @@ class DeploymentMonitor:
         scanner = LogScanner(role)
         stats = self.kv_stats
 
+        watch_requests = inst.kind != "proxy"
+
         def on_lines(_first: int, lines: list[str]) -> None:
             events: list[object] = []
+            requests = False
             for line in lines:
                 events.extend(scanner.feed(line))
+                requests = requests or (watch_requests and '"POST /' in line)
             if events:
                 stats.feed(inst.name, scanner.role or inst.kind, events)
+            if requests and self._scraper is not None:
+                # An engine's access line of a request: traffic, through our proxy or not.
+                # (The tail is reading right now: only the scraper needs waking.)
+                self._scraper.busy()
 
         follower = LogFollower(inst.log_path, on_lines=on_lines)
         follower.managed = True  # polled by the monitor's loop, never by a thread of its own

@@ -130,6 +130,31 @@ def test_idle_scrapes_slow_down_and_a_request_wakes_them(deployment):  # noqa: F
         monitor.stop()
 
 
+def test_a_request_straight_to_an_engine_wakes_the_idle_scraper(deployment):  # noqa: F811
+    """Traffic that bypasses the proxy has no /events: the engine's access line of it does."""
+    ready(deployment)
+    monitor = DeploymentMonitor(instances_of(deployment), deployment.proxy_url, scrape_interval_s=0.5,
+                                idle_scrape_interval_s=30.0)
+    monitor._scraper.busy_hold_s = 2.0
+    monitor.start()
+    try:
+        wait_until(lambda: monitor.latest_scrape("decoder0") is not None, what="a first scrape")
+        wait_until(lambda: monitor._scraper.current_interval() == 30.0, what="the idle pace")
+        t0 = monitor.latest_scrape("decoder0").started_at
+
+        async def direct() -> int:
+            async with aiohttp.ClientSession() as s:
+                body = {"model": "sim", "prompt": "hello", "max_tokens": 2}
+                async with s.post(deployment.decoders[0] + "/v1/completions", json=body) as resp:
+                    await resp.read()
+                    return resp.status
+
+        asyncio.run(direct())
+        wait_until(lambda: monitor.latest_scrape("decoder0").started_at > t0, timeout_s=15, what="a woken scrape")
+    finally:
+        monitor.stop()
+
+
 def test_a_job_of_a_name_runs_once_and_stop_cancels_it(deployment):  # noqa: F811
     monitor = DeploymentMonitor([], None, scrape=False).start()
     try:
