@@ -83,7 +83,7 @@ def test_idle_ready_run_is_cheap_and_still_watched(tmp_path, supervisors):
     killed_at = time.monotonic()
     assert wait_for(lambda: sup.instance("decoder1").state == InstanceState.FAILED, 15)
     noticed_after = time.monotonic() - killed_at
-    # Checked every idle tick (0.5 s); the bound is loose for a loaded 2-core machine.
+    # Checked every idle tick (IDLE_TICK_S); the bound is loose for a loaded 2-core machine.
     assert noticed_after < 5.0, noticed_after
     assert "killed by SIGKILL while running" in sup.instance("decoder1").reason
 
@@ -93,7 +93,7 @@ def test_idle_ready_run_is_cheap_and_still_watched(tmp_path, supervisors):
     time.sleep(1.0)
     assert sup.monitor_ticks - ticks <= 1.0 / IDLE_TICK_S + 1  # still the idle pace
     sup.watch_closely(30.0)
-    # At once: the next tick (half a second at most) chooses the fast pace and keeps it.
+    # At once: the next tick (IDLE_TICK_S at most) chooses the fast pace and keeps it.
     assert wait_for(lambda: sup.monitor_tick_s == MONITOR_TICK_S, 10), sup.monitor_tick_s
     ticks = sup.monitor_ticks
     assert wait_for(lambda: sup.monitor_ticks - ticks >= 8, 30)

@@ -41,7 +41,9 @@ from pdtui.ui.widgets.status_line import StatusLine
 __all__ = ["CockpitScreen", "DashboardScreen", "TitleBar"]
 
 W = TypeVar("W", bound=Widget)
-FALLBACK_S = 1.2  # longer than the GPU poll's 1 s, so a steady poll always comes first
+# Longer than the GPU poll's 1 s, so a steady poll always comes first; each tick is a wake-up
+# of an idle cockpit, so not much longer than that stall is worth noticing.
+FALLBACK_S = 3.0
 
 
 class TitleBar(StatusLine):
