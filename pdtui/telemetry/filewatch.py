@@ -78,6 +78,26 @@ class FileWatch:
                 if errno == 28:  # ENOSPC: the user's watch limit; polling still works
                     _log.warning("inotify watch limit reached; %s is polled", path)
 
+    def pause(self) -> None:
+        """Stop waking the loop; the kernel keeps the events (see resume)."""
+        if self._fd >= 0 and self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+
+    def resume(self, *, discard: bool = False) -> None:
+        """Wake the loop again: at once if files were written while paused, unless
+        `discard` (the caller reads every file next, so those writes are seen anyway)."""
+        if self._fd >= 0 and self._loop is not None and not self._loop.is_closed():
+            if discard:
+                self._discard()
+            self._loop.add_reader(self._fd, self._drain)
+
+    def _discard(self) -> None:
+        try:
+            while os.read(self._fd, 65536):
+                pass
+        except OSError:  # BlockingIOError: nothing (more) pending
+            pass
+
     def _drain(self) -> None:
         try:
             while os.read(self._fd, 65536):

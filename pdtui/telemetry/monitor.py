@@ -24,7 +24,9 @@ screens are open:
   do not move, and traffic wakes the scraper at once, through the proxy or around it;
 - the proxy's `/events` reader into `PairStats`;
 - a 1 s sampler that records what the screens chart: per-instance KV transfers/s and GB/s,
-  per-pair requests/s and kv_wait p50/p99;
+  per-pair requests/s and kv_wait p50/p99. Once a sample is all zero it sleeps until new
+  KV or request data arrives (or IDLE_SAMPLE_S passes): a series' missing seconds read as its
+  last value (0) to the charts, and an idle cockpit is spared a wake-up a second;
 - `jobs`: background coroutines such as a load run, cancelled only by request or `stop()`.
 
 Everything lands in one bounded `SeriesStore` (default: an hour at 1 s per series) that
@@ -62,7 +64,12 @@ __all__ = ["HOUR_AT_1S", "DeploymentMonitor", "MonitoredInstance", "pair_key"]
 _log = logging.getLogger(__name__)
 
 SAMPLE_INTERVAL_S = 1.0
+IDLE_SAMPLE_S = 10.0  # the longest the sampler sleeps after an all-zero sample
 TAIL_BUSY_S = 0.25  # at most this often: a human reads no faster, and a burst of writes is one read
+# With inotify, a woken tail waits this long before it reads, deaf to further writes: the
+# lines several engines write at once (one health round of the proxy) are one read, and
+# one wake-up, not one per file.
+TAIL_GATHER_S = 0.05
 TAIL_WATCHED_S = 5.0  # with inotify: a safety poll (a file created late, an event lost)
 TAIL_UNWATCHED_S = 2.0  # without: the slowest poll of a quiet file
 IDLE_SCRAPE_S = 30.0  # see the module docstring: traffic wakes the scraper at once
@@ -112,6 +119,7 @@ class DeploymentMonitor:
         self.tail_idle_s = tail_idle_s
         self.tail_polls = 0  # rounds over every file (tests, benchmarks)
         self._tail_wake: asyncio.Event | None = None
+        self._sample_wake: asyncio.Event | None = None
         self._watch: FileWatch | None = None
         self.sample_interval_s = sample_interval_s
         self.kv_stats = KvTransferStats()
@@ -219,6 +227,7 @@ class DeploymentMonitor:
     async def _main(self) -> None:
         self._stopping = asyncio.Event()
         self._tail_wake = asyncio.Event()
+        self._sample_wake = asyncio.Event()
         self._watch = FileWatch(self._tail_wake.set)
         self._watch.attach(asyncio.get_running_loop())
         tasks = [asyncio.create_task(self._tail_loop(), name="monitor:tail"),
@@ -268,6 +277,7 @@ class DeploymentMonitor:
                 requests = requests or (watch_requests and '"POST /' in line)
             if events:
                 stats.feed(inst.name, scanner.role or inst.kind, events)
+                self._data_arrived()
             if requests and self._scraper is not None:
                 # An engine's access line of a request: traffic, through our proxy or not.
                 # (The tail is reading right now: only the scraper needs waking.)
@@ -299,6 +309,12 @@ class DeploymentMonitor:
             self._scraper.busy()
         if self._tail_wake is not None:
             self._tail_wake.set()
+        self._data_arrived()
+
+    def _data_arrived(self) -> None:
+        """KV or request data came in: a quiet sampler takes it up (on the monitor's loop)."""
+        if self._sample_wake is not None:
+            self._sample_wake.set()
 
     @property
     def files_watched(self) -> bool:
@@ -351,15 +367,27 @@ class DeploymentMonitor:
             try:
                 await asyncio.wait_for(wake.wait(), delay)
             except asyncio.TimeoutError:
-                pass
-            rest = started + TAIL_BUSY_S - loop.time()
-            if rest > 0:  # woken again right away (a burst of writes): gather it into one read
-                await asyncio.sleep(rest)
+                continue  # the safety poll
+            # Woken by a write or by traffic: gather what else is being written into the
+            # same read, without a wake-up per write while waiting.
+            gather = max(TAIL_GATHER_S, started + TAIL_BUSY_S - loop.time())
+            if watch.available:
+                watch.pause()
+                try:
+                    await asyncio.sleep(gather)
+                finally:
+                    watch.resume(discard=True)  # the round that follows reads every file
+            else:
+                await asyncio.sleep(gather)
 
     async def _sample_loop(self) -> None:
+        wake = self._sample_wake
+        assert wake is not None
         while True:
+            wake.clear()  # data from here on wakes the next wait: nothing is missed
+            quiet = False
             try:
-                self.sample()
+                quiet = not self.sample()
             except Exception:
                 _log.exception("telemetry sample failed")
             for callback in list(self._listeners):
@@ -367,18 +395,29 @@ class DeploymentMonitor:
                     callback()
                 except Exception:
                     _log.exception("monitor listener failed")
-            await asyncio.sleep(self.sample_interval_s)
+            if not quiet:
+                await asyncio.sleep(self.sample_interval_s)
+                continue
+            try:
+                await asyncio.wait_for(wake.wait(), max(self.sample_interval_s, IDLE_SAMPLE_S))
+            except asyncio.TimeoutError:
+                pass
 
-    def sample(self, now: float | None = None) -> None:
-        """Record the log- and event-derived figures the screens chart (every second)."""
+    def sample(self, now: float | None = None) -> bool:
+        """Record the log- and event-derived figures the screens chart (every second while
+        any is above zero); whether any was."""
         t = time.time() if now is None else now
         record = self.store.record
+        moving = False
         for row in self.kv_stats.rows():
             record(f"{row.instance}/kv_transfers_per_s", t, row.transfers_per_s)
             record(f"{row.instance}/kv_gbps", t, row.gbps)
+            moving = moving or bool(row.transfers_per_s or row.gbps)
         for pair in self.pair_rows():
             key = pair_key(pair.prefiller, pair.decoder)
             record(f"{key}/requests_per_s", t, pair.requests_per_s)
             record(f"{key}/kv_wait_p50_ms", t, pair.kv_wait_p50_ms)
             record(f"{key}/kv_wait_p99_ms", t, pair.kv_wait_p99_ms)
             record(f"{key}/est_gbps", t, pair.est_gbps)
+            moving = moving or bool(pair.requests_per_s or pair.est_gbps)
+        return moving

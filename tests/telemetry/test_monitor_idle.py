@@ -9,6 +9,7 @@ generous (a loaded machine); a monitor that merely polls faster would still fail
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -170,3 +171,82 @@ def test_only_live_request_events_wake_the_scraper():
     live = {"type": "stage", "req_id": "r2", "stage": "prefill", "state": "start", "ts": now}
     monitor._on_event_line(json.dumps(live).encode() + b"\n")
     assert scraper.current_interval() == scraper.interval_s
+
+
+STORE = ("[2026-03-01 09:42:18,821] LMCache INFO: [req_id=r-35 kv_group=0] Stored 35 out of total 35 tokens. "
+         "size: 0.0004 GB, cost 30.4122 ms, throughput: 0.0132 GB/s; offload_time: 0.7334 ms, put_time: 29.6788 ms "
+         "(cache_engine.py:600:lmcache.v1.cache_engine)\n")
+
+
+def test_the_sampler_sleeps_after_an_all_zero_sample_and_new_kv_data_wakes_it(tmp_path, monkeypatch):
+    """An idle deployment's figures are all zero: no sample a second for them (the charts read
+    the missing seconds as the last value), until a KV transfer appears in a log."""
+    from pdtui.telemetry import monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "IDLE_SAMPLE_S", HOUR)
+    log = tmp_path / "prefiller0.log"
+    log.write_text("")
+    if not FileWatch(lambda: None).available:
+        pytest.skip("no inotify here")
+    monitor = DeploymentMonitor([MonitoredInstance("prefiller0", "prefiller", str(log))], scrape=False,
+                                tail_interval_s=HOUR, tail_idle_s=HOUR, sample_interval_s=0.02)
+    samples: list[float] = []
+    sampled = threading.Event()
+
+    def on_sample() -> None:
+        samples.append(monitor.store.latest("prefiller0/kv_transfers_per_s") or 0.0)
+        sampled.set()
+
+    monitor.on_sample(on_sample)
+    monitor.start()
+    try:
+        assert sampled.wait(30)
+        _after_first_round(monitor)
+        sampled.clear()
+        quiet = len(samples)
+        assert not sampled.wait(0.5)  # 25 intervals: a sampler that kept its 1-interval pace fails
+        assert len(samples) == quiet
+        with log.open("a") as handle:
+            handle.write(STORE)
+        assert sampled.wait(30), "a KV transfer in the log did not wake the sampler"
+        # While a figure is above zero the sampler keeps its pace.
+        deadline = time.monotonic() + 30
+        while not (len(samples) >= quiet + 5 and samples[-1] > 0):
+            assert time.monotonic() < deadline, samples[quiet:]
+            time.sleep(0.02)
+    finally:
+        monitor.stop()
+
+
+def test_a_paused_watch_does_not_wake_and_a_discarding_resume_forgets_the_writes(tmp_path):
+    """The tail pauses the watch while it gathers a burst of writes, then reads every file:
+    the writes made meanwhile must not wake it once more (and a plain resume must)."""
+    import asyncio
+
+    log = tmp_path / "x.log"
+    log.write_text("")
+    changes: list[int] = []
+    watch = FileWatch(lambda: changes.append(1))
+    if not watch.available:
+        pytest.skip("no inotify here")
+
+    async def scenario() -> list[int]:
+        loop = asyncio.get_running_loop()
+        watch.attach(loop)
+        watch.watch([str(log)])
+        seen = []
+        for discard in (True, False):
+            watch.pause()
+            with log.open("a") as handle:
+                handle.write("while paused\n")
+            await asyncio.sleep(0.2)  # the loop runs: a paused watch calls nothing
+            seen.append(len(changes))
+            watch.resume(discard=discard)
+            await asyncio.sleep(0.2)
+            seen.append(len(changes))
+        return seen
+
+    try:
+        assert asyncio.run(scenario()) == [0, 0, 0, 1]
+    finally:
+        watch.close()
