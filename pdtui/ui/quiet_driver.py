@@ -1,4 +1,4 @@
-"""A Linux terminal driver whose input thread sleeps until there is something to do.
+"""A Linux terminal driver whose threads sleep until there is something to do.
 
 Textual's LinuxDriver reads keys on a thread that wakes every 0.1 s whether or not a key
 came: to see whether the app asked it to stop, and to time out a lone ESC (an Escape key
@@ -10,6 +10,10 @@ the pipe (the exit event is a `WakingEvent`), and the wait has a timeout only wh
 parser holds a partial sequence, exactly as long as the parser's own deadline. Keys,
 mouse, paste, resize replies and suspend/resume go through Textual's parser and
 `process_message` unchanged.
+
+Output: Textual writes a frame as three items for its writer thread (begin-synchronized-
+update, the frame, end): each may wake that thread and be its own write to the terminal.
+Here the three go as one item, so a frame is one wake-up and one write.
 
 `PdtuiApp.get_driver_class` picks it wherever Textual would pick LinuxDriver; a
 `TEXTUAL_DRIVER` set by the operator still wins.
@@ -25,6 +29,7 @@ from codecs import getincrementaldecoder
 from textual._parser import ParseError
 from textual._time import get_time
 from textual._xterm_parser import XTermParser
+from textual.app import SYNC_END, SYNC_START
 from textual.drivers.linux_driver import LinuxDriver
 
 __all__ = ["QuietLinuxDriver", "WakingEvent", "parser_deadline"]
@@ -69,6 +74,20 @@ class QuietLinuxDriver(LinuxDriver):
         os.set_blocking(self._wake_write, False)
         self.exit_event = self._waking_event = WakingEvent(self._wake_write)
         self.input_wakes = 0  # select() returns of the input thread (tests, benchmarks)
+        self._frame: list[str] | None = None  # a synchronized update being gathered
+
+    def write(self, data: str) -> None:
+        if data == SYNC_START:
+            self._frame = [data]
+            return
+        frame = self._frame
+        if frame is None:
+            super().write(data)
+            return
+        frame.append(data)
+        if data == SYNC_END:
+            self._frame = None
+            super().write("".join(frame))
 
     def run_input_thread(self) -> None:
         """Textual's loop, waiting on the terminal and the wake pipe without a fixed tick."""

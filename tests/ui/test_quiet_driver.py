@@ -67,3 +67,32 @@ def test_the_app_picks_it_where_textual_would_pick_its_linux_driver(monkeypatch)
     monkeypatch.delenv("TEXTUAL_DRIVER", raising=False)
     app = PdtuiApp(None, demo=True, start_feeds=False, offer_reattach=False)
     assert app.driver_class is QuietLinuxDriver and issubclass(app.driver_class, LinuxDriver)
+
+
+async def test_a_synchronized_frame_reaches_the_writer_thread_as_one_write():
+    from textual.app import SYNC_END, SYNC_START
+
+    handlers = signal.getsignal(signal.SIGTSTP), signal.getsignal(signal.SIGCONT)
+    driver = QuietLinuxDriver(_App(), mouse=False, size=(80, 24))  # type: ignore[arg-type]
+
+    class Writer:
+        def __init__(self) -> None:
+            self.items: list[str] = []
+
+        def write(self, text: str) -> None:
+            self.items.append(text)
+
+    writer = Writer()
+    driver._writer_thread = writer  # type: ignore[assignment]
+    try:
+        driver.write("\x1b[?25l")  # outside a frame: as it comes
+        driver.write(SYNC_START)
+        driver.write("the frame")
+        assert writer.items == ["\x1b[?25l"]  # gathered until the frame ends
+        driver.write(SYNC_END)
+        assert writer.items == ["\x1b[?25l", SYNC_START + "the frame" + SYNC_END]
+    finally:
+        driver._writer_thread = None
+        driver.close()
+        signal.signal(signal.SIGTSTP, handlers[0])
+        signal.signal(signal.SIGCONT, handlers[1])
