@@ -25,6 +25,7 @@ from pdtui.runtime.status import InstanceHealth, InstanceState
 HEALTH_CHECK_S = 2.0
 HEALTH_TIMEOUT_S = 2.0
 UNRESPONSIVE_AFTER = 2
+EARLY_S = 0.25
 IDLE_EXIT_S = 30.0
 # How recent the proxy's own successful /health check of an engine must be to stand in
 # for ours: its interval (PROXY_HEALTH_INTERVAL_S, 2 s) plus a check's time. A proxy run
@@ -64,7 +65,9 @@ class HealthChecker:
         self._gets = KeptAliveGets(HEALTH_TIMEOUT_S)
 
     def maybe_check(self, now: float) -> None:
-        if now - self._last < HEALTH_CHECK_S or self.sup._read_only or self._closed:
+        # Due a little early rather than a tick late: the idle tick is as long as the
+        # interval, and a round's end (its `_last`) lags the tick that asked for it.
+        if now - self._last < HEALTH_CHECK_S - EARLY_S or self.sup._read_only or self._closed:
             return
         if not self._running.acquire(blocking=False):
             return  # the previous round still waits on a timeout

@@ -36,7 +36,7 @@ S = InstanceState
 # IDLE_TICK_S. A ready engine logs an access line for every /health and /metrics GET, and
 # those alone would otherwise keep an idle run at the fast tick for ever.
 MONITOR_TICK_S = 0.1
-IDLE_TICK_S = 1.0  # an idle deployment: exits, control requests, health rounds within 1 s
+IDLE_TICK_S = 2.0  # an idle deployment: exits, control requests, health rounds within 2 s
 QUIET_AFTER_S = 2.0
 BURST_LINES = 10
 # Liveness. Our own children cost one waitpid(WNOHANG) each and are checked every tick.

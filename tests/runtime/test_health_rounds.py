@@ -107,6 +107,9 @@ def test_the_supervisor_checks_on_one_thread_over_kept_connections(tmp_path):
         (thread,) = threads  # every round on the same thread
         assert thread is not None and thread.is_alive()
         assert checker._gets.connects == 2  # one per instance, over four rounds
+        # Asked exactly one interval apart (the idle tick is as long), every round ran,
+        # though each ended a little after the tick that asked for it.
+        assert servers[1][0].gets == 4
         checker.close()
         thread.join(10)
         assert not thread.is_alive()

@@ -43,7 +43,7 @@ __all__ = ["CockpitScreen", "DashboardScreen", "TitleBar"]
 W = TypeVar("W", bound=Widget)
 # Longer than the GPU poll's 1 s, so a steady poll always comes first; each tick is a wake-up
 # of an idle cockpit, so not much longer than that stall is worth noticing.
-FALLBACK_S = 3.0
+FALLBACK_S = 5.0
 
 
 class TitleBar(StatusLine):
