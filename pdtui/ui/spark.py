@@ -29,10 +29,24 @@ def _bucketed(values: Sequence[float], width: int) -> list[float]:
     return out
 
 
+_DRAWN: dict[tuple, str] = {}  # the cockpit draws ~24 histories a second, nearly all as before
+_DRAWN_MAX = 1024
+
+
 def sparkline(values: Sequence[float], width: int, scale_max: float | None = None, scale_min: float = 0.0) -> str:
     """`width` characters, newest on the right; padded with spaces on the left."""
     if width <= 0:
         return ""
+    key = (tuple(values), width, scale_max, scale_min)
+    drawn = _DRAWN.get(key)
+    if drawn is None:
+        if len(_DRAWN) >= _DRAWN_MAX:
+            _DRAWN.clear()
+        drawn = _DRAWN[key] = _draw(values, width, scale_max, scale_min)
+    return drawn
+
+
+def _draw(values: Sequence[float], width: int, scale_max: float | None, scale_min: float) -> str:
     points = _bucketed(values, width)
     finite = [v for v in points if not math.isnan(v)]
     top = scale_max if scale_max is not None else (max(finite) if finite else 0.0)

@@ -120,18 +120,20 @@ class DiffTable(DataTable):
                 stored[column_key] = new
                 written.add(column_key)
         if written:
-            self._forget_rendered(row_key, index, written)
+            self._forget_rendered(key, index, written)
             self.refresh_row(index)
 
-    def _forget_rendered(self, row_key: RowKey, index: int, columns: set[object]) -> None:
+    def _forget_rendered(self, key: str, index: int, columns: set[object]) -> None:
         """Drop what DataTable rendered from the written cells and the row's lines; every
         other cell stays cached. (Cache keys: cell (row, column, ...), row line (row, ...),
-        row renderables (update count, row index), screen line (y, ...).)"""
+        row renderables (update count, row index), screen line (y, ...).) Row keys are
+        told apart by their `.value`: RowKey's own `==` is a Python call, and these scans
+        meet every cached entry of the table each time a row changes."""
         cells = self._cell_render_cache
-        for cell_key in [k for k in cells.keys() if k[0] == row_key and k[1] in columns]:
+        for cell_key in [k for k in cells.keys() if k[0].value == key and k[1] in columns]:
             cells.discard(cell_key)
         rows = self._row_render_cache
-        for row_cache_key in [k for k in rows.keys() if k[0] == row_key]:
+        for row_cache_key in [k for k in rows.keys() if k[0].value == key]:
             rows.discard(row_cache_key)
         self._row_renderable_cache.discard((self._update_count, index))
         lines = self._line_cache
@@ -139,7 +141,7 @@ class DiffTable(DataTable):
         offsets = self._y_offsets
         for line_key in list(lines.keys()):
             y = line_key[0] - header
-            if 0 <= y < len(offsets) and offsets[y][0] == row_key:
+            if 0 <= y < len(offsets) and offsets[y][0].value == key:
                 lines.discard(line_key)
 
     def selected_key(self) -> str | None:
