@@ -55,6 +55,7 @@ class RecordedSource:
         self._wall_clock = wall_clock
         self._sim_gpu_dir = Path(sim_gpu_dir) if sim_gpu_dir is not None else None
         self._stale_after_s = stale_after_s
+        self._sim_files: dict = {}  # read_sim_usage's: unchanged files are not read again
         self._rng = random.Random(seed)
         template = recording.inventory
         if synthesize_gpus is None:
@@ -91,7 +92,7 @@ class RecordedSource:
         engines_on: dict[int, list[SimEngineUsage]] = {}
         if self._sim_gpu_dir is not None:
             usages, skipped = read_sim_usage(
-                self._sim_gpu_dir, now=timestamp, stale_after_s=self._stale_after_s
+                self._sim_gpu_dir, now=timestamp, stale_after_s=self._stale_after_s, cache=self._sim_files
             )
             for usage in usages:
                 for index in usage.gpus:

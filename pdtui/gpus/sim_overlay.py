@@ -41,18 +41,29 @@ def read_sim_usage(
     now: float | None = None,
     stale_after_s: float = STALE_AFTER_S,
     pid_alive: Callable[[int], bool] | None = None,
+    cache: dict[str, tuple[tuple[int, int, int], SimEngineUsage | None, str]] | None = None,
 ) -> tuple[list[SimEngineUsage], list[str]]:
-    """The live engines' usage, and one note per file that was skipped (and why)."""
+    """The live engines' usage, and one note per file that was skipped (and why).
+    `cache` (kept by a caller that polls): a file whose inode, size and mtime are as at the
+    last read is not read again -- an idle engine rewrites its file every 2 s, the GPU view
+    polls every second."""
     now = time.time() if now is None else now
     alive = pid_alive or _pid_alive
     usages: list[SimEngineUsage] = []
     skipped: list[str] = []
     try:
-        entries = sorted(Path(directory).glob("*.json"))
+        with os.scandir(directory) as listing:
+            entries = sorted((e for e in listing if e.name.endswith(".json")),
+                             key=lambda e: e.name)
+    except FileNotFoundError:  # no engine has written one yet
+        return [], []
     except OSError as exc:
         return [], [f"{directory}: cannot list simulated GPU usage: {exc}"]
-    for path in entries:
-        usage, problem = _read_one(path)
+    seen: set[str] = set()
+    for entry in entries:
+        path = Path(entry.path)
+        usage, problem = _read_cached(entry, cache) if cache is not None else _read_one(path)
+        seen.add(entry.path)
         if usage is None:
             skipped.append(f"{path.name}: {problem}")
         elif now - usage.updated > stale_after_s:
@@ -61,7 +72,24 @@ def read_sim_usage(
             skipped.append(f"{path.name}: pid {usage.pid} is gone")
         else:
             usages.append(usage)
+    if cache is not None:
+        for gone in [p for p in cache if p not in seen]:
+            del cache[gone]
     return usages, skipped
+
+
+def _read_cached(entry: os.DirEntry, cache: dict) -> tuple[SimEngineUsage | None, str]:
+    try:
+        st = entry.stat()
+    except OSError:
+        return _read_one(Path(entry.path))
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    known = cache.get(entry.path)
+    if known is not None and known[0] == stamp:
+        return known[1], known[2]
+    usage, problem = _read_one(Path(entry.path))
+    cache[entry.path] = (stamp, usage, problem)
+    return usage, problem
 
 
 def _read_one(path: Path) -> tuple[SimEngineUsage | None, str]:

@@ -140,3 +140,37 @@ def test_gpus_of_engines_read_the_engines_load_and_idle_gpus_read_about_zero(tmp
         inventory = source.poll()
         assert inventory.gpus[4].utilization_gpu == round(load)
         assert all(g.utilization_gpu <= IDLE_UTILIZATION_MAX for i, g in enumerate(inventory.gpus) if i != 4)
+
+
+def test_a_polling_reader_reads_a_file_again_only_when_it_was_rewritten(tmp_path, monkeypatch):
+    """The demo's GPU view polls every second and an idle engine rewrites its file every 2 s
+    (atomically: a new inode): an unchanged file is not parsed again, a rewritten one is,
+    and a removed one is forgotten."""
+    import json
+    import os
+    import time
+
+    from pdtui.gpus import sim_overlay
+
+    parsed: list[str] = []
+    read_one = sim_overlay._read_one
+    monkeypatch.setattr(sim_overlay, "_read_one", lambda path: (parsed.append(path.name), read_one(path))[1])
+
+    def write(util: float) -> None:
+        record = {"pid": os.getpid(), "name": "decoder1", "role": "decoder", "port": 1, "gpus": [0],
+                  "memory_bytes": 1, "utilization": util, "updated": time.time()}
+        tmp = tmp_path / ".x.tmp"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, tmp_path / f"{os.getpid()}.json")
+
+    cache: dict = {}
+    write(1.0)
+    for _ in range(3):
+        usages, _ = sim_overlay.read_sim_usage(tmp_path, cache=cache)
+        assert [u.utilization for u in usages] == [1.0]
+    assert len(parsed) == 1
+    write(5.0)
+    usages, _ = sim_overlay.read_sim_usage(tmp_path, cache=cache)
+    assert [u.utilization for u in usages] == [5.0] and len(parsed) == 2
+    (tmp_path / f"{os.getpid()}.json").unlink()
+    assert sim_overlay.read_sim_usage(tmp_path, cache=cache)[0] == [] and cache == {}
