@@ -56,6 +56,7 @@ class RecordedSource:
         self._sim_gpu_dir = Path(sim_gpu_dir) if sim_gpu_dir is not None else None
         self._stale_after_s = stale_after_s
         self._sim_files: dict = {}  # read_sim_usage's: unchanged files are not read again
+        self._made: dict[tuple, GpuSnapshot] = {}  # (position, utilization %, engines) -> snapshot
         self._rng = random.Random(seed)
         template = recording.inventory
         if synthesize_gpus is None:
@@ -105,12 +106,13 @@ class RecordedSource:
             background = self._walk[position].step() if self._walk is not None else None
             engines = engines_on.get(base.index, [])
             if engines and not base.lost:
-                gpu = _with_utilization(base, min(100.0, sum(e.utilization for e in engines)))
-                gpu = _with_engines(gpu, engines)
+                util = int(round(min(100.0, sum(e.utilization for e in engines))))
+                key = (position, util, tuple((e.pid, e.memory_bytes) for e in engines))
             elif background is not None:
-                gpu = _with_utilization(base, background)
+                key = (position, int(round(background)), ())
             else:
-                gpu = base
+                key = None
+            gpu = base if key is None else self._made.get(key) or self._make(key, base, engines)
             gpus.append(gpu)
         return GpuInventory(
             gpus=tuple(gpus),
@@ -123,6 +125,17 @@ class RecordedSource:
             poll_seconds=time.perf_counter() - started,
             notes=notes,
         )
+
+    def _make(self, key: tuple, base: GpuSnapshot, engines: list[SimEngineUsage]) -> GpuSnapshot:
+        """A GPU at this utilization with these engines on it. Remembered: an idle box reads
+        the same few snapshots over and over, and each is ~10 dataclass fields rebuilt."""
+        gpu = _with_utilization(base, key[1])
+        if key[2]:
+            gpu = _with_engines(gpu, engines)
+        if len(self._made) >= 4096:
+            self._made.clear()
+        self._made[key] = gpu
+        return gpu
 
     def close(self) -> None:
         """Nothing to release: a recording holds no handle."""

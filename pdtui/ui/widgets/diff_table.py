@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import events
 from textual.coordinate import Coordinate
@@ -31,10 +32,14 @@ from textual.widgets.data_table import RowKey
 
 
 def cell_width(value: object) -> int:
-    """Cells as DataTable shows them: a str is console markup, a Text is itself."""
+    """Cells as DataTable shows them: a str is console markup, a Text is itself. A str
+    without "[" has no markup: measured as it is (the columns are measured each second)."""
     if isinstance(value, Text):
         return value.cell_len
-    return Text.from_markup(str(value)).cell_len
+    text = str(value)
+    if "[" not in text:
+        return cell_len(text)
+    return Text.from_markup(text).cell_len
 
 
 class DiffTable(DataTable):
