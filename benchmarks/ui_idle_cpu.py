@@ -2,8 +2,9 @@
 
 The cockpit includes the deployment monitor (the scraper: every 30 s while idle, at once
 on traffic; the log tail, woken by inotify when a log is written; the proxy's /events
-reader; the 1 s sampler), the runtime supervisor of the re-attached run (exit checks,
-/health every 2 s) and the interleaved log pane; the demo's background load is off
+reader; the sampler, 1 s while any figure moves), the runtime supervisor of the re-attached
+run (exit checks on a 2 s idle tick, a health round every 2 s: the proxy's /health, which
+vouches for the engines it checked) and the interleaved log pane; the demo's background load is off
 (idle means no traffic).
 
 The deployment is started headless first (`pdtui up PROFILE --detach`), so its engines
