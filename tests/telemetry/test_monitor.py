@@ -111,16 +111,24 @@ def test_history_survives_screens_and_a_load_run_outlives_its_screen(deployment)
         monitor.stop()
 
 
-def test_idle_scrapes_slow_down_and_a_request_wakes_them(deployment):  # noqa: F811
-    ready(deployment)
-    monitor = DeploymentMonitor(instances_of(deployment), deployment.proxy_url, scrape_interval_s=0.5,
-                                idle_scrape_interval_s=30.0)
+def idle_monitor(dep) -> tuple[DeploymentMonitor, float]:
+    """A monitor at its idle scrape pace (every 30 s), and when its last scrape started."""
+    ready(dep)
+    monitor = DeploymentMonitor(instances_of(dep), dep.proxy_url, scrape_interval_s=0.5, idle_scrape_interval_s=30.0)
     monitor._scraper.busy_hold_s = 2.0
     monitor.start()
     try:
         wait_until(lambda: monitor.latest_scrape("decoder0") is not None, what="a first scrape")
         wait_until(lambda: monitor._scraper.current_interval() == 30.0, what="the idle pace")
-        t0 = monitor.latest_scrape("decoder0").started_at
+    except BaseException:
+        monitor.stop()
+        raise
+    return monitor, monitor.latest_scrape("decoder0").started_at
+
+
+def test_idle_scrapes_slow_down_and_a_request_wakes_them(deployment):  # noqa: F811
+    monitor, t0 = idle_monitor(deployment)
+    try:
         job = monitor.jobs.start("load", lambda job: run_load(deployment.proxy_url, LoadSpec(requests=2, concurrency=1,
                                                                                               prompt_tokens=20, output_tokens=2)))
         assert job.wait(30) and job.error is None
@@ -132,16 +140,8 @@ def test_idle_scrapes_slow_down_and_a_request_wakes_them(deployment):  # noqa: F
 
 def test_a_request_straight_to_an_engine_wakes_the_idle_scraper(deployment):  # noqa: F811
     """Traffic that bypasses the proxy has no /events: the engine's access line of it does."""
-    ready(deployment)
-    monitor = DeploymentMonitor(instances_of(deployment), deployment.proxy_url, scrape_interval_s=0.5,
-                                idle_scrape_interval_s=30.0)
-    monitor._scraper.busy_hold_s = 2.0
-    monitor.start()
+    monitor, t0 = idle_monitor(deployment)
     try:
-        wait_until(lambda: monitor.latest_scrape("decoder0") is not None, what="a first scrape")
-        wait_until(lambda: monitor._scraper.current_interval() == 30.0, what="the idle pace")
-        t0 = monitor.latest_scrape("decoder0").started_at
-
         async def direct() -> int:
             async with aiohttp.ClientSession() as s:
                 body = {"model": "sim", "prompt": "hello", "max_tokens": 2}
