@@ -47,7 +47,7 @@ def unconfigured(exc: Exception) -> bool:
     """The client found no cluster to talk to (no slurm.conf, no configless DNS record),
     as on a GPU box where only the client package is installed."""
     text = str(exc)
-    return "configuration source" in text or "slurm.conf" in text and "No such file" in text
+    return "configuration source" in text or ("slurm.conf" in text and "No such file" in text)
 
 
 def _run(argv: list[str], timeout: float = 30.0, check: bool = True) -> subprocess.CompletedProcess:

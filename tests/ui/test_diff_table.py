@@ -128,3 +128,18 @@ async def test_the_cursor_row_shows_its_new_value():
         table.move_cursor(row=3)  # the line without the cursor is rendered from the new value too
         await pilot.pause()
         assert shown(table, 2).split() == ["2", "H200", "57%", "▁▁▁▇", "400W"]
+
+
+async def test_a_cell_that_only_changes_colour_is_written():
+    """rich's Text == ignores the Text's own style: '50%' turning from green to red must
+    still be repainted."""
+    app = OneTable()
+    async with app.run_test(size=(60, 10)) as pilot:
+        table = app.query_one(DiffTable)
+        table.set_rows([("x", ("cursor", "here")), ("a", ("alpha", Text("50%", style="green")))])
+        await pilot.pause()
+        table.set_rows([("x", ("cursor", "here")), ("a", ("alpha", Text("50%", style="red")))])
+        await pilot.pause()
+        assert table.get_row_at(1)[1].style == "red"
+        painted = [segment for segment in table.render_line(2) if segment.text.strip() == "50%"]
+        assert painted and painted[0].style is not None and painted[0].style.color.name == "red"

@@ -42,6 +42,20 @@ def cell_width(value: object) -> int:
     return Text.from_markup(text).cell_len
 
 
+def same_cell(old: object, new: object) -> bool:
+    """Shows the same: rich's Text compares its text and spans but not its own style, so a
+    figure that keeps its digits but changes colour (a load threshold crossed) is a change."""
+    if old is new:
+        return True
+    if isinstance(old, Text) and isinstance(new, Text):
+        return old == new and old.style == new.style
+    return old == new
+
+
+def same_cells(old: tuple[object, ...], new: tuple[object, ...]) -> bool:
+    return len(old) == len(new) and all(same_cell(a, b) for a, b in zip(old, new))
+
+
 class DiffTable(DataTable):
     DEFAULT_CSS = """
     DiffTable { height: auto; max-height: 100%; }
@@ -75,11 +89,11 @@ class DiffTable(DataTable):
         for index, (key, cells) in enumerate(rows):
             cells = tuple(cells)
             before = self._cells[key]
-            if before == cells:
+            if same_cells(before, cells):
                 continue
             self._cells[key] = cells
             self._write_row(index, key, before, cells)
-            changed.update(position for position, (old, new) in enumerate(zip(before, cells)) if old != new)
+            changed.update(position for position, (old, new) in enumerate(zip(before, cells)) if not same_cell(old, new))
         if changed:
             self._shrink_columns(changed)
         return False
@@ -116,7 +130,7 @@ class DiffTable(DataTable):
         stored = self._data[row_key]  # row key -> {column key -> value}
         written: set[object] = set()
         for column, (old, new) in enumerate(zip(before, cells)):
-            if old == new:
+            if same_cell(old, new):
                 continue
             column_key = self._column_keys[column]
             if cell_width(new) > self.columns[column_key].content_width:
