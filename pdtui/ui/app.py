@@ -74,9 +74,8 @@ class PdtuiApp(App):
         """Textual's choice, except that its Linux driver becomes the one whose input thread
         sleeps until a key comes (pdtui.ui.quiet_driver)."""
         driver = super().get_driver_class()
-        from textual.drivers.linux_driver import LinuxDriver
-
-        if driver is LinuxDriver:
+        # Compared by name: importing the Linux driver module needs termios (not on Windows).
+        if (driver.__module__, driver.__qualname__) == ("textual.drivers.linux_driver", "LinuxDriver"):
             from pdtui.ui.quiet_driver import QuietLinuxDriver
 
             return QuietLinuxDriver
